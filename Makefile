@@ -1,0 +1,97 @@
+# engineroom.maintenance: the two commands (make demo, make test) and their parts.
+# Every target installs what it needs and is quick when everything is in place.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := .demo
+COLLECTION_LINK := collections/ansible_collections/engineroom/maintenance
+DEMO_STAMP := $(VENV)/.demo-deps-$(shell cat requirements/controller.txt requirements.txt | sha256sum | cut -c1-12)
+TEST_STAMP := $(VENV)/.test-deps-$(shell cat requirements/*.txt requirements.txt | sha256sum | cut -c1-12)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help demo demo-clean test test-fast test-unit test-integration test-molecule sanity lint \
+        build collection-link demo-deps test-deps clean
+
+help:
+	@echo "make demo        run the maintenance calendar against a local sandbox under $(DEMO_DIR)/"
+	@echo "make demo-clean  stop and remove the sandbox"
+	@echo "make test        every test layer: unit, integration, molecule, ansible-test sanity, ansible-lint"
+	@echo "make test-fast   unit + integration only"
+	@echo "make build       build the collection tarball"
+
+# --- installation ------------------------------------------------------------------
+$(BIN)/python:
+	scripts/os-packages.sh demo
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/controller.txt -r requirements.txt
+	touch $@
+
+$(TEST_STAMP): $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/test.txt
+	touch $@
+
+collection-link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@[ -L $(COLLECTION_LINK) ] || ln -sfn ../../.. $(COLLECTION_LINK)
+
+demo-deps: $(DEMO_STAMP) collection-link
+	@scripts/os-packages.sh demo
+
+test-deps: $(TEST_STAMP) collection-link
+	@scripts/os-packages.sh test
+	@bash scripts/molecule-collections.sh $(VENV)
+	@bash scripts/docker-engine.sh
+	@bash scripts/build-test-image.sh
+
+# --- the demo ----------------------------------------------------------------------
+demo: demo-deps
+	$(BIN)/python -m tests.harness.sandbox up $(DEMO_DIR)
+	$(BIN)/ansible-playbook playbooks/health_check.yml -i inventories/local -e @$(DEMO_DIR)/sandbox.yml \
+	  | tee $(DEMO_DIR)/results/health_check.log
+	@echo
+	@echo "Demo results:"
+	@echo "  health report (play output): $(DEMO_DIR)/results/health_check.log"
+	@echo "  Prometheus textfile:         $(DEMO_DIR)/results/engineroom_health.prom"
+	@echo "  sandbox variables:           $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"
+	@echo "Remove the sandbox with: make demo-clean"
+
+demo-clean:
+	@if [ -x $(BIN)/python ] && [ -d $(DEMO_DIR) ]; then $(BIN)/python -m tests.harness.sandbox down $(DEMO_DIR); fi
+
+# --- tests -------------------------------------------------------------------------
+test: test-deps
+	ENGINEROOM_REQUIRE_DOCKER=1 $(BIN)/pytest tests/unit tests/integration
+	bash scripts/test-molecule.sh
+	bash scripts/test-sanity.sh
+	bash scripts/test-lint.sh
+
+test-fast: $(TEST_STAMP) collection-link
+	@bash scripts/molecule-collections.sh $(VENV)
+	$(BIN)/pytest tests/unit tests/integration
+
+test-unit: $(TEST_STAMP) collection-link
+	$(BIN)/pytest tests/unit
+
+test-integration: test-deps
+	ENGINEROOM_REQUIRE_DOCKER=1 $(BIN)/pytest tests/integration
+
+test-molecule: test-deps
+	bash scripts/test-molecule.sh
+
+sanity: test-deps
+	bash scripts/test-sanity.sh
+
+lint: test-deps
+	bash scripts/test-lint.sh
+
+# --- packaging ---------------------------------------------------------------------
+build: $(DEMO_STAMP)
+	$(BIN)/ansible-galaxy collection build --force .
+
+clean: demo-clean
+	rm -rf collections .cache tests/output engineroom-maintenance-*.tar.gz

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages a make target needs, only those missing (idempotent, quick when done).
+#
+#   scripts/os-packages.sh demo   # what `make demo` needs
+#   scripts/os-packages.sh test   # what `make test` needs (a superset)
+set -euo pipefail
+
+demo_packages=(python3-venv postgresql-15 postgresql-client-15 make git)
+test_packages=("${demo_packages[@]}" redis-server nginx-light zstd shellcheck rsync docker.io mmdebstrap
+               ca-certificates procps)
+
+case "${1:-}" in
+    demo) wanted=("${demo_packages[@]}") ;;
+    test) wanted=("${test_packages[@]}") ;;
+    *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "${package}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${package}")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "[os-packages] installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's postgresql package starts a system cluster on 5432; the sandbox and the
+# tests start their own clusters on free ports, so the system one is not needed.
