@@ -11,7 +11,9 @@ TEST_STAMP := $(VENV)/.test-deps-$(shell cat requirements/*.txt requirements.txt
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help demo demo-clean test test-fast test-unit test-integration test-molecule sanity lint \
+BENCH ?=
+
+.PHONY: bench help demo demo-clean test test-fast test-unit test-integration test-molecule sanity lint \
         build collection-link demo-deps test-deps clean
 
 help:
@@ -19,6 +21,7 @@ help:
 	@echo "make demo-clean  stop and remove the sandbox"
 	@echo "make test        every test layer: unit, integration, molecule, ansible-test sanity, ansible-lint"
 	@echo "make test-fast   unit + integration only"
+	@echo "make bench       run bench/ (BENCH=name for one) and rewrite docs/PERFORMANCE.md"
 	@echo "make build       build the collection tarball"
 
 # --- installation ------------------------------------------------------------------
@@ -88,6 +91,10 @@ sanity: test-deps
 
 lint: test-deps
 	bash scripts/test-lint.sh
+
+# --- benchmarks (not part of make test: they take minutes and want a quiet machine) ---
+bench: test-deps
+	$(BIN)/python -m bench.run $(BENCH)
 
 # --- packaging ---------------------------------------------------------------------
 build: $(DEMO_STAMP)

@@ -8,6 +8,7 @@ nothing having been written.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import threading
 
@@ -108,6 +109,19 @@ def test_postgres_connection_failures_are_unhealthy_with_reason(pg_probe, overri
     assert expected in db['message']
     assert 'Traceback' not in run.stderr + result.get('exception', '')
     assert 'wrong-password' not in repr(run.report)
+
+
+def test_postgres_server_that_never_answers_times_out(pg_probe):
+    # A listener that accepts connections and never speaks: a hung server or a half-open path.
+    with socket.socket() as silent:
+        silent.bind(('127.0.0.1', 0))
+        silent.listen(5)
+        probe = dict(pg_probe, login_port=silent.getsockname()[1], timeout=2)
+        run, result = probe_run(probe)
+    db = by_name(result)['db']
+    assert db['status'] == 'unhealthy'
+    assert 'no answer within connect_timeout' in db['message']
+    assert db['response_ms'] < 10000
 
 
 # --- redis ----------------------------------------------------------------------------
