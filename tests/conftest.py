@@ -26,7 +26,6 @@ MONITOR_PASSWORD = 'monitor-test-pw'
 TEST_IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
 
 
-
 @pytest.fixture(scope='session')
 def scratch_dir():
     """A session temp dir under /tmp that the postgres OS user can traverse."""

@@ -32,4 +32,3 @@ def mask_secrets(text, secrets):
 def format_argv(argv, secrets=()):
     """Render an argv list as one readable line for ``executed_commands``."""
     return mask_secrets(' '.join(shlex.quote(str(arg)) for arg in argv), secrets)
-

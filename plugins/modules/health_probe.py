@@ -19,7 +19,7 @@ description:
   - Bad configuration (unknown kind, missing keys, thresholds out of order, an unusable
     O(prometheus_textfile) directory) fails before any probe runs.
 author:
-  - engineroom maintainers
+  - engineroom maintainers (@engineroom)
 extends_documentation_fragment:
   - engineroom.maintenance.attributes
 attributes:

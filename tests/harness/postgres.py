@@ -57,13 +57,15 @@ class PostgresCluster:
         self._ids = _server_user_ids()
 
     # -- running server commands as the server's user ---------------------------------
-    def _run(self, argv, **kwargs):
-        kwargs.setdefault('check', True)
-        kwargs.setdefault('stdout', subprocess.PIPE)
-        kwargs.setdefault('stderr', subprocess.STDOUT)
-        if self._ids:
-            kwargs.update(user=self._ids[0], group=self._ids[1], extra_groups=[])
-        return subprocess.run([os.path.join(self.bin_dir, argv[0])] + argv[1:], cwd=self.base_dir, **kwargs)
+    def _run(self, argv, check=True):
+        """Run a PostgreSQL program from bin_dir; with ``check``, fail with its output."""
+        ids = dict(user=self._ids[0], group=self._ids[1], extra_groups=[]) if self._ids else {}
+        completed = subprocess.run([os.path.join(self.bin_dir, argv[0])] + argv[1:], cwd=self.base_dir, check=False,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **ids)
+        if check and completed.returncode != 0:
+            raise RuntimeError('%s exited %d: %s' % (argv[0], completed.returncode,
+                                                     completed.stdout.decode('utf-8', 'replace')[-2000:]))
+        return completed
 
     def _give_to_server_user(self, path):
         if self._ids:

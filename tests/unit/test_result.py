@@ -12,4 +12,3 @@ def test_format_argv_quotes_and_masks():
 
 def test_mask_ignores_empty_secrets():
     assert _result.mask_secrets('abc', ['', None]) == 'abc'
-
