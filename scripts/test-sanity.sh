@@ -5,7 +5,7 @@
 #   scripts/test-sanity.sh                  # every sanity test that applies
 #   scripts/test-sanity.sh --test pylint    # extra arguments go to ansible-test
 #
-# What it does, and why (details: docs/testing-sanity-lint.md):
+# What it does, and why (details: docs/TESTING.md):
 #   1. installs shellcheck and rsync with apt-get when they are missing;
 #   2. creates .cache/sanity-venv with ansible-core (requirements/sanity.txt),
 #      which provides ansible-test; reinstalled only when the pins change;
