@@ -22,25 +22,12 @@ PACKAGES=(
 
 log() { printf '[build-test-image] %s\n' "$*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    else
-        sudo "$@"
-    fi
-}
-
 if [ "${FORCE:-0}" != "1" ] && docker image inspect "${IMAGE}" >/dev/null 2>&1; then
     log "${IMAGE} already present"
     exit 0
 fi
 
-if ! command -v mmdebstrap >/dev/null 2>&1; then
-    log "installing mmdebstrap via apt"
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        mmdebstrap debian-archive-keyring
-fi
+command -v mmdebstrap >/dev/null 2>&1 || "${ROOT}/scripts/os-packages.sh" mmdebstrap debian-archive-keyring
 
 # Use the mirror this machine is configured with (deb822 or one-line format,
 # mmdebstrap reads both as files); fall back to deb.debian.org.
@@ -60,7 +47,7 @@ include="$(IFS=,; echo "${PACKAGES[*]}")"
 log "mmdebstrap ${SUITE} (mirror: ${MIRROR}) -> ${ROOTFS}"
 # mmdebstrap runs the hooks with the chroot path as $1: single quotes on purpose.
 # shellcheck disable=SC2016
-as_root mmdebstrap \
+mmdebstrap \
     --variant=apt \
     --include="${include}" \
     --aptopt='APT::Install-Recommends "false"' \
@@ -74,7 +61,7 @@ as_root mmdebstrap \
     "${SUITE}" "${ROOTFS}" "${MIRROR}"
 
 log "docker import -> ${IMAGE}"
-as_root docker import \
+docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["sleep","infinity"]' \

@@ -14,19 +14,8 @@ WAIT_SECONDS="${DOCKER_WAIT_SECONDS:-60}"
 
 log() { printf '[docker-engine] %s\n' "$*" >&2; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    else
-        sudo "$@"
-    fi
-}
-
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-    log "installing docker.io via apt"
-    as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        docker.io iptables ca-certificates
+    "${ROOT}/scripts/os-packages.sh" docker.io iptables ca-certificates
 fi
 
 if docker info >/dev/null 2>&1; then
@@ -37,7 +26,7 @@ fi
 mkdir -p "${CACHE}"
 log "starting dockerd in the background (log: ${CACHE}/dockerd.log)"
 # setsid + nohup: the daemon survives the end of this script and of make.
-as_root setsid nohup dockerd >>"${CACHE}/dockerd.log" 2>&1 </dev/null &
+setsid nohup dockerd >>"${CACHE}/dockerd.log" 2>&1 </dev/null &
 
 for _ in $(seq 1 "${WAIT_SECONDS}"); do
     if docker info >/dev/null 2>&1; then

@@ -3,16 +3,18 @@
 #
 #   scripts/os-packages.sh demo   # what `make demo` needs
 #   scripts/os-packages.sh test   # what `make test` needs (a superset)
+#   scripts/os-packages.sh PKG... # just these packages (used by the other scripts)
 set -euo pipefail
 
 demo_packages=(python3-venv postgresql-15 postgresql-client-15 make git)
-test_packages=("${demo_packages[@]}" redis-server nginx-light zstd shellcheck rsync docker.io mmdebstrap
-               ca-certificates procps)
+test_packages=("${demo_packages[@]}" redis-server nginx-light zstd shellcheck rsync docker.io iptables mmdebstrap
+               debian-archive-keyring ca-certificates procps)
 
 case "${1:-}" in
     demo) wanted=("${demo_packages[@]}") ;;
     test) wanted=("${test_packages[@]}") ;;
-    *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+    '') echo "usage: $0 demo|test|PACKAGE..." >&2; exit 2 ;;
+    *) wanted=("$@") ;;
 esac
 
 missing=()
