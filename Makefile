@@ -54,11 +54,18 @@ test-deps: $(TEST_STAMP) collection-link
 # --- the demo ----------------------------------------------------------------------
 demo: demo-deps
 	$(BIN)/python -m tests.harness.sandbox up $(DEMO_DIR)
-	$(BIN)/ansible-playbook playbooks/health_check.yml -i inventories/local -e @$(DEMO_DIR)/sandbox.yml \
+	ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
+	  $(BIN)/ansible-playbook playbooks/health_check.yml -i inventories/local -e @$(DEMO_DIR)/sandbox.yml \
 	  | tee $(DEMO_DIR)/results/health_check.log
+	ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
+	  $(BIN)/ansible-playbook playbooks/report.yml -i inventories/local \
+	  -e maintenance_report_log_dir=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
+	  -e maintenance_report_dest=$(CURDIR)/$(DEMO_DIR)/results/report.html >/dev/null
 	@echo
 	@echo "Demo results:"
 	@echo "  health report (play output): $(DEMO_DIR)/results/health_check.log"
+	@echo "  maintenance log:             $(DEMO_DIR)/maintenance-log/MAINTENANCE_LOG.md (+ maintenance.jsonl)"
+	@echo "  HTML report:                 $(DEMO_DIR)/results/report.html"
 	@echo "  Prometheus textfile:         $(DEMO_DIR)/results/engineroom_health.prom"
 	@echo "  sandbox variables:           $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"
 	@echo "Remove the sandbox with: make demo-clean"

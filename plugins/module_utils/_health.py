@@ -21,6 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.urls import open_url
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils._lock import (
+    DEFAULT_LOCK_FILE,
+    LockCorrupt,
+    describe_holder,
+    read_record,
+    seconds_left,
+    utc_now,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
     PostgresError,
     StatementRunner,
@@ -39,7 +47,8 @@ except ImportError:
     HAS_DOCKER = False
 
 STATUSES = ('healthy', 'degraded', 'unhealthy')
-KINDS = ('postgres', 'redis', 'http', 'disk', 'memory', 'load', 'process', 'systemd', 'docker', 'command')
+KINDS = ('postgres', 'redis', 'http', 'disk', 'memory', 'load', 'process', 'systemd', 'docker', 'command',
+         'maintenance')
 
 # Default thresholds per kind. A value at or above ``*_degraded*`` is degraded,
 # at or above ``*_unhealthy*`` unhealthy. Latency defaults follow the seeds'
@@ -55,6 +64,7 @@ DEFAULT_THRESHOLDS = {
     'systemd': {},
     'docker': {},
     'command': {},
+    'maintenance': {},
 }
 THRESHOLD_PAIRS = (
     ('latency_degraded_ms', 'latency_unhealthy_ms'),
@@ -559,6 +569,34 @@ def probe_command(probe, finding, thresholds, timeout):
     finding.summary = '%s exited %d in %s ms' % (argv[0], completed.returncode, finding.response_ms)
 
 
+# --- maintenance -------------------------------------------------------------
+
+def probe_maintenance(probe, finding, thresholds, timeout):
+    """Maintenance mode is a planned degradation; a lock past its expiry is a forgotten one."""
+    path = probe.get('lock_file') or DEFAULT_LOCK_FILE
+    finding.details['lock_file'] = path
+    try:
+        record = read_record(path)
+    except LockCorrupt as exc:
+        finding.flag('unhealthy', '%s: inspect it; maintenance_lock with state=absent and force=true removes it' % exc)
+        return
+    if record is None:
+        finding.details['locked'] = False
+        finding.summary = 'maintenance off (no lock at %s)' % path
+        return
+    now = utc_now()
+    left = seconds_left(record, now)
+    finding.details.update(locked=True, expired=left <= 0, expires_in_s=left)
+    for key in ('owner', 'reason', 'run_id', 'started_at', 'expires_at'):
+        finding.details[key] = record.get(key)
+    if left <= 0:
+        finding.flag('unhealthy', 'maintenance lock %s held by %s: forgotten? release it (maintenance_lock '
+                                  'state=absent) or take it over (steal_expired=true)'
+                     % (path, describe_holder(record, now)))
+    else:
+        finding.flag('degraded', 'maintenance on: lock held by %s' % describe_holder(record, now))
+
+
 PROBES = {
     'postgres': probe_postgres,
     'redis': probe_redis,
@@ -570,6 +608,7 @@ PROBES = {
     'systemd': probe_systemd,
     'docker': probe_docker,
     'command': probe_command,
+    'maintenance': probe_maintenance,
 }
 
 

@@ -11,7 +11,7 @@ short_description: Check whether a host and its services are healthy right now
 version_added: 0.1.0
 description:
   - Runs a list of read-only probes (PostgreSQL, Redis, HTTP, disk, memory, load,
-    processes, systemd units, Docker containers, commands) concurrently and grades each
+    processes, systemd units, Docker containers, commands, maintenance mode) concurrently and grades each
     V(healthy), V(degraded) or V(unhealthy) against thresholds.
   - The overall RV(status) is the worst probe status. The module fails when it reaches O(fail_on).
   - A probe that cannot run (missing library, refused connection, timeout) is V(unhealthy)
@@ -60,9 +60,12 @@ options:
             (a container) it checks the process table for O(probes[].process_name) instead.
           - V(docker) inspects O(probes[].container) through the Docker engine API.
           - V(command) runs O(probes[].argv) (no shell); exit code 0 is healthy.
+          - V(maintenance) reads the lock of M(engineroom.maintenance.maintenance_lock) in O(probes[].lock_file).
+            It is V(healthy) when maintenance is off, V(degraded) while it is on, V(unhealthy) when the lock has
+            expired (a forgotten lock) or the file is corrupt.
         type: str
         required: true
-        choices: [postgres, redis, http, disk, memory, load, process, systemd, docker, command]
+        choices: [postgres, redis, http, disk, memory, load, process, systemd, docker, command, maintenance]
       timeout:
         description: Seconds this probe may take; defaults to the module's O(timeout).
         type: float
@@ -182,6 +185,9 @@ options:
       chdir:
         description: Working directory of a V(command) probe.
         type: path
+      lock_file:
+        description: Lock file of a V(maintenance) probe (default V(/var/lib/engineroom/maintenance.json)).
+        type: path
   fail_on:
     description:
       - Fail the task when the overall status is at least this bad; V(never) only reports.
@@ -217,6 +223,7 @@ EXAMPLES = r'''
       - {name: uploads, kind: disk, path: /srv/app/data}
       - {name: memory, kind: memory}
       - {name: worker, kind: command, argv: [celery, -A, app, inspect, ping], timeout: 20}
+      - {name: maintenance, kind: maintenance, lock_file: /var/lib/engineroom/maintenance.json}
   register: health
 
 - name: Report only, never fail, and export for node_exporter
@@ -281,7 +288,8 @@ probes:
         - Kind-specific figures, for example C(server_version_num), C(connections), C(max_connections),
           C(connections_pct), C(in_recovery), C(longest_query_s), C(waiting_locks) for V(postgres);
           C(status_code) for V(http); C(paths) with C(used_pct) and C(inodes_used_pct) for V(disk);
-          C(rc) and C(output_tail) for V(command); C(status), C(health), C(restart_count) for V(docker).
+          C(rc) and C(output_tail) for V(command); C(status), C(health), C(restart_count) for V(docker);
+          C(locked), C(expired), C(expires_in_s), C(owner), C(reason), C(expires_at) for V(maintenance).
       type: dict
     thresholds:
       description: The thresholds the probe was graded against, defaults merged with the probe's own.
@@ -370,6 +378,7 @@ PROBE_SPEC = dict(
     argv=dict(type='list', elements='str'),
     degraded_rc=dict(type='list', elements='int', default=[]),
     chdir=dict(type='path'),
+    lock_file=dict(type='path'),
 )
 
 # Keys that only mean something for some kinds: given to another kind they are
@@ -380,6 +389,7 @@ KIND_ONLY_KEYS = dict(
     ssl_mode=('postgres',), connect_timeout=('postgres',), url=('http',), body_contains=('http',),
     headers=('http',), path=('disk',), process_name=('process', 'systemd'), pidfile=('process',),
     unit=('systemd',), container=('docker',), argv=('command',), chdir=('command',),
+    lock_file=('maintenance',),
 )
 
 

@@ -1,0 +1,323 @@
+"""snapshot_archive / snapshot_restore against the seeds' pg_dump, zip and docker exec, and the raw pipelines.
+
+A throwaway PostgreSQL 15 cluster (tests/harness/postgres.py) gets a pgbench
+database (``pgbench -i -s BENCH_SNAPSHOT_SCALE``, default 70, about 1.1 GB); a
+container from the test image gets one of ``BENCH_SNAPSHOT_CONTAINER_SCALE``
+(default: the same scale); an uploads tree of ``BENCH_SNAPSHOT_TREE_MB`` MB
+(default 2000) in ``BENCH_SNAPSHOT_FILES`` files (default 10,000) is generated
+from a fixed seed: half are "photos" of random bytes (``.jpg``,
+incompressible), half text. Everything is removed afterwards.
+
+Each method runs ``BENCH_SNAPSHOT_REPEATS`` times (default 3); medians are
+reported. The modules run as Ansible runs them on a target (the module file
+with its JSON arguments, the collection on PYTHONPATH), so ansible-playbook's
+start-up is not counted; their time is their own ``metrics.duration_ms`` /
+``rto_s``, which includes verifying the snapshot (a second full read), and the
+peak memory is the module process's maximum RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from tests.harness.playbook import REPO_ROOT
+from tests.harness.postgres import PostgresCluster
+
+SCALE = int(os.environ.get('BENCH_SNAPSHOT_SCALE', '70'))
+CONTAINER_SCALE = int(os.environ.get('BENCH_SNAPSHOT_CONTAINER_SCALE', str(SCALE)))
+TREE_MB = int(os.environ.get('BENCH_SNAPSHOT_TREE_MB', '2000'))
+FILES = int(os.environ.get('BENCH_SNAPSHOT_FILES', '10000'))
+REPEATS = int(os.environ.get('BENCH_SNAPSHOT_REPEATS', '3'))
+IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
+DB = 'bench_snapshot'
+MODULES = os.path.join(REPO_ROOT, 'plugins', 'modules')
+WORDS = ('order customer invoice shipped pending refund upload session token cache warmup request response '
+         'latency database migration backup restore archive verify').split()
+# Runs one command and reports the largest RSS among its children (the module process) on stderr.
+PEAK_RSS = ('import resource, subprocess, sys\n'
+            'done = subprocess.run(sys.argv[1:])\n'
+            'sys.stderr.write("\\nPEAK_RSS_KB=%d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n'
+            'sys.exit(done.returncode)\n')
+
+
+def timed(func):
+    started = time.monotonic()
+    func()
+    return time.monotonic() - started
+
+
+def pipeline(*argvs, out=None):
+    """Run argv lists connected by pipes (no shell), the last one's stdout into ``out``; check every exit code."""
+    procs = []
+    previous = None
+    for index, argv in enumerate(argvs):
+        last = index == len(argvs) - 1
+        stdout = (open(out, 'wb') if out else subprocess.DEVNULL) if last else subprocess.PIPE
+        proc = subprocess.Popen(argv, stdin=previous, stdout=stdout)
+        if previous is not None:
+            previous.close()
+        if last and out:
+            stdout.close()
+        previous = proc.stdout
+        procs.append(proc)
+    for proc in procs:
+        if proc.wait() != 0:
+            raise RuntimeError('%s exited %d' % (proc.args, proc.returncode))
+
+
+def run_module(name, args, workdir):
+    """Run a module as Ansible does on the target; return (result, peak RSS in MB)."""
+    args_path = os.path.join(workdir, 'args.json')
+    with open(args_path, 'w') as handle:
+        json.dump(dict(ANSIBLE_MODULE_ARGS=args), handle)
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO_ROOT, 'collections'))
+    done = subprocess.run([sys.executable, '-c', PEAK_RSS, sys.executable, os.path.join(MODULES, name + '.py'),
+                           args_path], capture_output=True, text=True, env=env, check=False)
+    result = json.loads(done.stdout)
+    if result.get('failed'):
+        raise RuntimeError('%s failed: %s' % (name, result.get('msg')))
+    peak_kb = int(done.stderr.rsplit('PEAK_RSS_KB=', 1)[1].split()[0])
+    return result, peak_kb / 1024.0
+
+
+def median_of(func):
+    """Median seconds of REPEATS calls of ``func`` (returning (seconds, extra)), and the last call's extra."""
+    runs = [func() for _repeat in range(REPEATS)]
+    return statistics.median(run[0] for run in runs), runs[-1][1]
+
+
+def module_medians(args_for, workdir, name='snapshot_archive'):
+    """Median total (write + verify) and write-only seconds of REPEATS module runs, and the last (result, peak MB)."""
+    runs = [run_module(name, args_for, workdir) for _repeat in range(REPEATS)]
+    total = statistics.median(r['snapshot']['duration_ms'] for r, _peak in runs) / 1000.0
+    write = statistics.median(r['snapshot']['write_ms'] for r, _peak in runs) / 1000.0
+    return total, write, runs[-1]
+
+
+def size_mb(path):
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _subdirs, fs in os.walk(path) for f in fs) / 1e6
+    return os.path.getsize(path) / 1e6
+
+
+def make_tree(root):
+    """FILES files of TREE_MB MB in total: even ones random (.jpg), odd ones text (.log), 100 per directory."""
+    rng = random.Random(20261123)
+    average = TREE_MB * 1e6 / max(FILES, 1)
+    for index in range(FILES):
+        directory = os.path.join(root, 'd%03d' % (index // 100))
+        os.makedirs(directory, exist_ok=True)
+        size = int(average * rng.uniform(0.5, 1.5))
+        if index % 2 == 0:
+            with open(os.path.join(directory, 'f%05d.jpg' % index), 'wb') as handle:
+                handle.write(rng.randbytes(size))
+        else:
+            line = ' '.join(rng.choice(WORDS) for _word in range(12)) + '\n'
+            with open(os.path.join(directory, 'f%05d.log' % index), 'w') as handle:
+                handle.write('%d %s' % (index, line) * (size // (len(line) + 8) + 1))
+
+
+def row(label, seconds, size, base_s, note=''):
+    output = '%.0f MB' % size if size is not None else '–'
+    return '| %s | %.2f s | %s | %.2f× | %s |' % (label, seconds, output, base_s / seconds if seconds else 0, note)
+
+
+def database_section(cluster, work):
+    pg_bin = cluster.bin_dir
+    conn_args = ['-h', cluster.socket_dir, '-p', str(cluster.port), '-U', 'postgres']
+    dump = [os.path.join(pg_bin, 'pg_dump')] + conn_args
+    out = os.path.join(work, 'out')
+    started = time.monotonic()
+    subprocess.run([os.path.join(pg_bin, 'pgbench'), '-i', '-q', '-s', str(SCALE)] + conn_args + [DB], check=True,
+                   capture_output=True)
+    load_s = time.monotonic() - started
+    db_mb = cluster.execute('SELECT pg_database_size(%s)', (DB,))[0][0] / 1e6
+
+    def raw(*argvs):
+        def once():
+            seconds = timed(lambda: pipeline(*argvs, out=out))
+            return seconds, size_mb(out)
+        return once
+    seeds_s, seeds_mb = median_of(raw(dump + ['-d', DB]))
+    fc_s, fc_mb = median_of(raw(dump + ['-Fc', '-d', DB]))
+    shutil.copy(out, os.path.join(work, 'fc.dump'))
+    zstd_s, zstd_mb = median_of(raw(dump + ['-Fc', '-Z0', '-d', DB], ['zstd', '-q', '-T0', '-3']))
+    dest = os.path.join(work, 'snaps')
+    args = dict(login_unix_socket=cluster.socket_dir, login_port=cluster.port, database=DB, dest=dest,
+                slot='always', keep_last=1, min_free_bytes=0)
+
+    module_s, module_write_s, (snap, _peak) = module_medians(args, work)
+    module_mb = snap['snapshot']['size_bytes'] / 1e6
+
+    restore_db = [0]
+
+    def pg_restore_once():
+        restore_db[0] += 1
+        name = 'bench_restore_%d' % restore_db[0]
+        cluster.create_database(name)
+        seconds = timed(lambda: subprocess.run([os.path.join(pg_bin, 'pg_restore'), '--no-owner'] + conn_args
+                                               + ['-d', name, os.path.join(work, 'fc.dump')], check=True))
+        cluster.execute('DROP DATABASE %s' % name)
+        return seconds, None
+    restore_s = median_of(pg_restore_once)[0]
+
+    def drill_once():
+        result = run_module('snapshot_restore', dict(login_unix_socket=cluster.socket_dir, login_port=cluster.port,
+                                                     dest=dest, database=DB), work)[0]
+        return result['rto_s'], result
+    rto_s, drill = median_of(drill_once)
+    lines = [
+        '### Database tier (pgbench scale %d: %.0f MB database, loaded in %.0f s)' % (SCALE, db_mb, load_s), '',
+        '| method | time (median) | output | speed vs `pg_dump -Fc` | note |', '| --- | --- | --- | --- | --- |',
+        row('`pg_dump > file.sql` (seeds)', seeds_s, seeds_mb, fc_s),
+        row('`pg_dump -Fc` (built-in gzip)', fc_s, fc_mb, fc_s),
+        row('`pg_dump -Fc -Z0 \\| zstd -T0 -3` (raw pipeline the module drives)', zstd_s, zstd_mb, fc_s),
+        row('snapshot_archive defaults (custom + zstd), writing', module_write_s, module_mb, fc_s,
+            'dump, compress, hash, fsync'),
+        row('snapshot_archive defaults, total with verification', module_s, module_mb, fc_s,
+            'plus re-read, decompression, `pg_restore --list`'),
+        '',
+        'Targets (writing / total): module ≤ 1.10× the raw pipeline → **%.2f× / %.2f×**; ≥ 2.5× faster than '
+        '`pg_dump -Fc` → **%.2f× / %.2f×**; ≤ 1.6× the seeds\' plain dump → **%.2f× / %.2f×**, at ≤ 1/4 of its '
+        'size → **1/%.1f**.' % (
+            module_write_s / zstd_s, module_s / zstd_s, fc_s / module_write_s, fc_s / module_s,
+            module_write_s / seeds_s, module_s / seeds_s, seeds_mb / module_mb),
+        '',
+        'Restore: `pg_restore` of the `-Fc` file %.2f s; snapshot_restore `rto_s` (verify + restore into a scratch '
+        'database) %.2f s, rows compared: %s.' % (restore_s, rto_s, 'all match' if drill['matches'] else 'MISMATCH'),
+    ]
+    return lines
+
+
+def container_section(work):
+    import docker
+    client = docker.from_env(timeout=120)
+    name = 'engineroom-bench-snapshot-%d' % os.getpid()
+    container = client.containers.run(IMAGE, command=['sleep', 'infinity'], name=name, detach=True)
+    try:
+        container.exec_run(['pg_ctlcluster', '15', 'main', 'start'])
+        for _attempt in range(60):
+            if container.exec_run(['pg_isready'], user='postgres')[0] == 0:
+                break
+            time.sleep(0.5)
+        container.exec_run(['createdb', DB], user='postgres')
+        code, output = container.exec_run(['pgbench', '-i', '-q', '-s', str(CONTAINER_SCALE), DB], user='postgres')
+        if code != 0:
+            raise RuntimeError(output)
+        out = os.path.join(work, 'docker.dump')
+
+        def cli_once():
+            seconds = timed(lambda: pipeline(['docker', 'exec', '-u', 'postgres', name, 'pg_dump', '-Fc', '-Z0', DB],
+                                             out=out))
+            return seconds, size_mb(out)
+        cli_s, cli_mb = median_of(cli_once)
+        dest = os.path.join(work, 'csnaps')
+
+        module_s, module_write_s, (snap, _peak) = module_medians(
+            dict(database=DB, container=name, dest=dest, slot='always', keep_last=1, min_free_bytes=0), work)
+    finally:
+        container.remove(force=True)
+        client.close()
+    return [
+        '### `container:` path (pgbench scale %d inside the test image)' % CONTAINER_SCALE, '',
+        '| method | time (median) | output | speed vs CLI | note |', '| --- | --- | --- | --- | --- |',
+        row('`docker exec … pg_dump -Fc -Z0 > file` (seeds, CLI)', cli_s, cli_mb, cli_s, '%.0f MB/s' % (cli_mb / cli_s)),
+        row('snapshot_archive `container:` (SDK stream + zstd), writing', module_write_s,
+            snap['snapshot']['size_bytes'] / 1e6, cli_s,
+            '%.0f MB/s of dump' % (snap['snapshot']['source_bytes'] / 1e6 / module_write_s)),
+        row('snapshot_archive `container:`, total with verification', module_s, snap['snapshot']['size_bytes'] / 1e6,
+            cli_s, ''),
+        '', 'Target: at least as fast as the CLI → **%.2f×** writing, **%.2f×** with verification.' % (
+            cli_s / module_write_s, cli_s / module_s),
+    ]
+
+
+def full_section(work):
+    tree = os.path.join(work, 'uploads')
+    started = time.monotonic()
+    make_tree(tree)
+    gen_s = time.monotonic() - started
+    tree_mb = size_mb(tree)
+    out = os.path.join(work, 'tree.out')
+
+    def cmd_once(argv_list, target):
+        def once():
+            if os.path.exists(target):
+                os.unlink(target)
+            seconds = timed(lambda: pipeline(*argv_list, out=None if target.endswith('.zip') else target))
+            return seconds, size_mb(target)
+        return once
+    zip_target = os.path.join(work, 'seeds.zip')
+    zip_s, zip_mb = median_of(cmd_once([['zip', '-r', '-q', zip_target, tree]], zip_target))
+    tar_s, tar_mb = median_of(cmd_once([['tar', '-C', work, '-cf', '-', 'uploads'], ['zstd', '-q', '-T0', '-3']], out))
+    dest = os.path.join(work, 'fsnaps')
+    figures = {}
+    for fmt in ('tar.zst', 'zip'):
+        figures[fmt] = module_medians(dict(tier='full', paths=[tree], archive_format=fmt, dest=dest, prefix='bench',
+                                           slot='always', keep_last=1, min_free_bytes=0), work)
+    drill = run_module('snapshot_restore', dict(dest=dest, tier='full', prefix='bench', scratch_dir=work), work)[0]
+    tar_mod_s, tar_write_s, (tar_res, tar_peak) = figures['tar.zst']
+    zip_mod_s, zip_write_s, (zip_res, zip_peak) = figures['zip']
+    return [
+        '### Full tier (%d files, %.0f MB: half random `.jpg`, half text; generated in %.0f s)' % (FILES, tree_mb, gen_s),
+        '',
+        '| method | time (median) | output | speed vs `zip -r` | note |', '| --- | --- | --- | --- | --- |',
+        row('`zip -r` (seeds)', zip_s, zip_mb, zip_s),
+        row('`tar -cf - \\| zstd -T0 -3` (raw)', tar_s, tar_mb, zip_s),
+        row('snapshot_archive `tar.zst`, writing', tar_write_s, tar_res['snapshot']['size_bytes'] / 1e6, zip_s,
+            'peak RSS %.0f MB (whole run)' % tar_peak),
+        row('snapshot_archive `tar.zst`, total with verification', tar_mod_s, tar_res['snapshot']['size_bytes'] / 1e6,
+            zip_s, ''),
+        row('snapshot_archive `zip` (jpg stored), writing', zip_write_s, zip_res['snapshot']['size_bytes'] / 1e6,
+            zip_s, 'peak RSS %.0f MB (whole run)' % zip_peak),
+        row('snapshot_archive `zip`, total with verification', zip_mod_s, zip_res['snapshot']['size_bytes'] / 1e6,
+            zip_s, ''),
+        '',
+        'Targets (writing / total): tar.zst ≥ 8× faster than `zip -r` → **%.1f× / %.1f×**; ≤ 1.1× the raw pipeline '
+        '→ **%.2f× / %.2f×**; no larger than the zip → **%.2f×** its size; peak memory < 200 MB → **%.0f MB**; '
+        'zip ≥ 2.5× faster than `zip -r` → **%.1f× / %.1f×**.' % (
+            zip_s / tar_write_s, zip_s / tar_mod_s, tar_write_s / tar_s, tar_mod_s / tar_s,
+            tar_res['snapshot']['size_bytes'] / 1e6 / zip_mb, tar_peak, zip_s / zip_write_s, zip_s / zip_mod_s),
+        '',
+        'Restore drill of the tar.zst (extract, compare count/bytes): `rto_s` %.2f s, %s.' % (
+            drill['rto_s'], 'files match' if drill['matches'] else 'MISMATCH'),
+    ]
+
+
+def run():
+    base = tempfile.mkdtemp(prefix='bench-snapshot-', dir=os.environ.get('BENCH_SNAPSHOT_DIR'))
+    os.chmod(base, 0o755)
+    work = os.path.join(base, 'work')
+    os.mkdir(work)
+    cluster = PostgresCluster(os.path.join(base, 'pg')).start()
+    try:
+        cluster.create_database(DB)
+        lines = database_section(cluster, work)
+    finally:
+        cluster.stop()
+    try:
+        lines += [''] + container_section(work)
+        lines += [''] + full_section(work)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    reduced = SCALE != 70 or TREE_MB != 2000 or FILES != 10000
+    head = [
+        '## snapshot_archive / snapshot_restore: dumps and archives', '',
+        'Setup: throwaway PostgreSQL 15 cluster (fsync off) with a pgbench database; a test-image container with its '
+        'own; a generated uploads tree (fixed seed). Median of %d runs per method. Module times are the module\'s '
+        'own `duration_ms` run as on a target (no ansible-playbook start-up) and **include verification** '
+        '(re-hash, decompression, `pg_restore --list` or full archive listing).%s' % (
+            REPEATS, ' **Reduced scale** on a shared 2-core machine (BENCH_SNAPSHOT_SCALE=%d, '
+            'BENCH_SNAPSHOT_TREE_MB=%d, BENCH_SNAPSHOT_FILES=%d); rerun at the defaults on a quiet machine.'
+            % (SCALE, TREE_MB, FILES) if reduced else ''),
+        '',
+    ]
+    return '\n'.join(head + lines) + '\n'

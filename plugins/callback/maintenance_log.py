@@ -1,0 +1,468 @@
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+name: maintenance_log
+type: notification
+short_description: Keep the maintenance log of every playbook run (JSON Lines and Markdown)
+version_added: 0.1.0
+description:
+  - Records what each C(ansible-playbook) run did, in two append-only files in O(log_dir).
+  - Each playbook is one run; the playbooks of one C(ansible-playbook) call share an invocation id.
+  - C(maintenance.jsonl) holds one JSON object per event - the run's start (run id, playbook,
+    inventory, user, controller, ansible-core version, the B(names) of the extra vars, the AWX job id
+    when there is one), one per task result per host (status, module, duration, and the module's
+    C(summary), C(metrics) and C(msg)), and the run's end (per-host statistics, overall status,
+    duration). The report (C(playbooks/report.yml)) reads it.
+  - C(MAINTENANCE_LOG.md) gets one section per run in operator language - date, playbook, who,
+    hosts and, per host, failures first, then the one-line summaries of what was done.
+  - The collection's modules return C(summary) and C(metrics); the callback writes them as they are,
+    with no per-module code. Other modules' tasks are recorded with their module, status and C(msg).
+  - C(no_log) is absolute - a task with C(no_log) is recorded with its name, module, status and
+    duration only, and values of extra vars are never recorded.
+  - Concurrent runs writing into one O(log_dir) hold a file lock while appending, so records never
+    interleave; both files rotate by size (O(max_bytes), O(keep)).
+  - The callback never changes a run's outcome. When O(log_dir) cannot be written it prints one
+    warning and the run goes on unrecorded.
+  - Enable it with C(callbacks_enabled = engineroom.maintenance.maintenance_log) in C(ansible.cfg)
+    or E(ANSIBLE_CALLBACKS_ENABLED). It is not a stdout callback, so it works next to AWX's own.
+author:
+  - engineroom maintainers (@engineroom)
+requirements:
+  - enabled in C(callbacks_enabled)
+options:
+  log_dir:
+    description:
+      - Directory of C(maintenance.jsonl) and C(MAINTENANCE_LOG.md); created (mode 0755) when missing.
+      - Defaults to C(maintenance-log/) in the directory of the first playbook of the run.
+      - Under AWX set it to a mounted persistent path, since the execution environment's files
+        vanish with the job.
+    type: path
+    env:
+      - name: ENGINEROOM_MAINTENANCE_LOG_DIR
+    ini:
+      - section: callback_maintenance_log
+        key: log_dir
+  max_bytes:
+    description:
+      - Rotate a log file before it would grow beyond this many bytes; V(0) never rotates.
+    type: int
+    default: 10485760
+    env:
+      - name: ENGINEROOM_MAINTENANCE_LOG_MAX_BYTES
+    ini:
+      - section: callback_maintenance_log
+        key: max_bytes
+  keep:
+    description:
+      - How many rotated copies (C(maintenance.jsonl.1) ... C(maintenance.jsonl.N)) to keep of each file.
+    type: int
+    default: 5
+    env:
+      - name: ENGINEROOM_MAINTENANCE_LOG_KEEP
+    ini:
+      - section: callback_maintenance_log
+        key: keep
+'''
+
+import datetime
+import functools
+import getpass
+import json
+import os
+import socket
+import time
+import uuid
+
+from ansible import context
+from ansible.module_utils.ansible_release import __version__ as ANSIBLE_VERSION
+from ansible.plugins.callback import CallbackBase
+from ansible.utils.vars import load_extra_vars
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils._logfile import (
+    JSONL_NAME,
+    MARKDOWN_NAME,
+    DirectoryLock,
+    append_record,
+)
+
+SCHEMA_VERSION = 1
+MARKDOWN_HEADER = (b'# Maintenance log\n\nOne section per playbook run, newest last, written by the '
+                   b'engineroom.maintenance.maintenance_log callback; the same runs in detail are in maintenance.jsonl.\n')
+TEXT_LIMIT = 600          # characters kept of a msg or summary
+ITEMS_LIMIT = 100         # entries kept of a name/status list (probes, tables, ...)
+ITEM_METRICS_LIMIT = 20   # numbers kept per list entry
+UNIT_SUFFIXES = ('_pct', '_bytes', '_ms', '_s', '_count', '_total')
+AWX_JOB_ID_VARS = ('awx_job_id', 'tower_job_id')
+AWX_USER_VARS = ('awx_user_name', 'tower_user_name')
+HOST_STATUS_ORDER = ('unreachable', 'failed', 'changed', 'ok', 'skipped')
+# Top-level result lists that are open findings as a whole (security audit, pg_insight).
+VIOLATION_KEYS = dict(violations='violation', findings='finding')
+
+
+def utc_now():
+    now = time.time()
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now)) + '.%03dZ' % (int(now * 1000) % 1000)
+
+
+def clip(text, limit=TEXT_LIMIT):
+    """One line of at most ``limit`` characters: the log is for reading, not for raw output."""
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + '…'
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def numeric_leaves(value, prefix='', depth=0):
+    """Numbers with a unit suffix in a list entry (or its ``details``), flattened to ``label key`` names.
+
+    Lists of dicts are labelled by their ``path`` or ``name`` so that a disk probe's
+    ``details.paths[].used_pct`` becomes ``/srv used_pct``: charts over time need stable names.
+    """
+    found = {}
+    if depth > 3:
+        return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if is_number(item) and str(key).endswith(UNIT_SUFFIXES):
+                found[(prefix + ' ' + str(key)).strip()] = item
+            elif isinstance(item, (dict, list)):
+                found.update(numeric_leaves(item, prefix, depth + 1))
+    elif isinstance(value, list):
+        for index, entry in enumerate(value):
+            if isinstance(entry, dict):
+                label = entry.get('path') or entry.get('name') or str(index)
+                found.update(numeric_leaves(entry, (prefix + ' ' + str(label)).strip(), depth + 1))
+    return found
+
+
+def entry_label(entry):
+    """What a list entry is about: its ``name``, ``path``, or ``database.schema.table``."""
+    for key in ('name', 'path'):
+        if isinstance(entry.get(key), str):
+            return entry[key]
+    if isinstance(entry.get('table'), str):
+        return '.'.join(str(entry[key]) for key in ('database', 'schema', 'table') if entry.get(key))
+    return None
+
+
+def entry_status(entry):
+    """An entry's ``status``, or whether its own ``violations`` list is empty (log policies)."""
+    if isinstance(entry.get('status'), str):
+        return entry['status']
+    if isinstance(entry.get('violations'), list):
+        return 'violation' if entry['violations'] else 'compliant'
+    return None
+
+
+def entry_message(entry):
+    if isinstance(entry.get('message'), str):
+        return entry['message']
+    if isinstance(entry.get('violations'), list) and entry['violations']:
+        return '; '.join(str(v.get('message') or v.get('code')) if isinstance(v, dict) else str(v)
+                         for v in entry['violations'])
+    return entry.get('reason') if isinstance(entry.get('reason'), str) else None
+
+
+def is_status_list(value):
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(e, dict) and entry_label(e) is not None and entry_status(e) is not None for e in value))
+
+
+def status_items(entries):
+    """A compact copy of a list of entries with a name and a status (probes, tables, log policies...)."""
+    items = []
+    for entry in entries[:ITEMS_LIMIT]:
+        item = dict(name=clip(entry_label(entry), 120), status=clip(entry_status(entry), 40))
+        message = entry_message(entry)
+        if message:
+            item['message'] = clip(message, 240)
+        numbers = numeric_leaves({k: v for k, v in entry.items() if is_number(v)})
+        numbers.update(numeric_leaves(entry.get('details')))
+        numbers = dict(sorted(numbers.items())[:ITEM_METRICS_LIMIT])
+        if numbers:
+            item['metrics'] = numbers
+        items.append(item)
+    return items
+
+
+def violation_items(entries, kind):
+    """A compact copy of a module's ``violations`` or ``findings``: scalar fields of dicts, strings as messages."""
+    items = []
+    for entry in entries[:ITEMS_LIMIT]:
+        if isinstance(entry, dict):
+            item = dict((str(k), clip(v, 240) if isinstance(v, str) else v) for k, v in entry.items()
+                        if isinstance(v, (str, int, float, bool)) or v is None)
+        else:
+            item = dict(message=clip(entry, 240))
+        item['kind'] = kind
+        items.append(item)
+    return items
+
+
+def failure_message(result):
+    """``msg`` of a result, with the tail of ``stderr`` when the module gave one (command failures)."""
+    parts = []
+    if result.get('msg'):
+        parts.append(str(result['msg']))
+    if result.get('rc') not in (None, 0):
+        parts.append('rc %s' % result['rc'])
+    stderr = result.get('stderr')
+    if isinstance(stderr, str) and stderr.strip():
+        parts.append(stderr.strip()[-300:])
+    return clip(': '.join(parts)) if parts else ''
+
+
+def record_fields(result, failed=False):
+    """What the log keeps of one module result: summary, metrics, msg and name/status lists.
+
+    Generic by design (docs/DESIGN.md): every collection module returns ``summary`` and
+    ``metrics``; any list of entries with a name (``name``, ``path`` or ``table``) and a status
+    (``status``, or their own ``violations`` list) - health probes, vacuumed tables, log
+    policies - and ``violations``/``findings`` lists are kept in compact form for the report.
+    """
+    fields = {}
+    if isinstance(result.get('summary'), str):
+        fields['summary'] = clip(result['summary'])
+    if isinstance(result.get('metrics'), dict):
+        fields['metrics'] = dict((str(k), v) for k, v in result['metrics'].items() if is_number(v))
+    # ansible-core 2.19 strips ``failed`` from the results callbacks see: the event says it.
+    message = failure_message(result) if failed else result.get('msg')
+    if message and isinstance(message, str):
+        fields['msg'] = clip(message)
+    if isinstance(result.get('status'), str):
+        fields['result_status'] = clip(result['status'], 40)
+    lists = {}
+    for key, value in result.items():
+        if key in VIOLATION_KEYS and isinstance(value, list):
+            fields.setdefault('violations', []).extend(violation_items(value, VIOLATION_KEYS[key]))
+        elif key != 'results' and is_status_list(value):
+            lists[key] = status_items(value)
+    if lists:
+        fields['items'] = lists
+    if 'summary' not in fields and isinstance(result.get('results'), list):
+        # A loop: keep the items' own summaries, skipping hidden (no_log) items.
+        summaries = [r['summary'] for r in result['results']
+                     if isinstance(r, dict) and isinstance(r.get('summary'), str) and not r.get('_ansible_no_log')]
+        if summaries:
+            fields['summary'] = clip('; '.join(summaries))
+    return fields
+
+
+def host_status(stats):
+    if stats.get('unreachable'):
+        return 'unreachable'
+    if stats.get('failures'):
+        return 'failed'
+    if stats.get('changed'):
+        return 'changed'
+    if stats.get('ok'):
+        return 'ok'
+    return 'skipped'
+
+
+def guarded(method):
+    """Never let the log break a run: the first error disables the callback with one warning."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.disabled:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # pylint: disable=broad-except
+            self.disable('%s: %s' % (type(exc).__name__, exc))
+            return None
+    return wrapper
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = 'notification'
+    CALLBACK_NAME = 'engineroom.maintenance.maintenance_log'
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.disabled = False
+        self.log_dir = None
+        self.lock = None
+        self.invocation_id = None
+        self.run_id = None
+        self.playbook = None
+        self.user = None
+        self.run_started = None
+        self.play = None
+        self.task_starts = {}
+        self.host_lines = {}
+        self.counted = {}
+
+    # --- plumbing --------------------------------------------------------------------
+    def disable(self, reason):
+        self.disabled = True
+        self._display.warning('engineroom.maintenance.maintenance_log: this run is not recorded in %s: %s. '
+                              'The playbook itself is not affected; set log_dir ([callback_maintenance_log] in '
+                              'ansible.cfg or ENGINEROOM_MAINTENANCE_LOG_DIR) to a writable directory.'
+                              % (self.log_dir or 'the maintenance log', reason))
+
+    def open_log_dir(self, playbook_path):
+        configured = self.get_option('log_dir')
+        self.log_dir = os.path.abspath(configured or os.path.join(os.path.dirname(os.path.abspath(playbook_path)),
+                                                                  'maintenance-log'))
+        for name in ('max_bytes', 'keep'):
+            if self.get_option(name) < 0:
+                raise ValueError('%s must not be negative (got %s)' % (name, self.get_option(name)))
+        try:
+            os.makedirs(self.log_dir, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            raise OSError('cannot create the directory: %s' % (exc.strerror or exc)) from None
+        problem = check_writable_dir(self.log_dir)
+        if problem:
+            raise OSError(problem)
+        self.lock = DirectoryLock(self.log_dir)
+
+    def append(self, name, text, header=b''):
+        with self.lock:
+            append_record(os.path.join(self.log_dir, name), text.encode('utf-8'),
+                          self.get_option('max_bytes'), self.get_option('keep'), header)
+
+    def emit(self, event, **fields):
+        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id, time=utc_now())
+        record.update(fields)
+        self.append(JSONL_NAME, json.dumps(record, sort_keys=False, default=str, ensure_ascii=False) + '\n')
+
+    # --- run ------------------------------------------------------------------------
+    @guarded
+    def v2_playbook_on_start(self, playbook):
+        """Each playbook of an ansible-playbook call is one run; the call's ``invocation_id`` links them."""
+        path = getattr(playbook, '_file_name', None) or 'playbook'
+        now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+        if self.invocation_id is None:
+            self.invocation_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
+            self.open_log_dir(path)
+        self.run_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
+        self.playbook, self.run_started, self.host_lines = path, time.monotonic(), {}
+        try:
+            extra_vars = load_extra_vars(playbook._loader)
+        except Exception:  # pylint: disable=broad-except
+            extra_vars = {}  # ansible-playbook itself reports unreadable extra vars
+        awx_job_id = next((extra_vars[k] for k in AWX_JOB_ID_VARS if extra_vars.get(k) is not None),
+                          os.environ.get('JOB_ID') or None)
+        awx_user = next((extra_vars[k] for k in AWX_USER_VARS if extra_vars.get(k)), None)
+        self.user = str(awx_user) if awx_user else self.os_user()
+        cli = context.CLIARGS
+        self.emit('run_start', invocation_id=self.invocation_id, playbook=path,
+                  inventory=[str(source) for source in (cli.get('inventory') or ())],
+                  user=self.user, controller=socket.gethostname(),
+                  ansible_version=ANSIBLE_VERSION, check_mode=bool(cli.get('check')),
+                  limit=cli.get('subset') or None, tags=[t for t in (cli.get('tags') or ()) if t != 'all'],
+                  extra_vars=sorted(str(name) for name in extra_vars),
+                  awx_job_id=str(awx_job_id) if awx_job_id is not None else None,
+                  log_dir=self.log_dir)
+
+    @staticmethod
+    def os_user():
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return str(os.getuid())
+
+    @guarded
+    def v2_playbook_on_play_start(self, play):
+        self.play = play.get_name()
+
+    @guarded
+    def v2_runner_on_start(self, host, task):
+        self.task_starts[(host.name, task._uuid)] = time.monotonic()
+
+    @guarded
+    def v2_runner_on_ok(self, result):
+        self.record(result, 'changed' if result.result.get('changed') else 'ok')
+
+    @guarded
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self.record(result, 'failed', ignored=bool(ignore_errors))
+
+    @guarded
+    def v2_runner_on_skipped(self, result):
+        self.record(result, 'skipped')
+
+    @guarded
+    def v2_runner_on_unreachable(self, result):
+        self.record(result, 'unreachable')
+
+    def record(self, result, status, ignored=False):
+        if self.run_id is None:
+            return  # not a playbook run (an ad-hoc command)
+        task, host = result.task, result.host.name
+        started = self.task_starts.pop((host, task._uuid), None)
+        hidden = bool(task.no_log) or 'censored' in result.result or bool(result.result.get('_ansible_no_log'))
+        module = task.resolved_action or task.action
+        fields = dict(host=host, play=self.play, task=task.get_name(), module=module, status=status,
+                      duration_ms=round((time.monotonic() - started) * 1000.0, 1) if started else None)
+        if ignored:
+            fields['ignored'] = True
+        if hidden:
+            fields['no_log'] = True
+        elif status != 'skipped':
+            fields.update(record_fields(result.result, failed=status in ('failed', 'unreachable')))
+        self.emit('task', **fields)
+        self.remember(host, status, fields)
+
+    def remember(self, host, status, fields):
+        """Keep the Markdown lines of a host: failures, summaries and changes without one."""
+        lines = self.host_lines.setdefault(host, dict(failures=[], done=[]))
+        label = fields['task'] if fields['task'] == fields['module'] else '%s (%s)' % (fields['task'], fields['module'])
+        if status in ('failed', 'unreachable'):
+            reason = 'output hidden by no_log' if fields.get('no_log') else fields.get('msg') or 'no message'
+            flag = status.upper() + (', ignored' if fields.get('ignored') else '')
+            lines['failures'].append('**%s** %s: %s' % (flag, label, reason))
+        elif fields.get('summary'):
+            lines['done'].append(fields['summary'])
+        elif status == 'changed':
+            lines['done'].append('%s: changed%s' % (label, ' (output hidden by no_log)' if fields.get('no_log') else ''))
+
+    @guarded
+    def v2_playbook_on_stats(self, stats):
+        """End of one playbook. Ansible's stats add up over the call, so the run's own are the difference."""
+        if self.run_id is None:
+            return
+        hosts = {}
+        for host in sorted(stats.processed):
+            total = stats.summarize(host)
+            before = self.counted.get(host, {})
+            delta = dict((key, value - before.get(key, 0)) for key, value in total.items())
+            self.counted[host] = total
+            if any(delta.values()):
+                hosts[host] = dict(delta, status=host_status(delta))
+        statuses = [h['status'] for h in hosts.values()]
+        overall = next((s for s in HOST_STATUS_ORDER if s in statuses), 'ok')
+        duration_ms = round((time.monotonic() - self.run_started) * 1000.0, 1)
+        self.emit('run_end', invocation_id=self.invocation_id, playbook=self.playbook, status=overall, hosts=hosts,
+                  duration_ms=duration_ms)
+        self.append(MARKDOWN_NAME, self.markdown(hosts, overall, duration_ms), header=MARKDOWN_HEADER)
+
+    def markdown(self, hosts, overall, duration_ms):
+        started = datetime.datetime.strptime(self.run_id[:16], '%Y%m%dT%H%M%SZ')
+        cli = context.CLIARGS
+        out = ['', '## %s — %s: %s%s' % (started.strftime('%Y-%m-%d'), os.path.basename(self.playbook), overall,
+                                         ' (check mode)' if cli.get('check') else ''), '']
+        out.append('- when: %s UTC, %.1f s (run %s)'
+                   % (started.strftime('%Y-%m-%d %H:%M:%S'), duration_ms / 1000.0, self.run_id))
+        out.append('- playbook: %s' % self.playbook)
+        out.append('- who: %s on %s' % (self.user, socket.gethostname()))
+        ordered = sorted(hosts, key=lambda h: (HOST_STATUS_ORDER.index(hosts[h]['status']), h))
+        out.append('- hosts: %s' % (', '.join('%s %s' % (h, hosts[h]['status']) for h in ordered) or 'none'))
+        for host in ordered:
+            stats = hosts[host]
+            lines = self.host_lines.get(host, dict(failures=[], done=[]))
+            out += ['', '### %s: %s' % (host, stats['status']), '']
+            out += ['- %s' % line for line in lines['failures'] + lines['done']]
+            out.append('- %d ok, %d changed, %d failed, %d unreachable, %d skipped' % (
+                stats['ok'], stats['changed'], stats['failures'], stats['unreachable'], stats['skipped']))
+        return '\n'.join(out) + '\n'

@@ -1,0 +1,528 @@
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Streaming compression, tar/zip archives of file trees, and extraction that cannot escape its target.
+
+Everything streams in fixed-size chunks, so memory stays bounded whatever the
+tree or dump size. Archives are written through :class:`HashingWriter`, which
+hashes exactly the bytes that reach the disk, and read back through
+:class:`HashingReader`, so writing and verifying share one definition of the
+checksum.
+
+Measured on this platform (docs/DESIGN.md): ``tarfile`` in stream mode
+(``"w|"``, default bufsize) into ``zstandard`` with all threads beats
+``tar | zstd -T0``; zip's deflate wastes its time on already-compressed files,
+so those are stored.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+import time
+import traceback
+import zipfile
+import zlib
+
+try:
+    import zstandard
+    HAS_ZSTANDARD = True
+    ZSTANDARD_IMPORT_ERROR = None
+except ImportError:
+    HAS_ZSTANDARD = False
+    ZSTANDARD_IMPORT_ERROR = traceback.format_exc()
+
+ZSTD_ERROR = zstandard.ZstdError if HAS_ZSTANDARD else ValueError
+CHUNK_BYTES = 1024 * 1024
+COMPRESSIONS = ('zstd', 'gzip', 'none')
+DEFAULT_LEVELS = dict(zstd=3, gzip=6, none=0)
+LEVEL_RANGES = dict(zstd=(1, 19), gzip=(1, 9), none=(0, 0))
+ARCHIVE_FORMATS = ('tar.zst', 'tar.gz', 'zip')
+# Suffixes of files whose content is already compressed: zip stores them as
+# they are, since deflating them costs time and gains nothing.
+COMPRESSED_SUFFIXES = frozenset((
+    '.7z', '.avi', '.avif', '.br', '.bz2', '.docx', '.flac', '.gif', '.gz', '.heic', '.jar', '.jpeg', '.jpg',
+    '.lz4', '.m4a', '.mkv', '.mov', '.mp3', '.mp4', '.odt', '.ods', '.ogg', '.pdf', '.png', '.pptx', '.rar',
+    '.tgz', '.webm', '.webp', '.woff', '.woff2', '.xlsx', '.xz', '.zip', '.zst',
+))
+
+
+class ArchiveError(Exception):
+    """An archive or compressed stream that cannot be written, read or extracted safely."""
+
+
+def default_compression():
+    """zstd when the ``zstandard`` library is importable, else gzip (standard library)."""
+    return 'zstd' if HAS_ZSTANDARD else 'gzip'
+
+
+def compression_of(filename):
+    """The outer compression layer of an artifact, read from its name (``.zst``, ``.gz``, else none)."""
+    if filename.endswith('.zst'):
+        return 'zstd'
+    if filename.endswith('.gz'):
+        return 'gzip'
+    return 'none'
+
+
+def is_compressed_name(name):
+    return os.path.splitext(name)[1].lower() in COMPRESSED_SUFFIXES
+
+
+class HashingWriter:
+    """A write-only file wrapper that hashes and counts what it passes on.
+
+    It has ``tell`` but no ``seek``, so ``zipfile`` writes in streaming mode
+    (data descriptors) and never rewrites bytes already hashed.
+    """
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data):
+        self.digest.update(data)
+        self.size += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def tell(self):
+        return self.size
+
+    def flush(self):
+        self.raw.flush()
+
+    @property
+    def sha256(self):
+        return self.digest.hexdigest()
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes and counts what is read through it."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size=-1):
+        data = self.raw.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def readable(self):
+        return True
+
+    def drain(self):
+        """Read to the end, so the hash covers the whole file even past an archive's end marker."""
+        while self.read(CHUNK_BYTES):
+            pass
+
+    @property
+    def sha256(self):
+        return self.digest.hexdigest()
+
+
+class _Passthrough:
+    """The ``none`` compression: writes go straight through; closing leaves the sink open."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    def write(self, data):
+        return self.sink.write(data)
+
+    def flush(self):
+        self.sink.flush()
+
+    def close(self):
+        self.sink.flush()
+
+
+def require_compression(compression):
+    """Raise :class:`ArchiveError` when ``compression`` needs a library that is missing."""
+    if compression == 'zstd' and not HAS_ZSTANDARD:
+        raise ArchiveError('compression zstd needs the Python library zstandard on the target host: '
+                           'pip install zstandard, or choose compression gzip')
+
+
+def open_compressor(compression, level, sink):
+    """A writable stream compressing into ``sink``; ``close()`` ends the stream but leaves ``sink`` open.
+
+    zstd runs with all cores (``threads=-1``) and writes frame checksums, so
+    any later decompression also proves the content intact.
+    """
+    require_compression(compression)
+    if compression == 'zstd':
+        compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+        return compressor.stream_writer(sink, closefd=False)
+    if compression == 'gzip':
+        return gzip.GzipFile(fileobj=sink, mode='wb', compresslevel=level, mtime=0)
+    return _Passthrough(sink)
+
+
+def open_decompressor(compression, source):
+    """A readable stream decompressing ``source`` (a file object)."""
+    require_compression(compression)
+    if compression == 'zstd':
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
+    if compression == 'gzip':
+        return gzip.GzipFile(fileobj=source, mode='rb')
+    return source
+
+
+def read_all(stream, consume=None):
+    """Read ``stream`` to its end in chunks, handing each to ``consume``; return the byte count.
+
+    Decompression errors (a changed byte, a truncated file) come out as
+    :class:`ArchiveError`.
+    """
+    total = 0
+    try:
+        while True:
+            chunk = stream.read(CHUNK_BYTES)
+            if not chunk:
+                return total
+            total += len(chunk)
+            if consume:
+                consume(chunk)
+    except (gzip.BadGzipFile, EOFError, zlib.error, ZSTD_ERROR) as exc:
+        raise ArchiveError('the compressed stream is damaged: %s' % exc) from exc
+
+
+# -- building file trees into archives -------------------------------------------------
+
+def _excluded(relative, name, patterns):
+    return any(fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+def arcname_for(path):
+    """Member name of a source path inside a full archive: ``files/`` + the absolute path without its ``/``."""
+    return 'files/' + os.path.abspath(path).lstrip('/')
+
+
+def walk_tree(roots, exclude):
+    """Yield (absolute path, member name, lstat) for every entry under ``roots``, in a stable order.
+
+    Symlinks are yielded as links and never followed, so nothing outside the
+    tree can be reached through them. ``exclude`` globs match the path relative
+    to its root or the entry's own name; an excluded directory is skipped whole.
+    """
+    for root in roots:
+        root = os.path.abspath(root)
+        info = os.lstat(root)
+        yield root, arcname_for(root), info
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        for directory, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames.sort()
+            kept = []
+            for name in dirnames + sorted(filenames):
+                full = os.path.join(directory, name)
+                relative = os.path.relpath(full, root)
+                if _excluded(relative, name, exclude):
+                    continue
+                entry = os.lstat(full)
+                yield full, arcname_for(full), entry
+                if name in dirnames and stat.S_ISDIR(entry.st_mode):
+                    kept.append(name)
+            dirnames[:] = [name for name in dirnames if name in kept]
+
+
+def estimate_tree_bytes(roots, exclude):
+    """Bytes of the regular files an archive of ``roots`` would hold (for the space check)."""
+    return sum(entry[2].st_size for entry in walk_tree(roots, exclude) if stat.S_ISREG(entry[2].st_mode))
+
+
+class _FileTally:
+    """Counts, bytes and (optionally) per-file sha256 of the regular files put into an archive."""
+
+    def __init__(self, checksums):
+        self.count = 0
+        self.total_bytes = 0
+        self.checksums = {} if checksums else None
+
+    def reader(self, handle):
+        return HashingReader(handle) if self.checksums is not None else handle
+
+    def add(self, member, size, reader):
+        self.count += 1
+        self.total_bytes += size
+        if self.checksums is not None:
+            self.checksums[member] = reader.sha256
+
+    def as_manifest(self):
+        record = dict(count=self.count, total_bytes=self.total_bytes)
+        if self.checksums is not None:
+            record['sha256'] = self.checksums
+        return record
+
+
+def _tarinfo(member, info, path):
+    entry = tarfile.TarInfo(member)
+    entry.mode = stat.S_IMODE(info.st_mode)
+    entry.mtime = int(info.st_mtime)
+    entry.uid, entry.gid = info.st_uid, info.st_gid
+    if stat.S_ISDIR(info.st_mode):
+        entry.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(info.st_mode):
+        entry.type = tarfile.SYMTYPE
+        entry.linkname = os.readlink(path)
+    elif stat.S_ISREG(info.st_mode):
+        entry.size = info.st_size
+    else:
+        return None  # sockets, fifos, devices: not data
+    return entry
+
+
+class _ExactReader:
+    """Feed exactly ``size`` bytes of an open file, failing clearly when the file shrank meanwhile."""
+
+    def __init__(self, handle, size, path):
+        self.handle, self.left, self.path = handle, size, path
+
+    def read(self, size=-1):
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.handle.read(size)
+        if size and not data:
+            raise ArchiveError('%s shrank while it was being archived: run again when it is not being rewritten'
+                               % self.path)
+        self.left -= len(data)
+        return data
+
+
+def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False):
+    """Stream a tar of ``extra_members`` [(member name, file path)] and ``roots`` into ``out``.
+
+    Returns the file tally of ``roots`` (for the manifest's ``files``).
+    """
+    tally = _FileTally(checksums)
+    compressor = open_compressor(compression, level, out)
+    with tarfile.open(fileobj=compressor, mode='w|', format=tarfile.PAX_FORMAT) as tar:
+        for member, path in extra_members:
+            info = os.stat(path)
+            with open(path, 'rb') as handle:
+                tar.addfile(_tarinfo(member, info, path), _ExactReader(handle, info.st_size, path))
+        for path, member, info in walk_tree(roots, exclude):
+            entry = _tarinfo(member, info, path)
+            if entry is None:
+                continue
+            if entry.isreg():
+                with open(path, 'rb') as handle:
+                    reader = tally.reader(handle)
+                    tar.addfile(entry, _ExactReader(reader, info.st_size, path))
+                tally.add(member, info.st_size, reader)
+            else:
+                tar.addfile(entry)
+    compressor.close()
+    return tally
+
+
+def _zipinfo(member, info, is_dir=False):
+    entry = zipfile.ZipInfo(member + ('/' if is_dir else ''))
+    moment = max(info.st_mtime, 315532800)  # zip cannot date before 1980
+    entry.date_time = time.gmtime(moment)[:6]
+    entry.external_attr = (info.st_mode & 0xFFFF) << 16
+    return entry
+
+
+def write_zip(out, level, roots, exclude, extra_members=(), checksums=False):
+    """Stream a zip into ``out``: deflate text-like files, store already-compressed ones and links."""
+    tally = _FileTally(checksums)
+    with zipfile.ZipFile(out, mode='w', allowZip64=True) as archive:
+        for member, path in extra_members:
+            info = os.stat(path)
+            entry = _zipinfo(member, info)
+            entry.compress_type = zipfile.ZIP_STORED if is_compressed_name(member) else zipfile.ZIP_DEFLATED
+            entry.file_size = info.st_size
+            with open(path, 'rb') as handle, archive.open(entry, 'w', force_zip64=True) as target:
+                read_all(_ExactReader(handle, info.st_size, path), target.write)
+        for path, member, info in walk_tree(roots, exclude):
+            if stat.S_ISDIR(info.st_mode):
+                archive.writestr(_zipinfo(member, info, is_dir=True), b'')
+            elif stat.S_ISLNK(info.st_mode):
+                entry = _zipinfo(member, info)
+                entry.compress_type = zipfile.ZIP_STORED
+                archive.writestr(entry, os.readlink(path).encode('utf-8', 'surrogateescape'))
+            elif stat.S_ISREG(info.st_mode):
+                entry = _zipinfo(member, info)
+                if is_compressed_name(member):
+                    entry.compress_type = zipfile.ZIP_STORED
+                else:
+                    entry.compress_type = zipfile.ZIP_DEFLATED
+                    entry._compresslevel = level  # pylint: disable=protected-access
+                entry.file_size = info.st_size
+                with open(path, 'rb') as handle, archive.open(entry, 'w', force_zip64=True) as target:
+                    reader = tally.reader(handle)
+                    read_all(_ExactReader(reader, info.st_size, path), target.write)
+                tally.add(member, info.st_size, reader)
+    return tally
+
+
+# -- reading archives back --------------------------------------------------------------
+
+def unsafe_member_reason(name, link_target=None, is_link=False):
+    """Why a member may not be extracted (absolute, ``..``, a link leaving the target), or None."""
+    if not name or name.startswith('/') or os.path.isabs(name):
+        return 'absolute path'
+    parts = name.replace('\\', '/').split('/')
+    if '..' in parts:
+        return 'a ".." path component'
+    if is_link:
+        if link_target is None or os.path.isabs(link_target):
+            return 'a link to the absolute path %s' % link_target
+        resolved = os.path.normpath(os.path.join(os.path.dirname(name), link_target))
+        if resolved == '..' or resolved.startswith('../') or os.path.isabs(resolved):
+            return 'a link to %s, outside the archive' % link_target
+    return None
+
+
+def _unsafe(name, reason):
+    return ArchiveError('refusing the archive: member %r has %s (a path-traversal "slip" attempt)' % (name, reason))
+
+
+def _zip_is_link(entry):
+    return stat.S_ISLNK(entry.external_attr >> 16)
+
+
+class ArchiveScan:
+    """What a complete pass over an archive found: files under ``files/``, their bytes and hashes, other members."""
+
+    def __init__(self):
+        self.file_count = 0
+        self.file_bytes = 0
+        self.checksums = {}
+        self.members = {}
+
+    def add(self, name, size, sha):
+        if name.startswith('files/'):
+            self.file_count += 1
+            self.file_bytes += size
+            self.checksums[name] = sha
+        else:
+            self.members[name] = dict(size_bytes=size, sha256=sha)
+
+
+def _write_member(target, name, source, scan):
+    path = os.path.join(target, name)
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, 'wb') as handle:
+        while True:
+            chunk = source.read(CHUNK_BYTES)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            handle.write(chunk)
+    scan.add(name, size, digest.hexdigest())
+
+
+def _check_parent_inside(target, name):
+    """A member must not land outside ``target`` through a link extracted earlier."""
+    parent = os.path.realpath(os.path.dirname(os.path.join(target, name)))
+    root = os.path.realpath(target)
+    if parent != root and not parent.startswith(root + os.sep):
+        raise _unsafe(name, 'a path through a link that leaves the target')
+
+
+def scan_tar(path, compression, target=None, only=None):
+    """Read a tar archive completely; extract into ``target`` when given. Return (ArchiveScan, raw HashingReader).
+
+    With ``only`` (a set of member names), just those members are extracted;
+    the others are read and hashed as in a listing.
+
+    Every member is checked before anything of it is written: absolute names,
+    ``..`` components, links leaving the archive, and device/fifo members are
+    refused with the member named.
+    """
+    scan = ArchiveScan()
+    with open(path, 'rb') as raw_handle:
+        raw = HashingReader(raw_handle)
+        stream = open_decompressor(compression, raw)
+        try:
+            with tarfile.open(fileobj=stream, mode='r|') as tar:
+                for member in tar:
+                    extract = target is not None and (only is None or member.name in only)
+                    # Listing checks names; links are judged when they would be created (extraction).
+                    is_link = extract and (member.issym() or member.islnk())
+                    reason = unsafe_member_reason(member.name, member.linkname, is_link)
+                    if reason:
+                        raise _unsafe(member.name, reason)
+                    if not (member.isreg() or member.isdir() or member.issym()):
+                        raise _unsafe(member.name, 'a type that is not a file, directory or symlink')
+                    if not extract:
+                        if member.isreg():
+                            source = tar.extractfile(member)
+                            digest = hashlib.sha256()
+                            read_all(source, digest.update)
+                            scan.add(member.name, member.size, digest.hexdigest())
+                        continue
+                    _check_parent_inside(target, member.name)
+                    destination = os.path.join(target, member.name)
+                    if member.isdir():
+                        os.makedirs(destination, exist_ok=True)
+                    elif member.issym():
+                        os.makedirs(os.path.dirname(destination), exist_ok=True)
+                        os.symlink(member.linkname, destination)
+                    else:
+                        os.makedirs(os.path.dirname(destination), exist_ok=True)
+                        _write_member(target, member.name, tar.extractfile(member), scan)
+            read_all(stream)
+        except tarfile.TarError as exc:
+            raise ArchiveError('archive %s is not a readable tar: %s' % (path, exc)) from exc
+        except (EOFError, zlib.error, ZSTD_ERROR) as exc:
+            raise ArchiveError('archive %s is damaged: %s' % (path, exc)) from exc
+        raw.drain()
+    return scan, raw
+
+
+def scan_zip(path, target=None):
+    """Read a zip completely (every CRC checked); extract into ``target`` when given."""
+    scan = ArchiveScan()
+    with open(path, 'rb') as raw_handle:
+        raw = HashingReader(raw_handle)
+        raw.drain()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            for entry in entries:
+                is_link = target is not None and _zip_is_link(entry)
+                link_target = archive.read(entry).decode('utf-8', 'surrogateescape') if is_link else None
+                reason = unsafe_member_reason(entry.filename.rstrip('/'), link_target, is_link)
+                if reason:
+                    raise _unsafe(entry.filename, reason)
+            for entry in entries:
+                name = entry.filename.rstrip('/')
+                if target is not None:
+                    _check_parent_inside(target, name)
+                    destination = os.path.join(target, name)
+                    os.makedirs(destination if entry.is_dir() else os.path.dirname(destination), exist_ok=True)
+                if entry.is_dir():
+                    continue
+                if _zip_is_link(entry):
+                    if target is not None:
+                        os.symlink(archive.read(entry).decode('utf-8', 'surrogateescape'), destination)
+                    continue
+                with archive.open(entry) as source:
+                    if target is not None:
+                        _write_member(target, name, source, scan)
+                    else:
+                        digest = hashlib.sha256()
+                        read_all(source, digest.update)
+                        scan.add(name, entry.file_size, digest.hexdigest())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+        raise ArchiveError('archive %s is not a readable zip: %s' % (path, exc)) from exc
+    return scan, raw
+
+
+def scan_archive(path, archive_format, target=None):
+    if archive_format == 'zip':
+        return scan_zip(path, target)
+    return scan_tar(path, 'zstd' if archive_format == 'tar.zst' else 'gzip', target)

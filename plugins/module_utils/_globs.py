@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Table selection by shell-style globs, done in Python over catalog rows.
+
+Patterns come from inventories and could hold anything, including text
+crafted to look like SQL. They are therefore never sent to the server: the
+catalog is read with a fixed query and the patterns are matched here, so a
+pattern can only ever select or not select tables that exist.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+
+def pattern_matches(pattern, schema, table):
+    """Does ``pattern`` select ``schema.table``?
+
+    A pattern with a dot is matched against ``schema.table``
+    (``public.audit_*``); one without a dot against the bare table name
+    (``audit_*``, any schema). Matching is case-sensitive, like quoted
+    PostgreSQL identifiers.
+    """
+    subject = '%s.%s' % (schema, table) if '.' in pattern else table
+    return fnmatch.fnmatchcase(subject, pattern)
+
+
+def select_tables(rows, schemas=None, include=None, exclude=None):
+    """Filter catalog rows (dicts with ``schema`` and ``table``).
+
+    Returns ``(selected rows, include patterns that matched nothing)``. An
+    empty or missing ``include`` selects every table of ``schemas`` (all
+    schemas when empty); ``exclude`` wins over ``include``.
+    """
+    include = list(include or [])
+    exclude = list(exclude or [])
+    wanted_schemas = set(schemas or [])
+    used = set()
+    selected = []
+    for row in rows:
+        if wanted_schemas and row['schema'] not in wanted_schemas:
+            continue
+        if include:
+            hits = [p for p in include if pattern_matches(p, row['schema'], row['table'])]
+            if not hits:
+                continue
+            used.update(hits)
+        if any(pattern_matches(p, row['schema'], row['table']) for p in exclude):
+            continue
+        selected.append(row)
+    return selected, [p for p in include if p not in used]

@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: maintenance_report
+short_description: Render the maintenance log as one self-contained HTML report
+version_added: 0.1.0
+description:
+  - Reads C(maintenance.jsonl) (and its rotated copies) that the
+    P(engineroom.maintenance.maintenance_log#callback) callback writes in O(log_dir), and writes
+    one HTML file to O(dest) - inline CSS and inline SVG, no scripts, nothing fetched from the network.
+  - Per host it shows the run timeline coloured by status, a chart per metric over time (snapshot
+    sizes, dead tuples removed and disk usage first), the status of every probe or item over time,
+    the open violations (entries of the latest results whose status is not good, and any
+    C(violations) a module returned) and the last failures with their messages.
+  - No per-module code - it charts the C(metrics) and C(name)/C(status) lists every module of the
+    collection returns.
+  - A line of the log that is not a valid event (a torn write, a hand edit) is skipped; the report
+    and the result (RV(skipped_lines)) say which and why, and the module warns.
+  - Run it on the controller, where the log is (C(playbooks/report.yml) does, on C(localhost)).
+author:
+  - engineroom maintainers (@engineroom)
+extends_documentation_fragment:
+  - engineroom.maintenance.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Renders the report and says whether O(dest) would change, without writing it.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - The page depends only on the log (its time stamp is the newest event's), so the same log
+        renders the same file and a second run reports RV(ignore:changed=false).
+options:
+  log_dir:
+    description:
+      - Directory holding C(maintenance.jsonl), the callback's O(engineroom.maintenance.maintenance_log#callback:log_dir).
+    type: path
+    required: true
+  dest:
+    description:
+      - The HTML file to write (atomically). Its directory must exist and be writable.
+    type: path
+    required: true
+  title:
+    description: Heading and title of the page.
+    type: str
+    default: Maintenance report
+  max_runs:
+    description: How many of the latest runs the timelines, charts and tables show.
+    type: int
+    default: 60
+  max_failures:
+    description: How many of the latest failed or unreachable tasks are listed per host.
+    type: int
+    default: 20
+'''
+
+EXAMPLES = r'''
+- name: Render the report next to the log
+  engineroom.maintenance.maintenance_report:
+    log_dir: /srv/maintenance-log
+    dest: /srv/maintenance-log/report.html
+  register: report
+
+- name: Only the last two weeks of a daily calendar
+  engineroom.maintenance.maintenance_report:
+    log_dir: "{{ playbook_dir }}/maintenance-log"
+    dest: /var/www/reports/maintenance.html
+    title: Maintenance of the app servers
+    max_runs: 14
+'''
+
+RETURN = r'''
+dest:
+  description: The report's path.
+  returned: always
+  type: str
+  sample: /srv/maintenance-log/report.html
+summary:
+  description: One line for the maintenance log.
+  returned: always
+  type: str
+  sample: "report of 14 runs on 3 hosts: 2 failed tasks, 1 open violation, 1 unreadable line skipped"
+skipped_lines:
+  description: Lines of the log that were not valid events and were left out, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    where:
+      description: File name and line number.
+      type: str
+    reason:
+      description: Why the line was skipped.
+      type: str
+  sample: [{where: maintenance.jsonl line 17, reason: "not valid JSON (Expecting value: line 1 column 1 (char 0))"}]
+metrics:
+  description: Flat numbers for the report itself; keys carry their unit.
+  returned: always
+  type: dict
+  sample: {duration_ms: 48.2, runs: 14, hosts: 3, events: 1220, lines_skipped: 1, failed_tasks: 2,
+           open_violations: 1, charts: 31, bytes_written: 81234}
+executed_commands:
+  description: Always empty - the module only reads the log and writes O(dest).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+'''
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._files import atomic_write, check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils._logfile import JSONL_NAME, history_paths
+from ansible_collections.engineroom.maintenance.plugins.module_utils._report import read_history, render
+from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+
+
+def plural(count, word):
+    return '%d %s%s' % (count, word, '' if count == 1 else 's')
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            log_dir=dict(type='path', required=True),
+            dest=dict(type='path', required=True),
+            title=dict(type='str', default='Maintenance report'),
+            max_runs=dict(type='int', default=60),
+            max_failures=dict(type='int', default=20),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    started = time.monotonic()
+    for name in ('max_runs', 'max_failures'):
+        if params[name] < 1:
+            module.fail_json(msg='%s must be at least 1 (got %d)' % (name, params[name]))
+    if not history_paths(os.path.join(params['log_dir'], JSONL_NAME)):
+        module.fail_json(msg='no maintenance log in %s (%s missing): enable the engineroom.maintenance.maintenance_log '
+                             'callback for the runs to report on, or point log_dir at its log_dir'
+                             % (params['log_dir'], JSONL_NAME))
+    problem = check_writable_dir(os.path.dirname(os.path.abspath(params['dest'])))
+    if problem:
+        module.fail_json(msg='dest %s cannot be written: %s' % (params['dest'], problem))
+
+    try:
+        history = read_history(params['log_dir'])
+    except OSError as exc:
+        module.fail_json(msg='cannot read the maintenance log in %s: %s' % (params['log_dir'], exc.strerror or exc))
+    page, figures = render(history, params['title'], params['max_runs'], params['max_failures'])
+    data = page.encode('utf-8')
+    try:
+        with open(params['dest'], 'rb') as handle:
+            changed = handle.read() != data
+    except OSError:
+        changed = True
+    if changed and not module.check_mode:
+        try:
+            atomic_write(params['dest'], data, mode=0o644)
+        except OSError as exc:
+            module.fail_json(msg='dest %s could not be written: %s' % (params['dest'], exc.strerror or exc))
+    for skipped in history.skipped:
+        module.warn('maintenance log %s skipped: %s' % (skipped['where'], skipped['reason']))
+
+    summary = 'report of %s on %s: %s, %s' % (plural(figures['runs'], 'run'), plural(figures['hosts'], 'host'),
+                                              plural(figures['failed_tasks'], 'failed task'),
+                                              plural(figures['open_violations'], 'open violation'))
+    if history.skipped:
+        summary += ', %s skipped' % plural(len(history.skipped), 'unreadable line')
+    module.exit_json(changed=changed, dest=params['dest'], summary=summary, skipped_lines=history.skipped,
+                     metrics=dict(figures, duration_ms=elapsed_ms(started), bytes_written=len(data) if changed else 0),
+                     executed_commands=[])
+
+
+if __name__ == '__main__':
+    main()

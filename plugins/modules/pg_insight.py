@@ -1,0 +1,447 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: pg_insight
+short_description: Read-only review of a PostgreSQL cluster and its databases
+version_added: 0.1.0
+description:
+  - Collects what the weekly and monthly database review looks at, in one task and without changing anything.
+  - Cluster sections (asked once) are V(database_sizes), V(connections) (by state against C(max_connections)),
+    V(long_queries) (running longer than O(long_query_s)), V(blocking) (blocked/blocking session pairs from
+    C(pg_locks) with the lock waited for), V(autovacuum) (its settings) and V(wraparound) (transaction ID age per database).
+  - Database sections (asked in each of O(databases)) are V(largest_tables) (total, table, index and TOAST size),
+    V(bloat) (dead tuples, dead ratio, last (auto)vacuum/analyze; RV(bloat[].candidate) uses pg_vacuum's thresholds),
+    V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes),
+    V(seq_scans) (tables read mostly sequentially although not small, so an index is probably missing),
+    V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings) and
+    V(statements) (top queries by total time from C(pg_stat_statements); reported absent when the extension
+    is not installed or not loaded, which is not an error).
+  - The session is read-only (C(default_transaction_read_only)) and bounded by O(lock_timeout_ms) and
+    O(statement_timeout_ms). Size functions take ACCESS SHARE locks, so a table locked by another session
+    makes its section report an error in RV(errors) instead of hanging the review.
+  - Usage counters (scans, dead tuples) are the cumulative statistics since their last reset; PostgreSQL 15
+    publishes other sessions' counters at most once a second.
+author:
+  - engineroom maintainers (@engineroom)
+extends_documentation_fragment:
+  - engineroom.maintenance.postgres
+  - engineroom.maintenance.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The module only reads, so it runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - The module never changes anything and always returns RV(ignore:changed=false).
+options:
+  databases:
+    description:
+      - Databases whose database sections are collected. Empty means the database of O(login_db).
+      - V(all) means every database that allows connections, is not a template and that O(login_user) may connect to.
+    type: list
+    elements: str
+    default: []
+  sections:
+    description:
+      - Sections to collect; leave one out to switch it off.
+    type: list
+    elements: str
+    choices: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
+              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+    default: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
+              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+  top_n:
+    description:
+      - How many entries the ranked sections (largest tables, bloat, sequential scans, statements) keep per database.
+    type: int
+    default: 10
+  long_query_s:
+    description:
+      - Seconds after which a running (not idle) query counts as long.
+    type: float
+    default: 300
+  min_dead_tuples:
+    description:
+      - Dead tuples from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
+    type: int
+    default: 1000
+  min_dead_ratio:
+    description:
+      - Dead tuples per live tuple from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
+    type: float
+    default: 0.2
+  seq_scan_min_rows:
+    description:
+      - Live rows a table must have for its sequential scans to count as heavy.
+    type: int
+    default: 10000
+  lock_timeout_ms:
+    description:
+      - Milliseconds a section may wait for a lock before it reports an error instead.
+    type: int
+    default: 2000
+  statement_timeout_ms:
+    description:
+      - Milliseconds one section's query may run before it reports an error instead.
+    type: int
+    default: 30000
+'''
+
+EXAMPLES = r'''
+- name: Weekly review of every database
+  engineroom.maintenance.pg_insight:
+    login_host: 127.0.0.1
+    login_user: monitor
+    login_password: "{{ monitor_password }}"
+    databases: all
+  register: insight
+
+- name: Only who blocks whom and what runs long, right now
+  engineroom.maintenance.pg_insight:
+    login_db: app
+    sections: [connections, long_queries, blocking]
+    long_query_s: 30
+'''
+
+RETURN = r'''
+summary:
+  description: One line for the maintenance log.
+  returned: always
+  type: str
+  sample: "pg_insight: 3 database(s), 1.2 GB; connections 12/100; 2 bloat candidates; 3 unused indexes (48 MB); 0 long queries; 0 blocked"
+findings:
+  description: The notable points of the review, one sentence each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["app: 3 unused indexes take 48 MB", "app: autovacuum is off for public.audit_log"]
+databases:
+  description: The databases whose database sections were collected.
+  returned: always
+  type: list
+  elements: str
+  sample: [app]
+sections:
+  description: The sections collected.
+  returned: always
+  type: list
+  elements: str
+errors:
+  description: Sections that could not be collected, with the reason (C(<database>.<section>) for database sections).
+  returned: always
+  type: dict
+  sample: {app.largest_tables: "a table is locked by another session (waited lock_timeout_ms=2000): run the review again later"}
+database_sizes:
+  description: Size of each non-template database (V(null) when the role may not connect to it), largest first.
+  returned: when the section is collected
+  type: list
+  elements: dict
+  sample: [{database: app, size_bytes: 1288490188}]
+connections:
+  description: Client connections by state, their total, C(max_connections), C(superuser_reserved_connections) and the use in percent.
+  returned: when the section is collected
+  type: dict
+  sample: {by_state: {active: 1, idle: 11}, total: 12, max_connections: 100, superuser_reserved: 3, used_pct: 12.0}
+long_queries:
+  description: Queries running longer than O(long_query_s) (pid, user, database, state, duration_s, wait_event_type, wait_event, query).
+  returned: when the section is collected
+  type: list
+  elements: dict
+blocking:
+  description:
+    - Blocked/blocking pairs (blocked_pid, blocked_user, database, waiting_s, blocked_query, locktype, mode, relation,
+      blocking_pid, blocking_user, blocking_state, blocking_query).
+  returned: when the section is collected
+  type: list
+  elements: dict
+autovacuum:
+  description: The autovacuum settings (on/off, thresholds, scale factors, workers, freeze age), with units.
+  returned: when the section is collected
+  type: dict
+  sample: {autovacuum: "on", autovacuum_vacuum_scale_factor: "0.2", autovacuum_vacuum_threshold: "50", autovacuum_naptime: "60s"}
+wraparound:
+  description: Transaction ID and multixact age per database, in percent of C(autovacuum_freeze_max_age) and of the 2^31 limit.
+  returned: when the section is collected
+  type: list
+  elements: dict
+  sample: [{database: app, xid_age: 51234, mxid_age: 0, pct_of_freeze_max_age: 0.0, pct_of_wraparound: 0.0}]
+largest_tables:
+  description: Per database, the O(top_n) largest tables (database, schema, table, total_bytes, table_bytes, index_bytes, toast_bytes, estimated_rows).
+  returned: when the section is collected
+  type: list
+  elements: dict
+bloat:
+  description:
+    - Per database, the O(top_n) tables with most dead tuples (database, schema, table, live_tuples, dead_tuples, dead_ratio,
+      candidate, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze).
+  returned: when the section is collected
+  type: list
+  elements: dict
+  contains:
+    candidate:
+      description: Whether the table reaches O(min_dead_tuples) and O(min_dead_ratio), so pg_vacuum would select it.
+      type: bool
+unused_indexes:
+  description: Per database, indexes never scanned (database, schema, table, index, size_bytes, scans), largest first.
+  returned: when the section is collected
+  type: list
+  elements: dict
+seq_scans:
+  description:
+    - Per database, tables of at least O(seq_scan_min_rows) rows scanned sequentially more often than by index
+      (database, schema, table, seq_scans, seq_rows_read, index_scans, live_tuples, indexes, avg_rows_per_seq_scan).
+  returned: when the section is collected
+  type: list
+  elements: dict
+autovacuum_disabled:
+  description: Per database, tables with their own autovacuum settings (database, schema, table, autovacuum_enabled, settings).
+  returned: when the section is collected
+  type: list
+  elements: dict
+statements:
+  description: Per database, pg_stat_statements' state (installed, version, available, reason) and its O(top_n) queries by total time.
+  returned: when the section is collected
+  type: list
+  elements: dict
+  sample: [{database: app, installed: false, available: false, reason: extension pg_stat_statements is not installed, top: []}]
+metrics:
+  description: Flat numbers for the report; keys carry their unit.
+  returned: always
+  type: dict
+  sample: {duration_ms: 85.1, databases: 1, database_bytes_total: 1288490188, connections_total: 12, connections_used_pct: 12.0,
+           long_queries: 0, blocked_sessions: 0, bloat_candidates: 2, unused_indexes: 3, unused_index_bytes: 50331648,
+           autovacuum_disabled_tables: 1, max_xid_age: 51234, section_errors: 0}
+executed_commands:
+  description: Every SQL statement run.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._insight import (
+    CLUSTER_SECTIONS,
+    DATABASE_SECTIONS,
+    SECTIONS,
+    run_section,
+    session_settings,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import (
+    Runner,
+    default_database,
+    params_for,
+    resolve_databases,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+    PostgresError,
+    connect,
+    connect_or_fail,
+    postgres_argument_spec,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+
+
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(
+        databases=dict(type='list', elements='str', default=[]),
+        sections=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
+        top_n=dict(type='int', default=10),
+        long_query_s=dict(type='float', default=300),
+        min_dead_tuples=dict(type='int', default=1000),
+        min_dead_ratio=dict(type='float', default=0.2),
+        seq_scan_min_rows=dict(type='int', default=10000),
+        lock_timeout_ms=dict(type='int', default=2000),
+        statement_timeout_ms=dict(type='int', default=30000),
+    )
+    return spec
+
+
+def check_options(module):
+    p = module.params
+    if p['top_n'] < 1:
+        module.fail_json(msg='top_n must be at least 1 (got %s)' % p['top_n'])
+    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows'):
+        if p[name] < 0:
+            module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
+    for name in ('lock_timeout_ms', 'statement_timeout_ms'):
+        if p[name] <= 0:
+            module.fail_json(msg='%s must be positive (got %s): a review must never wait forever' % (name, p[name]))
+    if not p['sections']:
+        module.fail_json(msg='sections is empty: give at least one section (choices: %s)' % ', '.join(SECTIONS))
+    if 'all' in p['databases'] and len(p['databases']) > 1:
+        module.fail_json(msg='databases: give either all or a list of names, not both (got %s)' % p['databases'])
+
+
+def human_bytes(size):
+    """1536 -> '1.5 kB' (binary multiples, as pg_size_pretty)."""
+    units = ('B', 'kB', 'MB', 'GB', 'TB')
+    value, index = float(size), 0
+    while value >= 1024 and index < len(units) - 1:
+        value /= 1024.0
+        index += 1
+    return '%d B' % size if index == 0 else '%.1f %s' % (value, units[index])
+
+
+def findings_of(result):
+    """The review's notable points, in an operator's words."""
+    found = []
+    for row in result.get('bloat', []):
+        if row['candidate']:
+            found.append('%s: %s.%s has %d dead tuples (%.0f %% of live): vacuum it' % (
+                row['database'], row['schema'], row['table'], row['dead_tuples'], row['dead_ratio'] * 100))
+    unused = {}
+    for row in result.get('unused_indexes', []):
+        count, size = unused.get(row['database'], (0, 0))
+        unused[row['database']] = (count + 1, size + (row['size_bytes'] or 0))
+    for database, (count, size) in sorted(unused.items()):
+        found.append('%s: %d unused indexes take %s' % (database, count, human_bytes(size)))
+    for row in result.get('seq_scans', []):
+        found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
+            row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
+    for row in result.get('autovacuum_disabled', []):
+        if not row['autovacuum_enabled']:
+            found.append('%s: autovacuum is off for %s.%s' % (row['database'], row['schema'], row['table']))
+    if result.get('autovacuum', {}).get('autovacuum') == 'off':
+        found.append('autovacuum is off for the whole cluster')
+    connections = result.get('connections')
+    if connections and connections['used_pct'] is not None and connections['used_pct'] >= 80:
+        found.append('connections at %.0f %% of max_connections (%d/%d)' % (
+            connections['used_pct'], connections['total'], connections['max_connections']))
+    for row in result.get('long_queries', []):
+        found.append('pid %d (%s on %s) has been %s for %.0f s' % (
+            row['pid'], row['user'], row['database'], row['state'], row['duration_s']))
+    for row in result.get('blocking', []):
+        found.append('pid %d waits %.0f s for a %s on %s held by pid %d (%s)' % (
+            row['blocked_pid'], row['waiting_s'] or 0, row['mode'], row['relation'] or row['locktype'],
+            row['blocking_pid'], row['blocking_state']))
+    for row in result.get('wraparound', []):
+        if row['pct_of_freeze_max_age'] >= 50:
+            found.append('database %s is at %.0f %% of autovacuum_freeze_max_age (xid age %d)' % (
+                row['database'], row['pct_of_freeze_max_age'], row['xid_age']))
+    return found
+
+
+def collect_database(module, database, main_runner, options, result, errors):
+    """Run the database sections in ``database``, through the first connection when it is that database."""
+    wanted = [s for s in DATABASE_SECTIONS if s in module.params['sections']]
+    if not wanted:
+        return []
+    if database == default_database(module.params):
+        runner, conn = main_runner, None
+    else:
+        try:
+            conn = connect(params_for(module.params, database))
+        except PostgresError as exc:
+            for section in wanted:
+                errors['%s.%s' % (database, section)] = str(exc)
+            return []
+        runner = Runner(conn)
+        session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
+    try:
+        for section in wanted:
+            data, error = run_section(runner, section, options)
+            if error:
+                errors['%s.%s' % (database, section)] = error
+                continue
+            for row in data if isinstance(data, list) else [data]:
+                result[section].append(dict(row, database=database))
+    finally:
+        if conn is not None:
+            conn.close()
+    return runner.executed if conn is not None else []
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    check_options(module)
+    p = module.params
+    started = time.monotonic()
+    options = dict((k, p[k]) for k in ('top_n', 'long_query_s', 'min_dead_tuples', 'min_dead_ratio',
+                                       'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms'))
+    sections = [s for s in SECTIONS if s in p['sections']]
+
+    conn = connect_or_fail(module)
+    runner = Runner(conn)
+    try:
+        databases = resolve_databases(runner, p['databases'], p)
+    except PostgresError as exc:
+        conn.close()
+        module.fail_json(msg=str(exc), executed_commands=runner.executed)
+    session_settings(runner, p['lock_timeout_ms'], p['statement_timeout_ms'])
+
+    result = dict((s, []) for s in sections if s in DATABASE_SECTIONS)
+    errors = {}
+    executed = []
+    try:
+        for section in (s for s in sections if s in CLUSTER_SECTIONS):
+            data, error = run_section(runner, section, options)
+            if error:
+                errors[section] = error
+            else:
+                result[section] = data
+        for database in databases:
+            executed.extend(collect_database(module, database, runner, options, result, errors))
+    finally:
+        conn.close()
+
+    for key, error in sorted(errors.items()):
+        module.warn('pg_insight section %s not collected: %s' % (key, error))
+    findings = findings_of(result)
+    duration = elapsed_ms(started)
+    sizes = [r['size_bytes'] or 0 for r in result.get('database_sizes', [])]
+    connections = result.get('connections') or {}
+    unused = result.get('unused_indexes', [])
+    metrics = dict(
+        duration_ms=duration, databases=len(databases), database_bytes_total=sum(sizes),
+        connections_total=connections.get('total', 0), connections_used_pct=connections.get('used_pct') or 0,
+        long_queries=len(result.get('long_queries', [])), blocked_sessions=len(set(
+            r['blocked_pid'] for r in result.get('blocking', []))),
+        bloat_candidates=sum(1 for r in result.get('bloat', []) if r['candidate']),
+        unused_indexes=len(unused), unused_index_bytes=sum(r['size_bytes'] or 0 for r in unused),
+        autovacuum_disabled_tables=sum(1 for r in result.get('autovacuum_disabled', []) if not r['autovacuum_enabled']),
+        max_xid_age=max([r['xid_age'] for r in result.get('wraparound', [])] or [0]),
+        section_errors=len(errors),
+    )
+    parts = ['%d database(s)' % len(databases)]
+    if 'database_sizes' in result:
+        parts[0] += ', %s' % human_bytes(metrics['database_bytes_total'])
+    if connections:
+        parts.append('connections %d/%d' % (connections['total'], connections['max_connections']))
+    if 'bloat' in result:
+        parts.append('%d bloat candidates' % metrics['bloat_candidates'])
+    if 'unused_indexes' in result:
+        parts.append('%d unused indexes (%s)' % (metrics['unused_indexes'], human_bytes(metrics['unused_index_bytes'])))
+    if 'long_queries' in result:
+        parts.append('%d long queries' % metrics['long_queries'])
+    if 'blocking' in result:
+        parts.append('%d blocked' % metrics['blocked_sessions'])
+    if errors:
+        parts.append('%d section(s) not collected' % len(errors))
+    result.update(
+        changed=False,
+        summary='pg_insight: ' + '; '.join(parts),
+        findings=findings,
+        databases=databases,
+        sections=sections,
+        errors=errors,
+        metrics=metrics,
+        executed_commands=runner.executed + executed,
+    )
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,822 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: snapshot_archive
+short_description: Take verified database dumps and full archives, verify them again later, and apply retention
+version_added: 0.1.0
+description:
+  - With O(state=present), dumps a PostgreSQL database (O(tier=database)), or the dump plus file trees
+    (O(tier=full)), into O(dest) as C(<prefix>-<tier>-<YYYYmmddTHHMMSSZ>.<ext>) with a
+    C(<same>.manifest.json) beside it.
+  - The artifact is written to a temporary name in O(dest), fsynced, accepted only when pg_dump exited 0
+    with no error on stderr, verified by reading it back (hash and readability), renamed, and only then
+    is the manifest written. A file without a manifest is not a snapshot.
+  - pg_dump runs locally (its major version must be at least the server's) or, with O(container), inside
+    that container through the Docker API, its output streamed to this host and its exit code checked.
+  - When a verified snapshot of the same prefix, tier and database already exists in the current O(slot),
+    nothing is written and the task reports no change.
+  - With O(state=verified), re-reads existing snapshots and compares them with their manifests.
+  - With O(state=pruned), and after every O(state=present), applies the O(keep_last), O(keep_daily),
+    O(keep_weekly), O(keep_monthly) and O(keep_within_days) rules. Only files in the module's naming scheme
+    that have a manifest are ever deleted, and never the newest verified snapshot.
+author:
+  - engineroom maintainers (@engineroom)
+extends_documentation_fragment:
+  - engineroom.maintenance.postgres
+  - engineroom.maintenance.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Checks the source, versions and free space, and reports the snapshot it would write and the
+        snapshots retention would delete, without writing or deleting anything.
+  diff_mode:
+    support: full
+    details:
+      - Lists the snapshot files in O(dest) before and after.
+  idempotent:
+    support: full
+    details:
+      - A second run in the same O(slot) writes nothing. O(slot=always) writes a snapshot on every run.
+options:
+  state:
+    description:
+      - V(present) takes a snapshot (unless the slot is already covered), then applies retention.
+      - V(verified) verifies existing snapshots selected by O(which); fails on any mismatch.
+      - V(pruned) only applies retention.
+    type: str
+    choices: [present, verified, pruned]
+    default: present
+  tier:
+    description:
+      - V(database) is the dump alone; V(full) is one archive holding the dump (when O(database) is set)
+        and the trees in O(paths).
+    type: str
+    choices: [database, full]
+    default: database
+  dest:
+    description:
+      - Directory of the snapshots; created with mode C(0700) when missing.
+    type: path
+    required: true
+  prefix:
+    description:
+      - First part of the artifact names. Letters, digits, C(.), C(_) and C(-).
+      - Defaults to O(database), or C(snapshot) when no database is dumped.
+    type: str
+  database:
+    description:
+      - Database to dump. Required for O(tier=database); optional for O(tier=full).
+    type: str
+  format:
+    description:
+      - pg_dump output format. V(custom) restores with pg_restore (selectively, and in parallel when not
+        compressed by the module); V(plain) is SQL text with C(--clean --if-exists --no-owner), restored with psql.
+      - V(directory) dumps with O(jobs) parallel pg_dump workers into a staging directory in O(dest), then stores
+        it as one tar (C(.dir.tar.zst) with zstd); it restores in parallel. Local pg_dump and O(tier=database) only.
+    type: str
+    choices: [custom, plain, directory]
+    default: custom
+  jobs:
+    description:
+      - Parallel pg_dump workers for O(format=directory) (each holds one more database connection).
+    type: int
+    default: 2
+  compression:
+    description:
+      - Compression of the dump. V(zstd) streams pg_dump's uncompressed output through zstd with all cores
+        (pg_dump 15 has no zstd of its own). V(gzip) uses pg_dump's built-in zlib for V(custom) and gzip for V(plain).
+      - Defaults to V(zstd) when the Python library zstandard is installed on the target, else V(gzip).
+    type: str
+    choices: [zstd, gzip, none]
+  compression_level:
+    description:
+      - Compression level; defaults to 3 for zstd (1-19) and 6 for gzip (1-9). Also used for the full archive.
+    type: int
+  container:
+    description:
+      - Name or ID of a running container in which pg_dump (and psql, for row counts and versions) run.
+      - The connection options then describe the connection from inside the container; an empty
+        O(login_host) means the container's local socket.
+    type: str
+  container_user:
+    description:
+      - OS user the commands run as inside O(container) (peer authentication on the socket needs C(postgres)).
+    type: str
+    default: postgres
+  docker_host:
+    description:
+      - Docker engine API address, for O(container).
+    type: str
+    default: unix:///var/run/docker.sock
+  pg_dump_path:
+    description:
+      - pg_dump to run locally. Defaults to C(/usr/lib/postgresql/<server major>/bin/pg_dump), else C(pg_dump) in PATH.
+      - pg_restore and psql are looked up beside it first.
+    type: path
+  paths:
+    description:
+      - Files and directory trees of the full archive, stored under C(files/) plus their absolute path.
+      - Symlinks are stored as links and never followed.
+    type: list
+    elements: path
+    default: []
+  exclude:
+    description:
+      - Glob patterns; an entry is left out when its path relative to its O(paths) entry, or its name, matches.
+    type: list
+    elements: str
+    default: []
+  missing_ok:
+    description:
+      - Skip (with a warning) O(paths) entries that do not exist instead of failing.
+    type: bool
+    default: false
+  archive_format:
+    description:
+      - Format of the full archive. V(tar.zst) is fastest; V(zip) stores already-compressed files
+        (jpg, png, pdf, zip, gz, zst, mp4, ...) as they are and deflates the rest.
+    type: str
+    choices: [tar.zst, tar.gz, zip]
+    default: tar.zst
+  file_checksums:
+    description:
+      - Record a sha256 per archived file in the manifest (checked by verification and restore drills).
+    type: bool
+    default: false
+  slot:
+    description:
+      - At most one snapshot per slot (UTC); V(always) takes one on every run.
+    type: str
+    choices: [always, hourly, daily, weekly, monthly]
+    default: daily
+  min_free_bytes:
+    description:
+      - Free space that must remain in O(dest) after the snapshot, by the module's estimate
+        (table data times a format factor, plus the bytes of O(paths)).
+    type: int
+    default: 268435456
+  exact_count_max_rows:
+    description:
+      - Tables with fewer estimated rows are counted exactly for the manifest; larger ones record the
+        planner's estimate (marked C(exact=false)).
+    type: int
+    default: 1000000
+  keep_last:
+    description: Keep this many newest snapshots.
+    type: int
+  keep_daily:
+    description: Keep the newest snapshot of each of this many most recent days that have one.
+    type: int
+  keep_weekly:
+    description: Keep the newest snapshot of each of this many most recent ISO weeks that have one.
+    type: int
+  keep_monthly:
+    description: Keep the newest snapshot of each of this many most recent months that have one.
+    type: int
+  keep_within_days:
+    description: Keep every snapshot taken within this many days.
+    type: int
+  which:
+    description:
+      - For O(state=verified), V(latest) (the newest snapshot of prefix/tier/database), V(all), or the path of one artifact.
+    type: str
+    default: latest
+requirements:
+  - psycopg2 on the managed host
+  - pg_dump and pg_restore of at least the server's major version (C(postgresql-client-15))
+  - the Python library zstandard for V(zstd) compression and V(tar.zst) archives
+  - the docker Python SDK for O(container)
+notes:
+  - Per-table row counts are taken in the same snapshot as the dump when pg_dump runs locally
+    (C(pg_export_snapshot) and C(--snapshot)); with O(container), they are read just before the dump.
+  - Verification of custom dumps runs pg_restore on this host, also for O(container) dumps.
+  - Plain dumps of PostgreSQL 15.14+ carry a random C(\\restrict) key, so two dumps of the same data never have
+    the same checksum; compare row counts, as snapshot_restore does.
+seealso:
+  - module: engineroom.maintenance.snapshot_restore
+'''
+
+EXAMPLES = r'''
+- name: Daily database dump, kept 7 days / 4 weeks / 6 months
+  engineroom.maintenance.snapshot_archive:
+    database: app
+    dest: /var/backups/engineroom
+    login_user: postgres
+    keep_daily: 7
+    keep_weekly: 4
+    keep_monthly: 6
+
+- name: Dump the database that lives in the codexmetry_db container
+  engineroom.maintenance.snapshot_archive:
+    database: codexmetry
+    container: codexmetry_db
+    dest: /var/backups/engineroom
+
+- name: Weekly full archive of the dump and the uploads, zip for the people who ask for zip
+  engineroom.maintenance.snapshot_archive:
+    tier: full
+    database: app
+    paths: [/srv/app/data/uploads, /srv/app/data/logs]
+    exclude: ['*.tmp', cache]
+    archive_format: zip
+    slot: weekly
+    dest: /var/backups/engineroom
+
+- name: Re-verify every snapshot
+  engineroom.maintenance.snapshot_archive:
+    state: verified
+    which: all
+    database: app
+    dest: /var/backups/engineroom
+'''
+
+RETURN = r'''
+summary:
+  description: One line for the maintenance log.
+  returned: always
+  type: str
+  sample: "snapshot app-database-20261123T020000Z.dump.zst: 198.0 MB from 1.1 GB in 9.1 s (verified); pruned 1, kept 7"
+snapshot:
+  description: The snapshot written (or planned in check mode), or the existing one that covers the slot.
+  returned: when O(state=present)
+  type: dict
+  contains:
+    path:
+      description: Artifact path.
+      type: str
+    manifest_path:
+      description: Manifest path.
+      type: str
+    size_bytes:
+      description: Artifact size.
+      type: int
+    sha256:
+      description: Artifact sha256.
+      type: str
+    tier:
+      description: V(database) or V(full).
+      type: str
+    format:
+      description: Dump format, or the archive format for the full tier.
+      type: str
+    compression:
+      description: Compression of the dump.
+      type: str
+    duration_ms:
+      description: Time to write and verify it (0 for an existing snapshot).
+      type: float
+    write_ms:
+      description: Part of RV(snapshot.duration_ms) spent dumping, compressing and writing (not returned for V(existing) or V(planned)).
+      type: float
+    verify_ms:
+      description: Part of RV(snapshot.duration_ms) spent reading the new snapshot back to verify it.
+      type: float
+    source_bytes:
+      description: Bytes read from pg_dump plus bytes of archived files.
+      type: int
+    throughput_mb_s:
+      description: RV(snapshot.source_bytes) per second of RV(snapshot.duration_ms), in MB (10^6 bytes).
+      type: float
+    status:
+      description: V(written), V(planned) (check mode) or V(existing) (the slot was covered).
+      type: str
+  sample: {path: /var/backups/engineroom/app-database-20261123T020000Z.dump.zst, size_bytes: 198000000, status: written}
+pruned:
+  description: Artifacts deleted by retention (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: str
+kept:
+  description: Artifacts retention keeps.
+  returned: always
+  type: list
+  elements: str
+verified:
+  description: One entry per snapshot verified (the new one for O(state=present)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Artifact path.
+      type: str
+    ok:
+      description: Whether it matched its manifest and could be read back.
+      type: bool
+    message:
+      description: What was checked, or what did not match.
+      type: str
+metrics:
+  description: Flat numbers for the report; keys carry their unit.
+  returned: always
+  type: dict
+  sample: {duration_ms: 9120.4, bytes_written: 198000000, source_bytes: 1090000000, snapshots_pruned: 1, snapshots_kept: 7}
+executed_commands:
+  description: SQL statements and argv run (secrets masked).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import datetime
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import (
+    ARCHIVE_FORMATS,
+    COMPRESSIONS,
+    DEFAULT_LEVELS,
+    HAS_ZSTANDARD,
+    LEVEL_RANGES,
+    ZSTANDARD_IMPORT_ERROR,
+    ArchiveError,
+    HashingWriter,
+    default_compression,
+    estimate_tree_bytes,
+    write_tar,
+    write_zip,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._dump import (
+    DumpError,
+    dump_format_args,
+    find_program,
+    open_source,
+    parse_version,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir, fsync_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import (
+    MANIFEST_SUFFIX,
+    ManifestError,
+    artifact_name,
+    iso_utc,
+    load_manifest,
+    utc_now,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+    PostgresError,
+    postgres_argument_spec,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils._retention import (
+    POLICY_KEYS,
+    SLOTS,
+    policy_active,
+    select,
+    slot_key,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._snapshot import (
+    VerifyError,
+    artifact_ext,
+    dump_ext,
+    snapshots,
+    verify_snapshot,
+    write_directory_dump,
+    write_dump,
+    write_manifest,
+)
+
+# Share of the table data a dump takes on disk, for the free-space check.
+# Deliberately on the high side: refusing early beats a full disk.
+SIZE_FACTORS = dict(zstd=0.5, gzip=0.5, none=1.0)
+
+
+class SnapshotFailure(Exception):
+    """A failure already phrased for the operator."""
+
+
+def fail(module, message, result):
+    module.fail_json(msg=message, **result)
+
+
+def validate(module):
+    params = module.params
+    if params['tier'] == 'database' and not params['database'] and params['state'] == 'present':
+        module.fail_json(msg='tier database needs the database option: name the database to dump')
+    if params['tier'] == 'full' and params['state'] == 'present' and not (params['paths'] or params['database']):
+        module.fail_json(msg='tier full needs paths (and usually database): nothing to archive')
+    if params['format'] == 'directory' and (params['container'] or params['tier'] == 'full'):
+        module.fail_json(msg='format directory needs a local pg_dump and tier database: use format custom with %s'
+                         % ('container' if params['container'] else 'tier full'))
+    if params['jobs'] < 1:
+        module.fail_json(msg='jobs must be at least 1 (got %d)' % params['jobs'])
+    if params['compression'] is None:
+        params['compression'] = default_compression()
+    if params['compression'] == 'zstd' or (params['tier'] == 'full' and params['archive_format'] == 'tar.zst'):
+        if not HAS_ZSTANDARD and params['state'] != 'pruned':
+            module.fail_json(msg=missing_required_lib('zstandard') + ' (or choose compression gzip / archive_format tar.gz)',
+                             exception=ZSTANDARD_IMPORT_ERROR)
+    level = params['compression_level']
+    if level is not None:
+        low, high = LEVEL_RANGES[params['compression']]
+        if params['compression'] != 'none' and not low <= level <= high:
+            module.fail_json(msg='compression_level %d is outside %d-%d for %s' % (level, low, high, params['compression']))
+    for key in POLICY_KEYS + ('min_free_bytes', 'exact_count_max_rows'):
+        if params.get(key) is not None and params[key] < 0:
+            module.fail_json(msg='%s must not be negative (got %d)' % (key, params[key]))
+    prefix = params['prefix'] or params['database'] or 'snapshot'
+    try:
+        artifact_name(prefix, params['tier'], utc_now(), 'x')
+    except ValueError as exc:
+        module.fail_json(msg='%s; set the prefix option' % exc)
+    params['prefix'] = prefix
+
+
+def level_for(params, compression):
+    if params['compression_level'] is not None and compression == params['compression']:
+        return params['compression_level']
+    return DEFAULT_LEVELS[compression]
+
+
+def listing(dest):
+    try:
+        return sorted(name for name in os.listdir(dest) if not name.startswith('.'))
+    except OSError:
+        return []
+
+
+def prepare_dest(module, dest, result):
+    """Create ``dest`` (0700) when missing; fail when it cannot be written. Returns False in check mode when absent."""
+    if not os.path.exists(dest):
+        if module.check_mode:
+            return False
+        try:
+            os.makedirs(dest, mode=0o700)
+        except OSError as exc:
+            fail(module, 'dest %s cannot be created: %s (create it, or choose a writable directory)'
+                 % (dest, exc.strerror or exc), result)
+    problem = check_writable_dir(dest)
+    if problem:
+        fail(module, 'dest %s cannot hold snapshots: %s' % (dest, problem), result)
+    return True
+
+
+def existing_paths(module, params, result):
+    """The O(paths) that exist; missing ones fail, or are skipped with a warning under missing_ok."""
+    present = []
+    for path in params['paths']:
+        if os.path.lexists(path):
+            present.append(path)
+        elif params['missing_ok']:
+            module.warn('path %s does not exist: skipped (missing_ok)' % path)
+        else:
+            fail(module, 'path %s does not exist: fix paths, or set missing_ok: true to skip it' % path, result)
+    return present
+
+
+def nearest_existing(path):
+    """The closest existing ancestor of a directory still to be created (check mode measures space there)."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def check_space(dest, need, min_free, what):
+    info = os.statvfs(dest)
+    free = info.f_bavail * info.f_frsize
+    if need > free - min_free:
+        raise SnapshotFailure(
+            'dest %s has %d bytes free; %s needs about %d bytes plus min_free_bytes %d: '
+            'free space or choose another dest' % (dest, free, what, need, min_free))
+    return free
+
+
+def pg_restore_for(params, manifest):
+    """pg_restore of the dump's major version (or newer), for verification."""
+    parsed = parse_version('(PostgreSQL) ' + ((manifest.get('database') or {}).get('pg_dump_version') or ''))
+    return find_program('pg_restore', parsed[0] if parsed else None, near=params['pg_dump_path'])
+
+
+def take_snapshot(module, params, dest, roots, result, space_dir):
+    """Write, verify, rename, write the manifest. Returns the snapshot dict."""
+    started = time.monotonic()
+    tier, fmt, compression = params['tier'], params['format'], params['compression']
+    now = utc_now()
+    source = None
+    if params['database']:
+        try:
+            source = open_source(params, params['database'], params['container'], params['container_user'],
+                                 params['docker_host'], params['pg_dump_path'])
+        except (PostgresError, DumpError) as exc:
+            raise SnapshotFailure(str(exc)) from exc
+    try:
+        if source:
+            result['executed_commands'] = source.executed
+        data_bytes = source.data_bytes() if source else 0
+        tree_bytes = estimate_tree_bytes(roots, params['exclude']) if roots else 0
+        need = int(data_bytes * SIZE_FACTORS[compression]) + tree_bytes
+        if fmt == 'directory':
+            need += int(data_bytes * (SIZE_FACTORS['gzip'] if compression == 'gzip' else 1.0))  # the staging directory
+        if tier == 'full' and source:
+            need += int(data_bytes * SIZE_FACTORS[compression])  # the dump is staged before it joins the archive
+        check_space(space_dir, need, params['min_free_bytes'], 'this %s snapshot' % tier)
+        ext = artifact_ext(tier, fmt, compression, params['archive_format'])
+        name = artifact_name(params['prefix'], tier, now, ext)
+        while os.path.lexists(os.path.join(dest, name)):  # two runs within one second: never overwrite
+            now += datetime.timedelta(seconds=1)
+            name = artifact_name(params['prefix'], tier, now, ext)
+        path = os.path.join(dest, name)
+        snapshot = dict(path=path, manifest_path=path + MANIFEST_SUFFIX, tier=tier,
+                        format=fmt if tier == 'database' else params['archive_format'], compression=compression)
+        if module.check_mode:
+            snapshot.update(status='planned', size_bytes=None, sha256=None, duration_ms=elapsed_ms(started),
+                            source_bytes=data_bytes + tree_bytes, throughput_mb_s=None)
+            return snapshot
+        manifest = dict(schema_version=1, tier=tier, created_at=iso_utc(now), verified_at=None, host=socket.gethostname())
+        manifest['artifact'] = dict(file=name, size_bytes=None, sha256=None, format=snapshot['format'],
+                                    compression=compression if tier == 'database' else params['archive_format'])
+        temps = []
+        temp_dirs = []
+        try:
+            source_bytes = 0
+            dump_path = None
+            if source:
+                dump_path, sha, size, dumped, database = write_database(source, params, dest, name, temps, temp_dirs)
+                source_bytes += dumped
+                manifest['database'] = database
+                if tier == 'database':
+                    target = dump_path
+                    manifest['artifact'].update(size_bytes=size, sha256=sha)
+                else:
+                    member = 'database/%s.%s' % (params['database'], dump_ext(fmt, compression))
+                    manifest['database'].update(member=member, member_sha256=sha, member_size_bytes=size)
+            if tier == 'full':
+                target = _temp(dest, name, temps)
+                extra = [(manifest['database']['member'], dump_path)] if dump_path else []
+                with open(target, 'wb') as handle:
+                    sink = HashingWriter(handle)
+                    archive_format = params['archive_format']
+                    if archive_format == 'zip':
+                        tally = write_zip(sink, level_for(params, 'gzip'), roots, params['exclude'], extra,
+                                          params['file_checksums'])
+                    else:
+                        archive_compression = 'zstd' if archive_format == 'tar.zst' else 'gzip'
+                        tally = write_tar(sink, archive_compression, level_for(params, archive_compression), roots,
+                                          params['exclude'], extra, params['file_checksums'])
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                manifest['artifact'].update(size_bytes=sink.size, sha256=sink.sha256)
+                manifest['files'] = dict(tally.as_manifest(), roots=[os.path.abspath(p) for p in roots])
+                source_bytes += tally.total_bytes
+            write_ms = elapsed_ms(started)
+            verify_started = time.monotonic()
+            verify = verify_snapshot(target, manifest, pg_restore_for(params, manifest), result['executed_commands'])
+            verify_ms = elapsed_ms(verify_started)
+            os.chmod(target, 0o600)
+            os.rename(target, path)
+            temps.remove(target)
+            fsync_dir(dest)
+            manifest['verified_at'] = iso_utc(utc_now())
+            try:
+                write_manifest(path, manifest)
+            except OSError:
+                _remove_quietly(path)  # without its manifest it is no snapshot: take it back
+                raise
+        finally:
+            for temp in temps:
+                _remove_quietly(temp)
+            for temp_dir in temp_dirs:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+        duration = elapsed_ms(started)
+        snapshot.update(status='written', size_bytes=manifest['artifact']['size_bytes'],
+                        sha256=manifest['artifact']['sha256'], duration_ms=duration, write_ms=write_ms,
+                        verify_ms=verify_ms, source_bytes=source_bytes,
+                        throughput_mb_s=round(source_bytes / 1e6 / max(duration / 1000.0, 1e-6), 1))
+        result['verified'].append(dict(path=path, ok=True, message=_verify_message(verify)))
+        return snapshot
+    except (DumpError, VerifyError, ArchiveError) as exc:
+        raise SnapshotFailure('%s; nothing was written to %s' % (exc, dest)) from exc
+    except OSError as exc:
+        raise SnapshotFailure('writing the snapshot into %s failed: %s (%s); the partial file was removed'
+                              % (dest, exc.strerror or exc, exc.filename or 'dest')) from exc
+    finally:
+        if source:
+            source.close()
+
+
+def write_database(source, params, dest, name, temps, temp_dirs):
+    """Dump into a temporary file in ``dest``; return (path, sha256, size, dump bytes, manifest ``database``).
+
+    A directory-format dump goes to a staging directory first (removed by the
+    caller through ``temp_dirs``) and is then stored as one tar.
+    """
+    fmt, compression = params['format'], params['compression']
+    level = level_for(params, compression)
+    target = _temp(dest, name, temps)
+    database = dict(name=params['database'], server_version=source.server_version,
+                    pg_dump_version=source.pg_dump_version, where=source.where, container=params['container'],
+                    format=fmt, compression=compression)
+    if fmt == 'directory':
+        staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=dest)
+        temp_dirs.append(staging)
+        run = source.dump(_dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
+                          params['exact_count_max_rows'])
+        with open(target, 'wb') as handle:
+            sha, size, tables, dumped, database['dump_files'] = write_directory_dump(run, staging, handle,
+                                                                                     compression, level)
+    else:
+        run = source.dump(_dump_args(params), params['exact_count_max_rows'])
+        with open(target, 'wb') as handle:
+            sha, size, tables = write_dump(run, handle, compression, level)
+        dumped = run.source_bytes
+    database['tables'] = tables
+    return target, sha, size, dumped, database
+
+
+def _dump_args(params):
+    return dump_format_args(params['format'], params['compression'], level_for(params, params['compression']))
+
+
+def _temp(dest, name, temps):
+    fd, path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=dest)
+    os.close(fd)
+    temps.append(path)
+    return path
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _verify_message(detail):
+    if 'toc_entries' in detail:
+        return 'sha256 matches; pg_restore --list read %d entries' % detail['toc_entries']
+    if 'plain_bytes' in detail:
+        return 'sha256 matches; %d bytes of SQL decompressed, end marker present' % detail['plain_bytes']
+    return 'sha256 matches; %d files / %d bytes listed as recorded' % (detail['files'], detail['file_bytes'])
+
+
+def apply_retention(module, params, dest, result):
+    """Delete what the keep_* rules do not keep (check mode: list it), counting a planned snapshot as written."""
+    policy = dict((key, params[key]) for key in POLICY_KEYS)
+    candidates = snapshots(dest, params['prefix'], params['tier'], params['database'])
+    planned = result['snapshot']
+    if planned and planned['status'] == 'planned':
+        candidates.append(dict(path=planned['path'], manifest_path=planned['manifest_path'], created=utc_now(),
+                               verified=True))
+    kept, pruned = select(candidates, policy, utc_now())
+    result['kept'] = [snap['path'] for snap in kept]
+    if not pruned:
+        return
+    if not any(snap['verified'] for snap in candidates):
+        fail(module, 'refusing to prune %s: none of its %d %s snapshots of prefix %s is verified, so none may be deleted; '
+             'take or verify a snapshot first' % (dest, len(candidates), params['tier'], params['prefix']), result)
+    for snap in pruned:
+        if not module.check_mode:
+            try:
+                os.unlink(snap['path'])
+                os.unlink(snap['manifest_path'])
+            except OSError as exc:
+                fail(module, 'cannot delete snapshot %s: %s' % (snap['path'], exc.strerror or exc), result)
+        result['pruned'].append(snap['path'])
+    if not module.check_mode:
+        fsync_dir(dest)
+    result['changed'] = True
+
+
+def verify_existing(module, params, dest, result):
+    which = params['which']
+    if which in ('latest', 'all'):
+        chosen = [(snap['path'], snap['manifest']) for snap in
+                  snapshots(dest, params['prefix'], params['tier'], params['database'])]
+        if which == 'latest':
+            chosen = chosen[-1:]
+        if not chosen:
+            fail(module, 'no %s snapshot of prefix %s with a manifest in %s: nothing to verify'
+                 % (params['tier'], params['prefix'], dest), result)
+    else:
+        try:
+            chosen = [(which, load_manifest(which + MANIFEST_SUFFIX))]
+        except ManifestError as exc:
+            fail(module, '%s is not a verifiable snapshot: %s' % (which, exc), result)
+    failures = []
+    for path, manifest in chosen:
+        try:
+            detail = verify_snapshot(path, manifest, pg_restore_for(params, manifest), result['executed_commands'])
+            result['verified'].append(dict(path=path, ok=True, message=_verify_message(detail)))
+        except (VerifyError, DumpError) as exc:
+            result['verified'].append(dict(path=path, ok=False, message=str(exc)))
+            failures.append(str(exc))
+    return failures
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        state=dict(type='str', default='present', choices=['present', 'verified', 'pruned']),
+        tier=dict(type='str', default='database', choices=['database', 'full']),
+        dest=dict(type='path', required=True),
+        prefix=dict(type='str'),
+        database=dict(type='str'),
+        format=dict(type='str', default='custom', choices=['custom', 'plain', 'directory']),
+        jobs=dict(type='int', default=2),
+        compression=dict(type='str', choices=list(COMPRESSIONS)),
+        compression_level=dict(type='int'),
+        container=dict(type='str'),
+        container_user=dict(type='str', default='postgres'),
+        docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
+        pg_dump_path=dict(type='path'),
+        paths=dict(type='list', elements='path', default=[]),
+        exclude=dict(type='list', elements='str', default=[]),
+        missing_ok=dict(type='bool', default=False),
+        archive_format=dict(type='str', default='tar.zst', choices=list(ARCHIVE_FORMATS)),
+        file_checksums=dict(type='bool', default=False),
+        slot=dict(type='str', default='daily', choices=list(SLOTS)),
+        min_free_bytes=dict(type='int', default=268435456),
+        exact_count_max_rows=dict(type='int', default=1000000),
+        keep_last=dict(type='int'),
+        keep_daily=dict(type='int'),
+        keep_weekly=dict(type='int'),
+        keep_monthly=dict(type='int'),
+        keep_within_days=dict(type='int'),
+        which=dict(type='str', default='latest'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    validate(module)
+    params = module.params
+    started = time.monotonic()
+    dest = params['dest']
+    result = dict(changed=False, snapshot=None, pruned=[], kept=[], verified=[], executed_commands=[], summary='',
+                  metrics={})
+    before = listing(dest)
+
+    if params['state'] == 'verified':
+        failures = verify_existing(module, params, dest, result)
+        result['metrics'] = dict(duration_ms=elapsed_ms(started), snapshots_verified=len(result['verified']),
+                                 snapshots_failed=len(failures))
+        result['summary'] = 'verified %d snapshot(s) in %s: %d ok, %d failed' % (
+            len(result['verified']), dest, len(result['verified']) - len(failures), len(failures))
+        if failures:
+            fail(module, '; '.join(failures), result)
+        module.exit_json(**result)
+
+    exists = prepare_dest(module, dest, result)
+    if params['state'] == 'present':
+        roots = existing_paths(module, params, result) if params['tier'] == 'full' else []
+        current = slot_key(utc_now(), params['slot'])
+        covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'])
+                    if snap['verified'] and current is not None and slot_key(snap['created'], params['slot']) == current]
+        if covering:
+            snap = covering[-1]
+            artifact = snap['manifest']['artifact']
+            result['snapshot'] = dict(path=snap['path'], manifest_path=snap['manifest_path'], tier=params['tier'],
+                                      format=artifact.get('format'), compression=artifact.get('compression'),
+                                      size_bytes=artifact.get('size_bytes'), sha256=artifact.get('sha256'),
+                                      duration_ms=0.0, source_bytes=0, throughput_mb_s=None, status='existing')
+        else:
+            space_dir = dest if exists else nearest_existing(dest)
+            try:
+                result['snapshot'] = take_snapshot(module, params, dest, roots, result, space_dir)
+            except SnapshotFailure as exc:
+                fail(module, str(exc), result)
+            result['changed'] = True
+    if exists:
+        apply_retention(module, params, dest, result)
+
+    snap = result['snapshot']
+    parts = []
+    if snap:
+        if snap['status'] == 'existing':
+            parts.append('%s slot already covered by %s' % (params['slot'], os.path.basename(snap['path'])))
+        elif snap['status'] == 'planned':
+            parts.append('would write %s' % os.path.basename(snap['path']))
+        else:
+            parts.append('snapshot %s: %.1f MB from %.1f MB in %.1f s (verified)' % (
+                os.path.basename(snap['path']), snap['size_bytes'] / 1e6, snap['source_bytes'] / 1e6,
+                snap['duration_ms'] / 1000.0))
+    parts.append('%s %d, kept %d' % ('would prune' if module.check_mode else 'pruned', len(result['pruned']),
+                                     len(result['kept'])))
+    if not policy_active(dict((key, params[key]) for key in POLICY_KEYS)):
+        parts[-1] += ' (no retention rule set)'
+    result['summary'] = '; '.join(parts)
+    written = snap['size_bytes'] if snap and snap['status'] == 'written' else 0
+    result['metrics'] = dict(duration_ms=elapsed_ms(started), bytes_written=written,
+                             write_ms=snap.get('write_ms', 0.0) if snap else 0.0,
+                             verify_ms=snap.get('verify_ms', 0.0) if snap else 0.0,
+                             source_bytes=snap['source_bytes'] if snap else 0,
+                             snapshots_pruned=len(result['pruned']), snapshots_kept=len(result['kept']))
+    if module._diff:  # pylint: disable=protected-access
+        result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(listing(dest)) + '\n')
+        if module.check_mode and snap and snap['status'] == 'planned':
+            after = sorted(set(before) - set(os.path.basename(p) for p in result['pruned'] + [
+                p + MANIFEST_SUFFIX for p in result['pruned']]) | set([os.path.basename(snap['path'])]))
+            result['diff']['after'] = '\n'.join(after) + '\n'
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
