@@ -157,7 +157,7 @@ def measure(cluster, method):
 def run():
     base = tempfile.mkdtemp(prefix='bench-vacuum-')
     os.chmod(base, 0o755)
-    cluster = PostgresCluster(os.path.join(base, 'pg')).start()
+    cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
     try:
         started = time.monotonic()
         load(cluster)
@@ -181,7 +181,7 @@ def run():
     blanket_s = statistics.median(m['seconds'] for m in figures[methods[0][0]])
     lines = [
         '## pg_vacuum: bloat-targeted VACUUM ANALYZE', '',
-        'Setup: a throwaway PostgreSQL 15 cluster (fsync off), one database of %d tables x %s rows '
+        'Setup: a throwaway PostgreSQL 15 cluster (fsync on), one database of %d tables x %s rows '
         '(%.0f MB, loaded in %.0f s), autovacuum off; %d tables bloated with %.0f %% of their rows deleted, '
         'rebuilt identically before each measurement. Median of %d runs per method; pg_vacuum time = the '
         "task's duration in the json callback (module start-up, selection and work), the module's own "

@@ -45,7 +45,7 @@ class PostgresCluster:
 
     superuser = 'postgres'
 
-    def __init__(self, base_dir, port=None, superuser_password='postgres-sandbox-pw'):
+    def __init__(self, base_dir, port=None, superuser_password='postgres-sandbox-pw', durable=False):
         self.base_dir = os.path.abspath(base_dir)
         self.data_dir = os.path.join(self.base_dir, 'data')
         self.socket_dir = os.path.join(self.base_dir, 'socket')
@@ -55,6 +55,8 @@ class PostgresCluster:
         self.superuser_password = superuser_password
         self.bin_dir = find_pg_bin()
         self._ids = _server_user_ids()
+        # Tests trade durability for speed (fsync off); benchmarks measure a real server (durable=True).
+        self.durable = durable
 
     # -- running server commands as the server's user ---------------------------------
     def _run(self, argv, check=True):
@@ -97,8 +99,8 @@ class PostgresCluster:
     def start(self):
         if not self.initialized:
             self.init()
-        options = '-p %d -k %s -c listen_addresses=%s -c fsync=off -c max_connections=50' % (
-            self.port, self.socket_dir, self.host)
+        options = '-p %d -k %s -c listen_addresses=%s -c fsync=%s -c max_connections=50' % (
+            self.port, self.socket_dir, self.host, 'on' if self.durable else 'off')
         self._run(['pg_ctl', '-D', self.data_dir, '-l', self.log_file, '-o', options, '-w', '-t', '60', 'start'])
         return self
 
