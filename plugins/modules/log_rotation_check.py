@@ -1,0 +1,729 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: log_rotation_check
+short_description: Audit log files against a rotation policy, find ghost handles, review errors, enforce the policy
+version_added: 0.1.0
+description:
+  - Audits each log named by O(paths) against O(policy) (size, number of rotated versions, compression, age)
+    and against the logrotate stanza that covers it in O(logrotate_dir). Read-only; this is the default.
+  - Finds ghost handles, log files deleted while a process still holds them open (link count 0 seen through
+    C(/proc/PID/fd)), which keep filling the disk until the process restarts; O(ghost_action=truncate) reclaims
+    their space without a restart.
+  - With O(scan=true), reviews errors like C(grep -i error | sort | uniq -c | sort -rn | head) done right;
+    counts per pattern equal C(grep -ci), a Python traceback is one event, messages are normalised before counting,
+    and with O(state_file) each run reads only the bytes written since the last one, across rotation and truncation.
+  - With O(enforce=true), rotates oversized logs, compresses old versions and deletes versions beyond O(policy.keep)
+    or older than O(policy.max_age_days). Only the configured logs and files matching their rotated pattern are touched.
+author:
+  - engineroom maintainers (@engineroom)
+extends_documentation_fragment:
+  - engineroom.maintenance.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The audit, the ghost handle search and the scan run in check mode; nothing is rotated, compressed, deleted
+        or truncated, RV(actions) lists what would be done with RV(actions[].status=planned), and O(state_file) is
+        not written.
+  diff_mode:
+    support: full
+    details:
+      - Shows each enforced log's rotated versions before and after, and each truncated ghost handle's bytes.
+  idempotent:
+    support: full
+    details:
+      - Once the logs are in policy, a second run with O(enforce=true) does nothing and reports RV(ignore:changed=false).
+        Advancing the O(state_file) cursors is bookkeeping and does not count as a change.
+options:
+  paths:
+    description:
+      - Log files and globs, for example V(/srv/app/data/logs/*.log).
+      - A glob that matches nothing is reported in RV(unmatched_paths), not fatal. A literal path that is a directory
+        or a symlink loop fails the task before anything is read.
+      - Rotated versions matched by a glob (V(app.log.1)) are treated as versions of their log, not as logs.
+    type: list
+    elements: str
+    required: true
+  policy:
+    description: The rotation policy the logs must follow.
+    type: dict
+    default: {}
+    suboptions:
+      max_size:
+        description:
+          - Largest size an active log may have, in bytes or with a binary unit (V(5M), V(512K), V(1G)).
+          - Unset means size is not checked (and not enforced).
+        type: str
+      keep:
+        description: How many rotated versions to keep at most.
+        type: int
+        default: 10
+      compress:
+        description: Rotated versions (after the first one when O(policy.delay_compress=true)) must be compressed.
+        type: bool
+        default: true
+      delay_compress:
+        description: The newest rotated version may stay uncompressed (logrotate's C(delaycompress)).
+        type: bool
+        default: false
+      max_age_days:
+        description: Rotated versions older than this many days (by modification time) are violations and are deleted by O(enforce).
+        type: int
+      rotated_pattern:
+        description:
+          - How rotated versions are named, each optionally followed by C(.gz), C(.zst), C(.xz) or C(.bz2).
+          - V(numbered) is C(name.N), V(dateext) is C(name-YYYYMMDD) (up to C(YYYYMMDDHHMMSS)), V(auto) accepts both.
+          - Enforcement rotates to C(name.1) (shifting the others) unless the pattern is V(dateext) or, with V(auto),
+            all existing versions are dated.
+        type: str
+        choices: [auto, numbered, dateext]
+        default: auto
+  logrotate_dir:
+    description:
+      - Directory of logrotate stanzas; each log must be covered by one whose C(size)/C(maxsize), C(rotate),
+        C(compress), C(delaycompress) and C(maxage) agree with O(policy) (violations V(no_logrotate_policy) and V(policy_mismatch)).
+      - Global directives of O(logrotate_conf) apply to its stanzas, as logrotate reads them.
+    type: path
+    default: /etc/logrotate.d
+  logrotate_conf:
+    description: The main logrotate configuration, read for its global defaults and stanzas. An empty string reads none.
+    type: path
+    default: /etc/logrotate.conf
+  check_logrotate:
+    description: Compare the logs with the logrotate configuration at all.
+    type: bool
+    default: true
+  ghost_scope:
+    description:
+      - Where to look for ghost handles. V(logs) reports deleted files whose path was in a directory of O(paths),
+        V(all) every deleted regular file still held open, V(none) skips the search.
+    type: str
+    choices: [logs, all, none]
+    default: logs
+  ghost_action:
+    description:
+      - V(report) only lists ghost handles. V(truncate) truncates each held file to 0 bytes through
+        C(/proc/PID/fd/N), which gives the space back at once; the holder keeps writing to its (now empty) file.
+    type: str
+    choices: [report, truncate]
+    default: report
+  scan:
+    description: Review the errors in the logs (see O(patterns), O(state_file), O(since)).
+    type: bool
+    default: false
+  patterns:
+    description: Fixed strings (not regular expressions) searched case-insensitively, as C(grep -i -F) does.
+    type: list
+    elements: str
+    default: [ERROR, CRITICAL, FATAL, Traceback]
+  top_n:
+    description: How many of the most frequent normalised messages to return.
+    type: int
+    default: 10
+  state_file:
+    description:
+      - File holding the scan cursors (device, inode, offset, fingerprint per log); with it each run reads only new
+        bytes, and a line still being written is left for the next run. Its directory is created when missing.
+      - A corrupt state file is reported in RV(state) and rebuilt; the logs are then scanned from the start and the
+        result says that the counts may repeat earlier ones.
+      - Suggested place V(/var/lib/engineroom/log_rotation_check.json).
+    type: path
+  since:
+    description:
+      - Only count lines logged at or after this time, an ISO 8601 UTC timestamp (V(2026-11-20T00:00:00Z)) or a
+        duration back from now (V(24h), V(7d)).
+      - Lines carry their time at their start (V(2026-11-20T10:00:00Z), V(2026-11-20 10:00:00,123)); a line
+        without one takes the time of the matching line before it. Logs not modified since then are not read.
+    type: str
+  enforce:
+    description: Bring the logs into policy (rotate, compress, delete versions); see O(method).
+    type: bool
+    default: false
+  method:
+    description:
+      - How an oversized log is rotated. V(copytruncate) copies it to its first version and truncates it in place,
+        which never creates a ghost handle (lines written during the final instant of the copy can be lost, as with
+        logrotate). V(rename) renames it and creates an empty file with the same mode and owner; use
+        O(postrotate_command) to make the program reopen its log.
+    type: str
+    choices: [copytruncate, rename]
+    default: copytruncate
+  postrotate_command:
+    description: Program and arguments (no shell) run after a V(rename) rotation, for example V([systemctl, kill, -s, HUP, app.service]).
+    type: list
+    elements: str
+requirements:
+  - Linux (C(/proc)) for ghost handles; GNU grep for the fast error scan (a slower built-in scanner is used without it)
+seealso:
+  - module: community.general.logrotate
+  - name: Log oversight
+    description: docs/log-oversight.md in the collection.
+    link: https://github.com/engineroom/maintenance/blob/main/docs/log-oversight.md
+'''
+
+EXAMPLES = r'''
+- name: Audit the application logs against 5 MB x 10, compressed, 30 days
+  engineroom.maintenance.log_rotation_check:
+    paths: [/srv/app/data/logs/*.log]
+    policy: {max_size: 5M, keep: 10, compress: true, max_age_days: 30}
+  register: logs
+
+- name: Daily error review, reading only what was written since yesterday's run
+  engineroom.maintenance.log_rotation_check:
+    paths: [/srv/app/data/logs/audit.log, /srv/app/data/logs/system.log]
+    scan: true
+    top_n: 5
+    state_file: /var/lib/engineroom/log_rotation_check.json
+    check_logrotate: false
+
+- name: Enforce the policy and reclaim space held by deleted logs
+  engineroom.maintenance.log_rotation_check:
+    paths: [/srv/app/data/logs/*.log]
+    policy: {max_size: 5M, keep: 10, compress: true, max_age_days: 30}
+    enforce: true
+    ghost_action: truncate
+'''
+
+RETURN = r'''
+summary:
+  description: One line for the maintenance log.
+  returned: always
+  type: str
+  sample: >-
+    2 logs, 3 violations (oversized 1, too_many_versions 1, uncompressed_version 1); 1 ghost handle holding 10.0 MiB;
+    412 error events (7 tracebacks) in 52.3 MiB read; 3 actions done
+logs:
+  description: One entry per log file, as found at the start of the run.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: Path of the log.
+      type: str
+    size_bytes:
+      description: Size of the active log, V(null) when unreadable.
+      type: int
+    rotated_versions:
+      description: Number of rotated versions found.
+      type: int
+    versions:
+      description: The rotated versions, newest first, with C(name), C(size_bytes), C(age_days).
+      type: list
+      elements: dict
+    versions_bytes:
+      description: Bytes taken by the rotated versions.
+      type: int
+    oldest_version_age_days:
+      description: Age in days of the oldest version (by modification time), V(null) without versions.
+      type: float
+    logrotate_config:
+      description: The logrotate file whose stanza covers the log, V(null) when none does or the check is off.
+      type: str
+    violations:
+      description:
+        - What is out of policy, each with a C(code) (V(oversized), V(too_many_versions), V(uncompressed_version),
+          V(expired_version), V(no_logrotate_policy), V(policy_mismatch), V(unreadable)) and a C(message).
+      type: list
+      elements: dict
+    violations_after:
+      description: Violations left after enforcement (only when O(enforce=true) outside check mode).
+      type: list
+      elements: dict
+      returned: when enforcement ran
+  sample:
+    - path: /srv/app/data/logs/audit.log
+      size_bytes: 7340032
+      rotated_versions: 2
+      versions: [{name: audit.log.1, size_bytes: 5242880, age_days: 1.0}, {name: audit.log.2.gz, size_bytes: 401234, age_days: 2.0}]
+      versions_bytes: 5644114
+      oldest_version_age_days: 2.0
+      logrotate_config: /etc/logrotate.d/app
+      violations:
+        - {code: oversized, message: "/srv/app/data/logs/audit.log is 7340032 bytes, over max_size 5M (5242880 bytes)"}
+        - {code: uncompressed_version, message: "not compressed: audit.log.1"}
+unmatched_paths:
+  description: Entries of O(paths) that matched no file.
+  returned: always
+  type: list
+  elements: str
+skipped_paths:
+  description: Glob matches that are not regular files (directories, symlink loops), with C(path) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+ghost_handles:
+  description: Deleted files still held open, one entry per process and descriptor.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    pid:
+      description: Process holding the file.
+      type: int
+    process:
+      description: Its name (C(/proc/PID/comm)).
+      type: str
+    fd:
+      description: The descriptor number.
+      type: int
+    path:
+      description: The path the file had before it was deleted.
+      type: str
+    bytes_held:
+      description: Size of the held file when found.
+      type: int
+    status:
+      description: V(reported), V(planned) (truncate in check mode), V(truncated) or V(failed).
+      type: str
+  sample: [{pid: 4242, process: python3, fd: 3, path: /srv/app/data/logs/app.log, bytes_held: 10485760, status: reported}]
+errors:
+  description: The error review of the bytes read by this run (empty dict without O(scan)).
+  returned: always
+  type: dict
+  contains:
+    counts:
+      description: Matching lines per pattern (what C(grep -ci PATTERN) counts).
+      type: dict
+    lines_matched:
+      description: Lines that contain at least one pattern.
+      type: int
+    events:
+      description: Events, where a whole traceback is one event and every other matching line is one.
+      type: int
+    tracebacks:
+      description: Python tracebacks found (chained ones count once).
+      type: int
+    undecodable_lines:
+      description: Matching lines that are not valid UTF-8 (shown with replacement characters).
+      type: int
+    lines_before_since:
+      description: Matching lines skipped because they are older than O(since).
+      type: int
+    distinct_messages:
+      description: Different normalised messages.
+      type: int
+    top_messages:
+      description: The O(top_n) most frequent normalised messages with C(message), C(count), C(first_seen), C(last_seen), C(sample).
+      type: list
+      elements: dict
+    files:
+      description: Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)) and any C(note).
+      type: list
+      elements: dict
+  sample:
+    counts: {ERROR: 412, CRITICAL: 0, FATAL: 2, Traceback: 7}
+    lines_matched: 421
+    events: 414
+    tracebacks: 7
+    top_messages:
+      - {message: "ERROR payment gateway timeout after <n> ms for order <n>", count: 201,
+         first_seen: "2026-11-20T00:01:14Z", last_seen: "2026-11-20T23:58:02Z",
+         sample: "2026-11-20T00:01:14Z ERROR payment gateway timeout after 3000 ms for order 7781"}
+state:
+  description:
+    - The cursor file with C(path), C(status) (V(not_used), V(new), V(loaded), V(rebuilt) when it was corrupt),
+      C(problem) and C(written).
+  returned: always
+  type: dict
+  sample: {path: /var/lib/engineroom/log_rotation_check.json, status: loaded, problem: null, written: true}
+actions:
+  description:
+    - What enforcement and ghost truncation did or would do, in order, each with C(action) (V(rotate), V(delete),
+      V(compress), V(truncate_ghost)), C(path), C(status) (V(planned), V(done), V(failed)) and details.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: V(rotate), V(delete), V(compress) or V(truncate_ghost).
+      type: str
+    path:
+      description: The file acted on (the log for V(rotate), the version for V(delete) and V(compress)).
+      type: str
+    log:
+      description: The configured log the action belongs to (not for V(truncate_ghost)).
+      type: str
+    target:
+      description: The new name for V(rotate) and V(compress).
+      type: str
+    size_bytes:
+      description: Size of the file acted on when planned.
+      type: int
+    status:
+      description: V(planned) (check mode), V(done), V(failed), or V(skipped) after an earlier failure on the same log.
+      type: str
+    error:
+      description: Why a V(failed) action failed.
+      type: str
+  sample: [{action: compress, log: /srv/app/data/logs/audit.log, path: /srv/app/data/logs/audit.log.1,
+            target: /srv/app/data/logs/audit.log.1.gz, size_bytes: 5242880, status: done}]
+bytes_scanned:
+  description: Bytes read by the error scan in this run.
+  returned: always
+  type: int
+bytes_skipped_by_cursor:
+  description: Bytes not read again thanks to the cursors in O(state_file).
+  returned: always
+  type: int
+duration_ms:
+  description: How long the module ran.
+  returned: always
+  type: float
+notes:
+  description: Things the operator should know that are not violations (a grep fallback, a rotated tail not found, a corrupt state file).
+  returned: always
+  type: list
+  elements: str
+metrics:
+  description: Flat numbers for the report; keys carry their unit.
+  returned: always
+  type: dict
+  sample: {duration_ms: 812.4, cpu_ms: 1020.5, logs_total: 2, violations_total: 3, ghost_handles: 1, ghost_bytes_held: 10485760,
+           bytes_scanned: 54843392, bytes_skipped_by_cursor: 0, error_events: 412, actions_done: 3}
+executed_commands:
+  description: Programs run (the grep fast path, postrotate commands).
+  returned: always
+  type: list
+  elements: str
+'''
+
+import datetime
+import glob
+import os
+import resource
+import shutil
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils._logs import (
+    LogPathError,
+    audit_log,
+    execute,
+    expand_paths,
+    find_ghost_handles,
+    list_versions,
+    load_logrotate,
+    plan_log,
+    truncate_ghost,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._logscan import (
+    Scanner,
+    grep_command_line,
+    load_state,
+    save_state,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms, format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils._units import format_size, parse_duration, parse_size
+
+POLICY_SPEC = dict(
+    max_size=dict(type='str'),
+    keep=dict(type='int', default=10),
+    compress=dict(type='bool', default=True),
+    delay_compress=dict(type='bool', default=False),
+    max_age_days=dict(type='int'),
+    rotated_pattern=dict(type='str', default='auto', choices=['auto', 'numbered', 'dateext']),
+)
+
+
+def resolve_policy(module):
+    """Validated policy with max_size in bytes; every bad value fails before anything is read."""
+    policy = dict(module.params['policy'])
+    for key, spec in POLICY_SPEC.items():
+        if policy.get(key) is None and 'default' in spec:
+            policy[key] = spec['default']
+    try:
+        policy['max_size_bytes'] = parse_size(policy['max_size']) if policy.get('max_size') is not None else None
+    except ValueError as exc:
+        module.fail_json(msg='policy.max_size: %s; nothing was read or changed' % exc)
+    if policy['keep'] < 0:
+        module.fail_json(msg='policy.keep is %d: give how many rotated versions to keep (0 or more); nothing was read or changed'
+                         % policy['keep'])
+    if policy.get('max_age_days') is not None and policy['max_age_days'] < 0:
+        module.fail_json(msg='policy.max_age_days is %d: give a number of days (0 or more); nothing was read or changed'
+                         % policy['max_age_days'])
+    return policy
+
+
+def resolve_since(module):
+    """``since`` as a UTC ISO timestamp, or None."""
+    since = module.params['since']
+    if not since:
+        return None
+    if since[:1].isdigit() and len(since) >= 10 and since[4:5] == '-':
+        try:
+            moment = datetime.datetime.strptime(since.replace('Z', ''), '%Y-%m-%dT%H:%M:%S')
+        except ValueError:
+            module.fail_json(msg='since %r is not a time: use 2026-11-20T00:00:00Z (UTC) or a duration like 24h' % since)
+        return moment.strftime('%Y-%m-%dT%H:%M:%SZ')
+    try:
+        seconds = parse_duration(since)
+    except ValueError as exc:
+        module.fail_json(msg='since: %s, or a UTC time like 2026-11-20T00:00:00Z' % exc)
+    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() - seconds))
+
+
+def cpu_ms():
+    """CPU milliseconds used so far by this process (all threads) and its finished children (grep)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime) * 1000.0
+
+
+def check_state_file(module):
+    """Fail before reading anything when the cursors could not be saved afterwards."""
+    state_file = module.params['state_file']
+    if not state_file:
+        return
+    if os.path.isdir(state_file):
+        module.fail_json(msg='state_file %s is a directory: give a file path such as %s/log_rotation_check.json; '
+                             'nothing was read or changed' % (state_file, state_file.rstrip('/')))
+    directory = os.path.dirname(os.path.abspath(state_file))
+    if os.path.isdir(directory) and not module.check_mode:
+        problem = check_writable_dir(directory)
+        if problem:
+            module.fail_json(msg='state_file %s cannot be written: %s; nothing was read or changed' % (state_file, problem))
+
+
+def ghost_scope_dirs(paths, logs):
+    """Directories whose deleted files count as deleted logs: those of the configured paths."""
+    dirs = set()
+    for pattern in paths:
+        directory = os.path.dirname(os.path.abspath(pattern))
+        if glob.has_magic(directory):
+            dirs.update(os.path.dirname(p) for p in logs)
+        else:
+            dirs.add(directory)
+    return sorted(dirs)
+
+
+def handle_ghosts(module, paths, logs, actions, diff):
+    """Find ghost handles in scope; with ghost_action=truncate truncate each held file once (planned in check mode)."""
+    scope = module.params['ghost_scope']
+    if scope == 'none':
+        return []
+    ghosts = find_ghost_handles(None if scope == 'all' else ghost_scope_dirs(paths, logs))
+    truncated = set()
+    for ghost in ghosts:
+        ghost['status'] = 'reported'
+        if module.params['ghost_action'] != 'truncate' or ghost['bytes_held'] == 0:
+            continue
+        key = (ghost['device'], ghost['inode'])
+        action = dict(action='truncate_ghost', path=ghost['path'], pid=ghost['pid'], fd=ghost['fd'],
+                      size_bytes=ghost['bytes_held'])
+        if key in truncated:
+            ghost['status'] = 'planned' if module.check_mode else 'truncated'
+            continue  # the same file through another descriptor: already handled
+        truncated.add(key)
+        if module.check_mode:
+            ghost['status'] = action['status'] = 'planned'
+        else:
+            try:
+                truncate_ghost(ghost)
+                ghost['status'], action['status'] = 'truncated', 'done'
+            except OSError as exc:
+                ghost['status'] = action['status'] = 'failed'
+                action['error'] = exc.strerror or str(exc)
+        actions.append(action)
+        diff.append(dict(before_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
+                         after_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
+                         before='%d bytes held\n' % ghost['bytes_held'], after='0 bytes held\n'))
+    for ghost in ghosts:
+        del ghost['device'], ghost['inode']
+    return ghosts
+
+
+def run_scan(module, logs, policy, executed, notes):
+    """Error review of the logs; returns (errors dict, state dict, bytes scanned, bytes skipped)."""
+    state_file = module.params['state_file']
+    state = dict(path=state_file, status='not_used', problem=None, written=False)
+    cursors = {}
+    if state_file:
+        cursors, state['status'], state['problem'] = load_state(state_file)
+        if state['status'] == 'rebuilt':
+            message = ('state_file %s was corrupt (%s): rebuilt, every log was scanned from the start, so these '
+                       'counts may repeat lines reported by earlier runs' % (state_file, state['problem']))
+            notes.append(message)
+            module.warn(message)
+    state_dir = os.path.dirname(os.path.abspath(state_file or '.'))  # gzipped rotated tails are unpacked there
+    grep_path = shutil.which('grep')
+    if not grep_path:
+        notes.append('grep not found: the built-in scanner was used (slower)')
+    scanner = Scanner(module.params['patterns'], since=resolve_since(module), grep_path=grep_path,
+                      incremental=bool(state_file),
+                      temp_dir=state_dir if state_file and os.path.isdir(state_dir) else None)
+    jobs = []
+    for entry in logs:
+        if entry['size_bytes'] is None:
+            continue  # unreadable: already a violation
+        path = entry['path']
+        versions = [v['path'] for v in list_versions(path, policy['rotated_pattern'])] if path in cursors else []
+        jobs.append((path, cursors.get(path), versions))
+    new_cursors = dict((job[0], cursor) for job, cursor in zip(jobs, scanner.scan(jobs)) if cursor is not None)
+    if any(s['scanner'] == 'grep' for f in scanner.files for s in f['segments']):
+        executed.append(grep_command_line(grep_path, module.params['patterns']))
+    notes.extend(scanner.notes)
+    notes.extend('%s: %s' % (f['path'], f['note']) for f in scanner.files if f['note'])
+    if state_file and not module.check_mode:
+        try:
+            save_state(state_file, new_cursors)
+            state['written'] = True
+        except OSError as exc:
+            module.fail_json(msg='state_file %s could not be written: %s; check its directory and permissions'
+                             % (state_file, exc.strerror or exc))
+    errors = scanner.review.result(module.params['top_n'])
+    errors['files'] = scanner.files
+    return errors, state, scanner.bytes_scanned, scanner.bytes_skipped
+
+
+def enforce(module, logs, policy, actions, diff, executed):
+    """Plan (and outside check mode do) what brings each log into policy; failed actions stop that log."""
+    for entry in logs:
+        if entry['size_bytes'] is None:
+            continue
+        planned, before, after = plan_log(entry['path'], policy, module.params['method'])
+        if not planned:
+            continue
+        diff.append(dict(before_header='%s versions' % entry['path'], after_header='%s versions' % entry['path'],
+                         before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after)))
+        failed = False
+        for action in planned:
+            actions.append(action)
+            if module.check_mode or failed:
+                action['status'] = 'planned' if module.check_mode else 'skipped'
+                continue
+            try:
+                execute(action, module.params['postrotate_command'])
+                action['status'] = 'done'
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                action['status'] = 'failed'
+                action['error'] = getattr(exc, 'strerror', None) or str(exc)
+                failed = True
+            if action['action'] == 'rotate' and module.params['method'] == 'rename' and module.params['postrotate_command']:
+                executed.append(format_argv(module.params['postrotate_command']))
+
+
+def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mode):
+    codes = {}
+    for entry in logs:
+        for item in entry['violations']:
+            codes[item['code']] = codes.get(item['code'], 0) + 1
+    parts = ['%d log%s' % (len(logs), '' if len(logs) == 1 else 's')]
+    total = sum(codes.values())
+    parts[0] += ', %d violation%s%s' % (total, '' if total == 1 else 's', ' (%s)' % ', '.join(
+        '%s %d' % item for item in sorted(codes.items())) if codes else '')
+    if unmatched:
+        parts.append('%d path%s matched nothing' % (len(unmatched), '' if len(unmatched) == 1 else 's'))
+    if ghosts:
+        parts.append('%d ghost handle%s holding %s' % (len(ghosts), '' if len(ghosts) == 1 else 's',
+                                                       format_size(sum(g['bytes_held'] for g in ghosts))))
+    if errors:
+        parts.append('%d error events (%d tracebacks) in %s read'
+                     % (errors['events'], errors['tracebacks'], format_size(bytes_scanned)))
+    if actions:
+        done = sum(1 for a in actions if a['status'] == 'done')
+        failed = sum(1 for a in actions if a['status'] == 'failed')
+        parts.append('%d action%s %s%s' % (len(actions), '' if len(actions) == 1 else 's',
+                                           'planned' if check_mode else 'done' if not failed else 'run: %d done' % done,
+                                           ', %d FAILED' % failed if failed else ''))
+    return '; '.join(parts)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            paths=dict(type='list', elements='str', required=True),
+            policy=dict(type='dict', default={}, options=POLICY_SPEC),
+            logrotate_dir=dict(type='path', default='/etc/logrotate.d'),
+            logrotate_conf=dict(type='path', default='/etc/logrotate.conf'),
+            check_logrotate=dict(type='bool', default=True),
+            ghost_scope=dict(type='str', default='logs', choices=['logs', 'all', 'none']),
+            ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
+            scan=dict(type='bool', default=False),
+            patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
+            top_n=dict(type='int', default=10),
+            state_file=dict(type='path'),
+            since=dict(type='str'),
+            enforce=dict(type='bool', default=False),
+            method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
+            postrotate_command=dict(type='list', elements='str'),
+        ),
+        supports_check_mode=True,
+    )
+    started = time.monotonic()
+    cpu_started = cpu_ms()
+    params = module.params
+    if not params['paths']:
+        module.fail_json(msg='paths is empty: give the log files or globs to check (for example /srv/app/data/logs/*.log)')
+    if params['scan'] and (not params['patterns'] or not all(params['patterns'])):
+        module.fail_json(msg='patterns must be non-empty strings when scan is true (default ERROR, CRITICAL, FATAL, Traceback)')
+    if params['top_n'] < 0:
+        module.fail_json(msg='top_n is %d: give 0 or more' % params['top_n'])
+    if params['postrotate_command'] and params['method'] != 'rename':
+        module.fail_json(msg='postrotate_command only runs with method: rename (copytruncate needs no reopen)')
+    if params['postrotate_command'] == []:
+        module.fail_json(msg='postrotate_command is empty: give the program and its arguments, or leave it unset')
+    policy = resolve_policy(module)
+    if params['scan']:
+        resolve_since(module)  # validate before anything is read
+        check_state_file(module)
+    try:
+        paths, unmatched, skipped = expand_paths(params['paths'])
+    except LogPathError as exc:
+        module.fail_json(msg='%s; nothing was read or changed' % exc)
+    for pattern in unmatched:
+        module.warn('paths: %s matched no file' % pattern)
+
+    notes, executed, actions, diff = [], [], [], []
+    stanzas = None
+    if params['check_logrotate']:
+        stanzas, _sources, problems = load_logrotate(params['logrotate_conf'], params['logrotate_dir'])
+        notes.extend(problems)
+    logs = [audit_log(path, policy, stanzas) for path in paths]
+    ghosts = handle_ghosts(module, params['paths'], paths, actions, diff)
+    errors, state, bytes_scanned, bytes_skipped = {}, dict(path=params['state_file'], status='not_used', problem=None,
+                                                           written=False), 0, 0
+    if params['scan']:
+        errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, policy, executed, notes)
+    if params['enforce']:
+        enforce(module, logs, policy, actions, diff, executed)
+        if not module.check_mode:
+            for entry in logs:
+                entry['violations_after'] = audit_log(entry['path'], policy, stanzas)['violations']
+
+    changed = any(a['status'] in ('done', 'planned', 'failed') for a in actions)
+    duration = elapsed_ms(started)
+    violations_total = sum(len(e['violations']) for e in logs)
+    result = dict(
+        changed=changed,
+        summary=summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, module.check_mode),
+        logs=logs, unmatched_paths=unmatched, skipped_paths=skipped, ghost_handles=ghosts, errors=errors,
+        state=state, actions=actions, bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
+        duration_ms=duration, notes=notes, executed_commands=executed,
+        metrics=dict(duration_ms=duration, cpu_ms=round(cpu_ms() - cpu_started, 1), logs_total=len(logs), violations_total=violations_total,
+                     ghost_handles=len(ghosts), ghost_bytes_held=sum(g['bytes_held'] for g in ghosts),
+                     bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
+                     error_events=errors.get('events', 0), error_lines_matched=errors.get('lines_matched', 0),
+                     actions_done=sum(1 for a in actions if a['status'] == 'done'),
+                     actions_planned=sum(1 for a in actions if a['status'] == 'planned')),
+    )
+    if diff:
+        result['diff'] = diff
+    failed = [a for a in actions if a['status'] == 'failed']
+    if failed:
+        module.fail_json(msg='%d action(s) failed, first: %s %s: %s; the other logs were handled, see actions'
+                         % (len(failed), failed[0]['action'], failed[0]['path'], failed[0]['error']), **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
