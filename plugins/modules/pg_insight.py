@@ -251,6 +251,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres i
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils._units import format_size
 
 
 def argument_spec():
@@ -285,16 +286,6 @@ def check_options(module):
         module.fail_json(msg='databases: give either all or a list of names, not both (got %s)' % p['databases'])
 
 
-def human_bytes(size):
-    """1536 -> '1.5 kB' (binary multiples, as pg_size_pretty)."""
-    units = ('B', 'kB', 'MB', 'GB', 'TB')
-    value, index = float(size), 0
-    while value >= 1024 and index < len(units) - 1:
-        value /= 1024.0
-        index += 1
-    return '%d B' % size if index == 0 else '%.1f %s' % (value, units[index])
-
-
 def findings_of(result):
     """The review's notable points, in an operator's words."""
     found = []
@@ -307,7 +298,7 @@ def findings_of(result):
         count, size = unused.get(row['database'], (0, 0))
         unused[row['database']] = (count + 1, size + (row['size_bytes'] or 0))
     for database, (count, size) in sorted(unused.items()):
-        found.append('%s: %d unused indexes take %s' % (database, count, human_bytes(size)))
+        found.append('%s: %d unused indexes take %s' % (database, count, format_size(size)))
     for row in result.get('seq_scans', []):
         found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
             row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
@@ -417,13 +408,13 @@ def main():
     )
     parts = ['%d database(s)' % len(databases)]
     if 'database_sizes' in result:
-        parts[0] += ', %s' % human_bytes(metrics['database_bytes_total'])
+        parts[0] += ', %s' % format_size(metrics['database_bytes_total'])
     if connections:
         parts.append('connections %d/%d' % (connections['total'], connections['max_connections']))
     if 'bloat' in result:
         parts.append('%d bloat candidates' % metrics['bloat_candidates'])
     if 'unused_indexes' in result:
-        parts.append('%d unused indexes (%s)' % (metrics['unused_indexes'], human_bytes(metrics['unused_index_bytes'])))
+        parts.append('%d unused indexes (%s)' % (metrics['unused_indexes'], format_size(metrics['unused_index_bytes'])))
     if 'long_queries' in result:
         parts.append('%d long queries' % metrics['long_queries'])
     if 'blocking' in result:
