@@ -89,12 +89,14 @@ class Sandbox:
         if os.path.exists(self.state_file):
             with open(self.state_file) as handle:
                 return json.load(handle)
-        return dict(monitor_password=secrets.token_urlsafe(18), app_password=secrets.token_urlsafe(18))
+        return {}
 
     def up(self):
         os.makedirs(self.root, exist_ok=True)
         os.chmod(self.root, 0o755)
         state = self._load_state()
+        for role in ('monitor', 'app', 'superuser'):
+            state.setdefault('%s_password' % role, secrets.token_urlsafe(18))
         cluster = PostgresCluster(self._cluster_dir(), port=state.get('port'))
         if not cluster.running:
             if state.get('port') and not _port_free(state['port']):
@@ -102,6 +104,7 @@ class Sandbox:
             cluster.start()
         state['port'] = cluster.port
         cluster.wait_ready()
+        cluster.create_role(cluster.superuser, state['superuser_password'])
         cluster.create_role('app', state['app_password'])
         cluster.create_role('monitor', state['monitor_password'], 'pg_monitor')
         cluster.create_database('app', owner='app')
@@ -116,7 +119,8 @@ class Sandbox:
             conn.close()
         _write_uploads(os.path.join(self.root, 'uploads'))
         _write_logs(os.path.join(self.root, 'logs'))
-        os.makedirs(os.path.join(self.root, 'results'), exist_ok=True)
+        for folder in ('results', 'backups', 'state', 'state/logrotate.d'):
+            os.makedirs(os.path.join(self.root, folder), exist_ok=True)
         _write_private(self.state_file, json.dumps(state, indent=2) + '\n')
         _write_private(self.vars_file, self._inventory_vars(cluster, state))
         return cluster
@@ -126,6 +130,19 @@ class Sandbox:
         database = dict(login_host=cluster.host, login_port=cluster.port, login_user='monitor',
                         login_password=state['monitor_password'], login_db='app')
         data = dict(
+            # The fleet-wide variables every role derives its own from (see inventories/example/).
+            engineroom_postgres=dict(login_host=cluster.host, login_port=cluster.port, login_user=cluster.superuser,
+                                     login_password=state['superuser_password']),
+            engineroom_database='app',
+            engineroom_uploads_dir=os.path.join(self.root, 'uploads'),
+            engineroom_logs_dir=os.path.join(self.root, 'logs'),
+            engineroom_backup_dir=os.path.join(self.root, 'backups'),
+            engineroom_state_dir=os.path.join(self.root, 'state'),
+            engineroom_app_root=self.root,
+            engineroom_readonly_roles=['app'],
+            engineroom_admin_roles=[],
+            # Keep the demo's logrotate policy inside the sandbox instead of /etc/logrotate.d.
+            log_oversight_logrotate_file=os.path.join(self.root, 'state', 'logrotate.d', 'engineroom-app'),
             sandbox_root=self.root,
             sandbox_postgres=database,
             health_check_probes=[
@@ -138,6 +155,8 @@ class Sandbox:
                 dict(name='load', kind='load'),
                 dict(name='pg-isready', kind='command',
                      argv=['pg_isready', '-h', cluster.host, '-p', str(cluster.port)]),
+                dict(name='maintenance', kind='maintenance',
+                     lock_file=os.path.join(self.root, 'state', 'maintenance.json')),
             ],
             health_check_prometheus_textfile=os.path.join(self.root, 'results', 'engineroom_health.prom'),
         )
