@@ -31,9 +31,9 @@ class PlaybookRun:
                     self.tasks.append(dict(result, _task=task['task']['name'], _host=host))
 
     def result(self, name):
-        """The result of the task called ``name``."""
+        """The result of the task called ``name`` (a role's tasks also match without the ``role : `` prefix)."""
         for task in self.tasks:
-            if task['_task'] == name:
+            if task['_task'] == name or task['_task'].endswith(' : ' + name):
                 return task
         raise KeyError('no task %r in %s' % (name, [t['_task'] for t in self.tasks]))
 

@@ -145,18 +145,15 @@ class Sandbox:
             log_oversight_logrotate_file=os.path.join(self.root, 'state', 'logrotate.d', 'engineroom-app'),
             sandbox_root=self.root,
             sandbox_postgres=database,
+            # Probes the role does not build from the engineroom_* variables above.
             health_check_probes=[
-                dict(name='database', kind='postgres', **database),
+                dict(name='monitor-login', kind='postgres', **database),
                 dict(name='postgres-server', kind='process',
                      pidfile=os.path.join(cluster.data_dir, 'postmaster.pid')),
-                dict(name='uploads-disk', kind='disk', path=[os.path.join(self.root, 'uploads')]),
-                dict(name='logs-disk', kind='disk', path=[os.path.join(self.root, 'logs')]),
                 dict(name='memory', kind='memory'),
                 dict(name='load', kind='load'),
                 dict(name='pg-isready', kind='command',
                      argv=['pg_isready', '-h', cluster.host, '-p', str(cluster.port)]),
-                dict(name='maintenance', kind='maintenance',
-                     lock_file=os.path.join(self.root, 'state', 'maintenance.json')),
             ],
             health_check_prometheus_textfile=os.path.join(self.root, 'results', 'engineroom_health.prom'),
         )
