@@ -14,7 +14,14 @@ from __future__ import annotations
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
     PostgresError,
     StatementRunner,
+    describe_target,
 )
+
+try:
+    import psycopg2
+    DB_ERRORS = (psycopg2.Error,)
+except ImportError:  # without psycopg2 no connection opens: the module reports the missing library first
+    DB_ERRORS = ()
 
 ALL = 'all'
 
@@ -50,9 +57,16 @@ def resolve_databases(runner, requested, params):
     ``requested`` empty means the database of ``login_db``; ``[all]`` means every
     database that allows connections, is not a template and that the login role
     may connect to. A named database that does not exist, or that the role may
-    not connect to, raises :class:`PostgresError` naming it and the choices.
+    not connect to, raises :class:`PostgresError` naming it and the choices; so
+    does a catalog read that the server refuses or cancels.
     """
-    rows = runner.rows(LIST_DATABASES)
+    try:
+        rows = runner.rows(LIST_DATABASES)
+    except DB_ERRORS as exc:
+        raise PostgresError(
+            'cannot list the databases (pg_database) on %s: %s; nothing was changed: give the login role read access '
+            'to pg_database (or log in as a role that has it) and check its statement_timeout'
+            % (describe_target(params), (str(exc).strip().splitlines() or [type(exc).__name__])[0])) from None
     connectable = [name for name, allowed in rows if allowed]
     if requested == [ALL]:
         return connectable

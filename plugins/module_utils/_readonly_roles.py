@@ -34,7 +34,7 @@ SESSION_POLL_S = 0.5
 
 
 class RoleProblem(ValueError):
-    """A role list that must not be applied (unknown role, superuser, admin role listed)."""
+    """A role list that must not be applied (unknown role, superuser, admin role listed, the login role)."""
 
 
 class Runner(StatementRunner):
@@ -67,6 +67,13 @@ def check_roles(runner, readonly_roles, admin_roles):
     if superusers:
         raise RoleProblem('role(s) %s are superusers: superusers ignore nothing and are never made read-only, '
                           'remove them from readonly_roles' % ', '.join(superusers))
+    login = runner.rows('SELECT session_user, current_user')[0]
+    own = [name for name in readonly_roles if name in login]
+    if own:
+        raise RoleProblem('role(s) %s are the role this module logs in as (login_user): made read-only, every later '
+                          'session of it, the release included, would be read-only; log in as another role (a '
+                          'superuser or an admin role with CREATEROLE) or remove it from readonly_roles'
+                          % ', '.join(own))
     return [name for name in readonly_roles if not found[name][1]]
 
 
@@ -108,9 +115,16 @@ def _alter(role, database, value):
 
 
 def _in_transaction(runner, statements):
+    """Run ``statements`` in one transaction that is read-write whatever the session's default says.
+
+    ``SET TRANSACTION READ WRITE`` comes first: should the login role itself
+    have become read-only by default (set by hand, or by an older version),
+    the restore must still be able to run its ALTER ROLEs.
+    """
     conn = runner.conn
     conn.autocommit = False
     try:
+        runner.execute('SET TRANSACTION READ WRITE')
         for statement in statements:
             runner.execute(statement)
         conn.commit()
@@ -127,8 +141,21 @@ def make_read_only(runner, entries):
 
 
 def restore(runner, entries):
-    """Put every entry back to its recorded value (RESET where there was none), in one transaction."""
-    _in_transaction(runner, [_alter(e['role'], s['database'], s['value']) for e in entries for s in e['settings']])
+    """Put every entry back to its recorded value (RESET where there was none), in one transaction.
+
+    A per-database entry whose database was dropped meanwhile is skipped: DROP
+    DATABASE removed its settings with it, and ``ALTER ROLE ... IN DATABASE``
+    of a missing database would roll back the whole restore, for good.
+    Returns the skipped entries as (role, database) pairs.
+    """
+    wanted = sorted(set(s['database'] for e in entries for s in e['settings'] if s['database'] is not None))
+    existing = set(row[0] for row in runner.rows('SELECT datname FROM pg_database WHERE datname = ANY(%s)',
+                                                 (wanted,))) if wanted else set()
+    skipped = [(e['role'], s['database']) for e in entries for s in e['settings']
+               if s['database'] is not None and s['database'] not in existing]
+    _in_transaction(runner, [_alter(e['role'], s['database'], s['value']) for e in entries for s in e['settings']
+                             if s['database'] is None or s['database'] in existing])
+    return skipped
 
 
 def count_sessions(runner, roles):

@@ -79,7 +79,15 @@ TABLE_FIGURES = ('SELECT pg_stat_get_dead_tuples(%(oid)s), pg_stat_get_live_tupl
 
 
 def catalog_rows(runner):
-    return [dict(zip(CATALOG_COLUMNS, row)) for row in runner.rows(CATALOG_QUERY)]
+    """The plan's catalog rows; a refused or cancelled catalog read raises PostgresError in operator words."""
+    try:
+        return [dict(zip(CATALOG_COLUMNS, row)) for row in runner.rows(CATALOG_QUERY)]
+    except psycopg2.Error as exc:
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PostgresError(
+            'cannot read the table catalog (pg_class, pg_namespace, pg_database) of database %r as role %r: %s; '
+            'nothing was vacuumed: give the login role read access to the catalog (or log in as a role that has '
+            'it) and check its statement_timeout' % (runner.conn.info.dbname, runner.conn.info.user, cause)) from None
 
 
 def estimated_bytes(row):
@@ -211,14 +219,20 @@ class Budget:
 def run_database(params, entries, options, budget, check_mode):
     """Work through one database's entries over ``jobs`` connections, largest first.
 
-    Returns the statements run. Each worker takes the next table from the
-    shared list; when the budget is exhausted the tables not yet started are
-    marked ``deferred``. A worker whose connection cannot be opened marks its
-    tables ``failed`` with the connection message instead of raising.
+    Returns (statements run, connection problems). Each worker takes the
+    next table from the shared list; when the budget is exhausted the tables
+    not yet started are marked ``deferred``. A worker whose connection cannot
+    be opened (``max_connections``, a role's CONNECTION LIMIT) just stops and
+    leaves the list to the workers that did connect: its connection message is
+    returned among the problems, distinct messages once each. Only when no
+    worker connected at all are the tables marked ``failed`` with that message
+    (and no problem is returned, the tables say it).
     """
     pending = list(entries)
     lock = threading.Lock()
     executed = []
+    refused = []
+    connected = []
 
     def next_entry():
         with lock:
@@ -234,8 +248,11 @@ def run_database(params, entries, options, budget, check_mode):
         try:
             conn = connect(params)
         except PostgresError as exc:
-            fail_rest(str(exc))
+            with lock:
+                refused.append(str(exc))
             return
+        with lock:
+            connected.append(conn)
         runner = Runner(conn)
         try:
             session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
@@ -259,7 +276,10 @@ def run_database(params, entries, options, budget, check_mode):
         thread.start()
     for thread in threads:
         thread.join()
-    return executed
+    if not connected:
+        fail_rest(refused[0])
+        return executed, []
+    return executed, list(dict.fromkeys(refused))
 
 
 def public_entry(entry):

@@ -110,7 +110,10 @@ options:
     default: false
   force:
     description:
-      - With V(absent), release a lock held by another owner (reported as forced).
+      - With V(absent), release a lock held by another owner (reported as forced). The release is the owner's
+        release otherwise. The recorded role settings are restored first, and when they cannot be (PostgreSQL
+        unreachable, an ALTER ROLE refused) the task fails and the lock file is kept, so O(force) never leaves roles
+        read-only without a lock record.
       - With V(present) or V(absent), replace or remove a lock file that is corrupt (not a lock record). Role
         settings recorded in a corrupt file cannot be restored; check O(readonly_roles) by hand afterwards.
       - Never takes a valid lock of another owner with V(present); use O(steal_expired) for expired ones.
@@ -121,8 +124,12 @@ options:
       - PostgreSQL roles (the ones the application logs in as) made read-only by default while maintenance is on.
       - Each role's C(default_transaction_read_only) (role-wide and per database) is recorded, then set to C(on);
         the release restores the recorded values, whatever this option says at release time.
-      - Superusers and roles in O(admin_roles) are refused. A role that cannot log in gets a warning, since its
-        settings do not reach the roles that log in as its members.
+      - The release restores in one read-write transaction (even if the login role's own default became
+        read-only). A per-database entry whose database was dropped during maintenance is skipped with a warning
+        (dropping the database removed that setting); everything else is restored.
+      - Superusers, roles in O(admin_roles) and the role the module logs in as (O(login_user)) are refused, since
+        a read-only login role could not run the release's C(ALTER ROLE). A role that cannot log in gets a warning,
+        since its settings do not reach the roles that log in as its members.
       - This is a session default, which any client can undo with C(SET default_transaction_read_only = off).
         It stops the application's writes, not a deliberate user.
     type: list
@@ -679,12 +686,16 @@ class LockTask:
             self.module.warn('the roles were made read-only through %s, this release connects to %s'
                              % (recorded_target, describe_target(self.params)))
         try:
-            restore(self.database('restore the roles\' settings'), entries)
+            skipped = restore(self.database('restore the roles\' settings'), entries)
         except (PostgresError,) + DB_ERRORS as exc:
             self.fail('cannot restore the settings of %s: %s; the lock file %s is kept (maintenance stays on) so the '
                       'release can be retried once PostgreSQL answers'
                       % (', '.join(e['role'] for e in entries), str(exc).strip(), self.path),
                       changed=False, released=False, locked=True, holder=current, roles_changed=[])
+        for role, database in skipped:
+            self.module.warn('role %s: its recorded default_transaction_read_only in database %s was not restored '
+                             'because that database no longer exists (dropping it removed the setting too); its other '
+                             'settings were restored' % (role, database))
 
     def release_corrupt(self):
         self.result.update(changed=True, released=True, forced=True)

@@ -136,6 +136,8 @@ options:
   jobs:
     description:
       - Connections working in parallel per database, from 1 to 8. Tables are handed out largest first.
+      - A worker whose connection is refused (C(max_connections), the role's C(CONNECTION LIMIT)) stops and leaves
+        its tables to the workers that connected, with a warning; only when none connects are the tables C(failed).
     type: int
     default: 1
 '''
@@ -354,19 +356,18 @@ def make_plan(module, databases, runner):
     entries, considered, executed = [], 0, []
     unmatched = set(p['tables'])
     for database in databases:
-        if database == default_database(p):
-            rows = catalog_rows(runner)
-        else:
-            try:
-                conn = connect(params_for(p, database))
-            except PostgresError as exc:
-                module.fail_json(msg=str(exc), executed_commands=runner.executed + executed)
-            other = Runner(conn)
-            try:
-                rows = catalog_rows(other)
-            finally:
-                conn.close()
-            executed.extend(other.executed)
+        try:
+            if database == default_database(p):
+                rows = catalog_rows(runner)
+            else:
+                other = Runner(connect(params_for(p, database)))
+                try:
+                    rows = catalog_rows(other)
+                finally:
+                    other.conn.close()
+                    executed.extend(other.executed)
+        except PostgresError as exc:
+            module.fail_json(msg=str(exc), executed_commands=runner.executed + executed)
         selected, missing = select_tables(rows, p['schemas'], p['tables'], p['exclude_tables'])
         unmatched &= set(missing)
         considered += len(selected)
@@ -418,7 +419,11 @@ def main():
     for database in databases:
         mine = [e for e in entries if e['database'] == database]
         if mine:
-            executed.extend(run_database(params_for(p, database), mine, options, budget, module.check_mode))
+            statements, refused = run_database(params_for(p, database), mine, options, budget, module.check_mode)
+            executed.extend(statements)
+            for message in refused:
+                module.warn('database %s: a worker connection could not be opened, the other worker(s) did its '
+                            'tables (lower jobs to avoid this): %s' % (database, message))
 
     figures = totals(entries)
     duration = elapsed_ms(started)
