@@ -392,13 +392,18 @@ def _zip_is_link(entry):
 
 
 class ArchiveScan:
-    """What a complete pass over an archive found: files under ``files/``, their bytes and hashes, other members."""
+    """What a complete pass over an archive found: files under ``files/``, their bytes and hashes, other members.
+
+    ``absolute_links`` counts symlinks to absolute paths that extraction
+    created as they are (a full archive stores links unchanged).
+    """
 
     def __init__(self):
         self.file_count = 0
         self.file_bytes = 0
         self.checksums = {}
         self.members = {}
+        self.absolute_links = 0
 
     def add(self, name, size, sha):
         if name.startswith('files/'):
@@ -409,27 +414,75 @@ class ArchiveScan:
             self.members[name] = dict(size_bytes=size, sha256=sha)
 
 
-def _write_member(target, name, source, scan):
-    path = os.path.join(target, name)
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, 'wb') as handle:
-        while True:
-            chunk = source.read(CHUNK_BYTES)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-            handle.write(chunk)
-    scan.add(name, size, digest.hexdigest())
+class _Extractor:
+    """Creates members under ``target`` without ever following a link on disk.
 
+    Where a member lands is decided by the disk, not by its name: a link
+    extracted earlier could redirect a later member. So no parent component may
+    be a link, regular files are opened with ``O_EXCL|O_NOFOLLOW``, and a
+    relative link target is judged from the link's real parent directory.
+    Absolute link targets are created as they are: nothing here follows them.
+    """
 
-def _check_parent_inside(target, name):
-    """A member must not land outside ``target`` through a link extracted earlier."""
-    parent = os.path.realpath(os.path.dirname(os.path.join(target, name)))
-    root = os.path.realpath(target)
-    if parent != root and not parent.startswith(root + os.sep):
-        raise _unsafe(name, 'a path through a link that leaves the target')
+    def __init__(self, target, scan):
+        self.root = os.path.realpath(target)
+        self.scan = scan
+
+    def _parents(self, name, parts):
+        """Create the directories ``parts`` below the root; refuse a component that is a link or not a directory."""
+        current = self.root
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                info = os.lstat(current)
+            except FileNotFoundError:
+                os.mkdir(current)
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                raise _unsafe(name, 'a path through the link %s' % os.path.relpath(current, self.root))
+            if not stat.S_ISDIR(info.st_mode):
+                raise _unsafe(name, 'a path through %s, which is not a directory' % os.path.relpath(current, self.root))
+        return current
+
+    def directory(self, name):
+        self._parents(name, [part for part in name.split('/') if part not in ('', '.')])
+
+    def symlink(self, name, link_target):
+        parts = [part for part in name.split('/') if part not in ('', '.')]
+        parent = self._parents(name, parts[:-1])
+        if os.path.isabs(link_target):
+            self.scan.absolute_links += 1
+        else:
+            reason = unsafe_member_reason(name, link_target, True)
+            landing = os.path.realpath(os.path.join(parent, link_target))
+            if not reason and landing != self.root and not landing.startswith(self.root + os.sep):
+                reason = 'a link to %s, outside the archive' % link_target
+            if reason:
+                raise _unsafe(name, reason)
+        try:
+            os.symlink(link_target, os.path.join(parent, parts[-1]))
+        except FileExistsError as exc:
+            raise _unsafe(name, 'a name that is already taken in the target (a duplicate member)') from exc
+
+    def regular(self, name, mode, source):
+        parts = [part for part in name.split('/') if part not in ('', '.')]
+        path = os.path.join(self._parents(name, parts[:-1]), parts[-1])
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError as exc:
+            raise _unsafe(name, 'a name that is already taken in the target (a duplicate member or a link)') from exc
+        digest = hashlib.sha256()
+        size = 0
+        with os.fdopen(fd, 'wb') as handle:
+            os.fchmod(fd, stat.S_IMODE(mode) & 0o777 or 0o600)
+            while True:
+                chunk = source.read(CHUNK_BYTES)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                handle.write(chunk)
+        self.scan.add(name, size, digest.hexdigest())
 
 
 def scan_tar(path, compression, target=None, only=None):
@@ -439,20 +492,19 @@ def scan_tar(path, compression, target=None, only=None):
     the others are read and hashed as in a listing.
 
     Every member is checked before anything of it is written: absolute names,
-    ``..`` components, links leaving the archive, and device/fifo members are
-    refused with the member named.
+    ``..`` components, paths through links, links leaving the archive, and
+    device/fifo members are refused with the member named.
     """
     scan = ArchiveScan()
+    extractor = _Extractor(target, scan) if target is not None else None
     with open(path, 'rb') as raw_handle:
         raw = HashingReader(raw_handle)
         stream = open_decompressor(compression, raw)
         try:
             with tarfile.open(fileobj=stream, mode='r|') as tar:
                 for member in tar:
-                    extract = target is not None and (only is None or member.name in only)
-                    # Listing checks names; links are judged when they would be created (extraction).
-                    is_link = extract and (member.issym() or member.islnk())
-                    reason = unsafe_member_reason(member.name, member.linkname, is_link)
+                    extract = extractor is not None and (only is None or member.name in only)
+                    reason = unsafe_member_reason(member.name)
                     if reason:
                         raise _unsafe(member.name, reason)
                     if not (member.isreg() or member.isdir() or member.issym()):
@@ -464,16 +516,12 @@ def scan_tar(path, compression, target=None, only=None):
                             read_all(source, digest.update)
                             scan.add(member.name, member.size, digest.hexdigest())
                         continue
-                    _check_parent_inside(target, member.name)
-                    destination = os.path.join(target, member.name)
                     if member.isdir():
-                        os.makedirs(destination, exist_ok=True)
+                        extractor.directory(member.name)
                     elif member.issym():
-                        os.makedirs(os.path.dirname(destination), exist_ok=True)
-                        os.symlink(member.linkname, destination)
+                        extractor.symlink(member.name, member.linkname)
                     else:
-                        os.makedirs(os.path.dirname(destination), exist_ok=True)
-                        _write_member(target, member.name, tar.extractfile(member), scan)
+                        extractor.regular(member.name, member.mode, tar.extractfile(member))
             read_all(stream)
         except tarfile.TarError as exc:
             raise ArchiveError('archive %s is not a readable tar: %s' % (path, exc)) from exc
@@ -486,6 +534,7 @@ def scan_tar(path, compression, target=None, only=None):
 def scan_zip(path, target=None):
     """Read a zip completely (every CRC checked); extract into ``target`` when given."""
     scan = ArchiveScan()
+    extractor = _Extractor(target, scan) if target is not None else None
     with open(path, 'rb') as raw_handle:
         raw = HashingReader(raw_handle)
         raw.drain()
@@ -493,26 +542,22 @@ def scan_zip(path, target=None):
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
             for entry in entries:
-                is_link = target is not None and _zip_is_link(entry)
-                link_target = archive.read(entry).decode('utf-8', 'surrogateescape') if is_link else None
-                reason = unsafe_member_reason(entry.filename.rstrip('/'), link_target, is_link)
+                reason = unsafe_member_reason(entry.filename.rstrip('/'))
                 if reason:
                     raise _unsafe(entry.filename, reason)
             for entry in entries:
                 name = entry.filename.rstrip('/')
-                if target is not None:
-                    _check_parent_inside(target, name)
-                    destination = os.path.join(target, name)
-                    os.makedirs(destination if entry.is_dir() else os.path.dirname(destination), exist_ok=True)
                 if entry.is_dir():
+                    if extractor:
+                        extractor.directory(name)
                     continue
                 if _zip_is_link(entry):
-                    if target is not None:
-                        os.symlink(archive.read(entry).decode('utf-8', 'surrogateescape'), destination)
+                    if extractor:
+                        extractor.symlink(name, archive.read(entry).decode('utf-8', 'surrogateescape'))
                     continue
                 with archive.open(entry) as source:
-                    if target is not None:
-                        _write_member(target, name, source, scan)
+                    if extractor:
+                        extractor.regular(name, entry.external_attr >> 16, source)
                     else:
                         digest = hashlib.sha256()
                         read_all(source, digest.update)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 
@@ -36,6 +37,19 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres i
     describe_target,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._result import format_argv
+
+try:
+    import psycopg2
+    # Server errors of a query (lock timeout, permission denied), caught next to PostgresError by the modules.
+    DATABASE_ERRORS = (psycopg2.Error,)
+except ImportError:
+    DATABASE_ERRORS = ()  # connect() reports the missing library before any query runs
+
+try:
+    import docker.errors
+    DOCKER_ERRORS = docker.errors.DockerException
+except ImportError:
+    DOCKER_ERRORS = ()  # docker_client() reports the missing library before any exec
 
 CHUNK_BYTES = 1024 * 1024
 PG_BIN_TEMPLATE = '/usr/lib/postgresql/%d/bin'
@@ -69,6 +83,13 @@ DATA_BYTES_SQL = (
 SERVER_VERSION_SQL = "SELECT current_setting('server_version')"
 SET_COUNT_SQL = "SELECT set_config('" + COUNT_SETTING + "', %s, false)"
 EXPORT_SNAPSHOT_SQL = 'SELECT pg_export_snapshot()'
+LOCK_TIMEOUT_SQL = "SELECT set_config('lock_timeout', %s, false)"
+
+
+def lock_timeout_setting(params):
+    """``lock_timeout`` value (``<ms>ms``) from the ``lock_wait_timeout_s`` option, or None when not set."""
+    seconds = params.get('lock_wait_timeout_s')
+    return '%dms' % (seconds * 1000) if seconds else None
 
 
 class DumpError(Exception):
@@ -230,6 +251,8 @@ class LocalSource:
             raise
         self.runner = StatementRunner(self.conn)
         self.executed = self.runner.executed
+        if lock_timeout_setting(params):  # the size query and row counts must not wait forever behind a lock either
+            self.runner.scalar(LOCK_TIMEOUT_SQL, (lock_timeout_setting(params),))
         self.server_version = self.runner.scalar(SERVER_VERSION_SQL)
         self.server_major = self.conn.server_version // 10000
         self.pg_dump = pg_dump_path or find_program('pg_dump', self.server_major)
@@ -316,25 +339,57 @@ class ContainerSource:
                 self.container, self.database, code, message or 'no message'))
         return [line.split('\t') for line in out.decode('utf-8').splitlines() if line]
 
+    def _options(self, settings):
+        """PGOPTIONS for psql: the given settings plus lock_timeout from ``lock_wait_timeout_s``."""
+        settings = dict(settings, lock_timeout=lock_timeout_setting(self.params))
+        return {'PGOPTIONS': ' '.join('-c %s=%s' % item for item in sorted(settings.items()) if item[1] is not None)}
+
     def data_bytes(self):
-        return int(self._psql(DATA_BYTES_SQL)[0][0])
+        return int(self._psql(DATA_BYTES_SQL, self._options({}))[0][0])
 
     def close(self):
         self.client.close()
 
     def dump(self, dump_args, exact_count_max_rows):
-        rows = self._psql(TABLE_ROWS_SQL, {'PGOPTIONS': '-c %s=%d' % (COUNT_SETTING, exact_count_max_rows)})
+        rows = self._psql(TABLE_ROWS_SQL, self._options({COUNT_SETTING: exact_count_max_rows}))
         tables = table_rows((r[0], r[1], r[2], r[3] or None) for r in rows)
         argv = ['pg_dump'] + dump_args + connection_args(self.params, self.database)
-        return DumpRun(self._exec(argv), 'pg_dump in container %s' % self.container, lambda: tables, lambda: None)
+        stream = self._exec(argv)
+        return DumpRun(stream, 'pg_dump in container %s' % self.container, lambda: tables, lambda: None,
+                       lambda: self._stop(stream))
+
+    def _stop(self, stream):
+        """Best effort after a local failure: end the exec's program (pg_dump), which Docker keeps running otherwise.
+
+        Docker reports an exec's PID as the host sees it (not the container's
+        own PID), so the signal is sent from here when the engine runs on this
+        host (the usual unix socket; ``/proc/<pid>`` then shows the process
+        inside the container's PID namespace). A new exec of ``kill`` is not
+        used: while the dump's exec stream is open, further execs on the
+        container can hang. Nothing is raised: the dump has already failed.
+        """
+        try:
+            info = self.client.api.exec_inspect(stream.exec_id)
+            pid = info.get('Pid') if info.get('Running') else None
+            if not pid:
+                return
+            with open('/proc/%d/status' % pid) as handle:
+                nested = [line for line in handle if line.startswith('NSpid:') and len(line.split()) > 2]
+            if nested:  # the process lives in a container's PID namespace: the exec's own, not a reused host PID
+                self.executed.append('kill -TERM %d  # pg_dump in container %s (PID %s there)'
+                                     % (pid, self.container, nested[0].split()[-1]))
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, DOCKER_ERRORS):
+            pass
 
 
 class DumpRun:
     """One running dump: iterate :meth:`chunks`, then :meth:`finish` checks the exit and returns the row counts."""
 
-    def __init__(self, process, name, counter, release):
+    def __init__(self, process, name, counter, release, stop=None):
         self.process = process
         self.name = name
+        self._stop = stop
         self.source_bytes = 0
         self._release = release
         self._tables = None
@@ -373,6 +428,8 @@ class DumpRun:
             pass  # the connection is closed on the way out anyway
         if isinstance(self.process, _Process):
             self.process.abort()
+        elif self._stop is not None:
+            self._stop()
 
 
 def open_source(params, database, container=None, container_user='postgres', docker_host=None, pg_dump_path=None):

@@ -76,7 +76,10 @@ def parse_artifact_name(name):
     match = ARTIFACT_NAME.match(name)
     if not match or name.endswith(MANIFEST_SUFFIX):
         return None
-    created = datetime.datetime.strptime(match.group('stamp'), STAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    try:
+        created = datetime.datetime.strptime(match.group('stamp'), STAMP_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None  # shaped like a stamp but no real moment (month 13): not one of ours
     return dict(prefix=match.group('prefix'), tier=match.group('tier'), created=created, ext=match.group('ext'))
 
 
@@ -99,6 +102,14 @@ def load_manifest(path):
     for key in ('tier', 'created_at', 'artifact'):
         if key not in data:
             raise ManifestError('manifest %s lacks %r' % (path, key))
+    for key in ('created_at', 'verified_at'):
+        if key == 'verified_at' and data.get(key) is None:
+            continue
+        try:
+            parse_iso_utc(data[key])
+        except (TypeError, ValueError) as exc:
+            raise ManifestError('manifest %s has %s %r, not a UTC time like 2026-11-23T02:00:00Z: treat its snapshot '
+                                'as untrusted' % (path, key, data[key])) from exc
     return data
 
 

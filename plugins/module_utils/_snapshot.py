@@ -54,34 +54,57 @@ class VerifyError(Exception):
     """A snapshot that does not match its manifest or cannot be read back."""
 
 
+def outer_compression(fmt, compression):
+    """The compression the module wraps around pg_dump's output.
+
+    custom/directory + gzip use pg_dump's own zlib (``-Z``), which keeps the
+    archive readable by ``pg_restore``: the module must not compress it again.
+    """
+    return 'none' if fmt in ('custom', 'directory') and compression == 'gzip' else compression
+
+
 def dump_ext(fmt, compression):
     """``dump.zst``, ``dump`` (custom with pg_dump's own zlib), ``sql.gz``, ``dir.tar.zst``, ..."""
-    if fmt in ('custom', 'directory') and compression == 'gzip':
-        return DUMP_EXT[fmt]
-    return DUMP_EXT[fmt] + COMPRESSION_EXT[compression]
+    return DUMP_EXT[fmt] + COMPRESSION_EXT[outer_compression(fmt, compression)]
 
 
 def artifact_ext(tier, fmt, compression, archive_format):
     return dump_ext(fmt, compression) if tier == 'database' else archive_format
 
 
-def snapshots(dest, prefix, tier, database=None):
-    """This module's snapshots of ``prefix``/``tier`` in ``dest`` (optionally of one database), oldest first.
+def snapshot_identity(tier, database, roots):
+    """What makes snapshots "the same snapshot" across time: the database dumped and, for the full tier, the roots.
 
+    Slots and retention compare snapshots only within one identity, so a full
+    archive of /etc never stands in for (or pushes out) one of /srv/uploads.
+    """
+    return (database or None, tuple(sorted(roots or ())) if tier == 'full' else None)
+
+
+def snapshots(dest, prefix, tier, database=None, roots=None):
+    """This module's snapshots of ``prefix``/``tier`` in ``dest`` (optionally of one database, or of ``roots``), oldest first.
+
+    Each carries its ``identity`` (:func:`snapshot_identity`). ``roots``
+    (absolute paths) keeps only full archives of exactly those trees.
     Artifacts with an unreadable manifest are left out: they are neither
     trusted nor touched.
     """
     found = []
+    wanted_roots = tuple(sorted(roots)) if roots is not None else None
     for path, manifest in iter_manifests(dest):
         if isinstance(manifest, ManifestError):
             continue
         name = parse_artifact_name(os.path.basename(path))
         if name['prefix'] != prefix or name['tier'] != tier or manifest['tier'] != tier:
             continue
-        if database and (manifest.get('database') or {}).get('name') != database:
+        identity = snapshot_identity(tier, (manifest.get('database') or {}).get('name'),
+                                     (manifest.get('files') or {}).get('roots'))
+        if database and identity[0] != database:
+            continue
+        if wanted_roots is not None and identity[1] != wanted_roots:
             continue
         found.append(dict(path=path, manifest_path=path + '.manifest.json', created=parse_iso_utc(manifest['created_at']),
-                          verified=bool(manifest.get('verified_at')), manifest=manifest))
+                          verified=bool(manifest.get('verified_at')), manifest=manifest, identity=identity))
     return sorted(found, key=lambda snap: snap['created'])
 
 

@@ -161,6 +161,13 @@ options:
         (table data times a format factor, plus the bytes of O(paths)).
     type: int
     default: 268435456
+  lock_wait_timeout_s:
+    description:
+      - Seconds the snapshot may wait for a table lock (pg_dump C(--lock-wait-timeout), and C(lock_timeout) of the
+        module's own size and row-count queries). A session holding an C(ACCESS EXCLUSIVE) lock longer than this
+        makes the task fail clearly, leaving no artifact, instead of waiting forever.
+    type: int
+    default: 300
   exact_count_max_rows:
     description:
       - Tables with fewer estimated rows are counted exactly for the manifest; larger ones record the
@@ -348,9 +355,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._archive im
     write_zip,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._dump import (
+    DATABASE_ERRORS,
     DumpError,
     dump_format_args,
     find_program,
+    lock_timeout_setting,
     open_source,
     parse_version,
 )
@@ -379,7 +388,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._snapshot i
     VerifyError,
     artifact_ext,
     dump_ext,
+    snapshot_identity,
     snapshots,
+    outer_compression,
     verify_snapshot,
     write_directory_dump,
     write_dump,
@@ -410,6 +421,9 @@ def validate(module):
                          % ('container' if params['container'] else 'tier full'))
     if params['jobs'] < 1:
         module.fail_json(msg='jobs must be at least 1 (got %d)' % params['jobs'])
+    if params['lock_wait_timeout_s'] < 1:
+        module.fail_json(msg='lock_wait_timeout_s must be at least 1 (got %d): it bounds the wait for table locks'
+                         % params['lock_wait_timeout_s'])
     if params['compression'] is None:
         params['compression'] = default_compression()
     if params['compression'] == 'zstd' or (params['tier'] == 'full' and params['archive_format'] == 'tar.zst'):
@@ -504,12 +518,17 @@ def take_snapshot(module, params, dest, roots, result, space_dir):
     tier, fmt, compression = params['tier'], params['format'], params['compression']
     now = utc_now()
     source = None
+    temps = []  # temporary files in dest, removed on the way out
+    path = None
     if params['database']:
         try:
             source = open_source(params, params['database'], params['container'], params['container_user'],
                                  params['docker_host'], params['pg_dump_path'])
         except (PostgresError, DumpError) as exc:
             raise SnapshotFailure(str(exc)) from exc
+        except DATABASE_ERRORS as exc:
+            raise SnapshotFailure('database %s refused a query before the dump: %s; nothing was written to %s'
+                                  % (params['database'], str(exc).strip(), dest)) from exc
     try:
         if source:
             result['executed_commands'] = source.executed
@@ -536,7 +555,6 @@ def take_snapshot(module, params, dest, roots, result, space_dir):
         manifest = dict(schema_version=1, tier=tier, created_at=iso_utc(now), verified_at=None, host=socket.gethostname())
         manifest['artifact'] = dict(file=name, size_bytes=None, sha256=None, format=snapshot['format'],
                                     compression=compression if tier == 'database' else params['archive_format'])
-        temps = []
         temp_dirs = []
         try:
             source_bytes = 0
@@ -576,12 +594,12 @@ def take_snapshot(module, params, dest, roots, result, space_dir):
             os.chmod(target, 0o600)
             os.rename(target, path)
             temps.remove(target)
-            fsync_dir(dest)
-            manifest['verified_at'] = iso_utc(utc_now())
-            try:
+            try:  # rename, fsync and manifest are one step: without its manifest it is no snapshot, so take it back
+                fsync_dir(dest)
+                manifest['verified_at'] = iso_utc(utc_now())
                 write_manifest(path, manifest)
             except OSError:
-                _remove_quietly(path)  # without its manifest it is no snapshot: take it back
+                _remove_quietly(path)
                 raise
         finally:
             for temp in temps:
@@ -597,9 +615,16 @@ def take_snapshot(module, params, dest, roots, result, space_dir):
         return snapshot
     except (DumpError, VerifyError, ArchiveError) as exc:
         raise SnapshotFailure('%s; nothing was written to %s' % (exc, dest)) from exc
+    except DATABASE_ERRORS as exc:
+        raise SnapshotFailure('database %s refused a query while it was being snapshotted: %s; nothing was written to %s '
+                              '(a lock held longer than lock_wait_timeout_s %d s ends it: retry when the lock is gone)'
+                              % (params['database'], str(exc).strip(), dest, params['lock_wait_timeout_s'])) from exc
     except OSError as exc:
-        raise SnapshotFailure('writing the snapshot into %s failed: %s (%s); the partial file was removed'
-                              % (dest, exc.strerror or exc, exc.filename or 'dest')) from exc
+        left = [leftover for leftover in temps + [path] if leftover and os.path.lexists(leftover)]
+        raise SnapshotFailure('writing the snapshot into %s failed: %s (%s); %s'
+                              % (dest, exc.strerror or exc, exc.filename or 'dest',
+                                 'could not remove %s: delete it by hand' % ', '.join(left) if left
+                                 else 'partial files removed: nothing of this run is left in dest')) from exc
     finally:
         if source:
             source.close()
@@ -628,14 +653,16 @@ def write_database(source, params, dest, name, temps, temp_dirs):
     else:
         run = source.dump(_dump_args(params), params['exact_count_max_rows'])
         with open(target, 'wb') as handle:
-            sha, size, tables = write_dump(run, handle, compression, level)
+            sha, size, tables = write_dump(run, handle, outer_compression(fmt, compression), level)
         dumped = run.source_bytes
     database['tables'] = tables
     return target, sha, size, dumped, database
 
 
 def _dump_args(params):
-    return dump_format_args(params['format'], params['compression'], level_for(params, params['compression']))
+    """pg_dump's format arguments, and a bounded wait for its table locks (it fails instead of hanging)."""
+    return dump_format_args(params['format'], params['compression'], level_for(params, params['compression'])) + [
+        '--lock-wait-timeout=%s' % lock_timeout_setting(params)]
 
 
 def _temp(dest, name, temps):
@@ -660,21 +687,39 @@ def _verify_message(detail):
     return 'sha256 matches; %d files / %d bytes listed as recorded' % (detail['files'], detail['file_bytes'])
 
 
-def apply_retention(module, params, dest, result):
-    """Delete what the keep_* rules do not keep (check mode: list it), counting a planned snapshot as written."""
+def identity_roots(params, roots):
+    """The roots that identify a full snapshot (absolute, sorted), or None when they do not narrow the selection."""
+    if params['tier'] != 'full' or (params['state'] != 'present' and not params['paths']):
+        return None
+    return sorted(os.path.abspath(path) for path in roots)
+
+
+def apply_retention(module, params, dest, result, roots):
+    """Delete what the keep_* rules do not keep (check mode: list it), counting a planned snapshot as written.
+
+    The rules apply to each identity (database, and roots for the full tier)
+    on its own, so every database and every set of trees keeps its own newest
+    verified snapshot.
+    """
     policy = dict((key, params[key]) for key in POLICY_KEYS)
-    candidates = snapshots(dest, params['prefix'], params['tier'], params['database'])
+    candidates = snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
     planned = result['snapshot']
     if planned and planned['status'] == 'planned':
         candidates.append(dict(path=planned['path'], manifest_path=planned['manifest_path'], created=utc_now(),
-                               verified=True))
-    kept, pruned = select(candidates, policy, utc_now())
-    result['kept'] = [snap['path'] for snap in kept]
-    if not pruned:
-        return
-    if not any(snap['verified'] for snap in candidates):
-        fail(module, 'refusing to prune %s: none of its %d %s snapshots of prefix %s is verified, so none may be deleted; '
-             'take or verify a snapshot first' % (dest, len(candidates), params['tier'], params['prefix']), result)
+                               verified=True, identity=snapshot_identity(params['tier'], params['database'], roots)))
+    groups = {}
+    for snap in candidates:
+        groups.setdefault(snap['identity'], []).append(snap)
+    pruned = []
+    for identity in sorted(groups, key=repr):
+        group = groups[identity]
+        kept, dropped = select(group, policy, utc_now())
+        result['kept'].extend(snap['path'] for snap in kept)
+        if dropped and not any(snap['verified'] for snap in group):
+            fail(module, 'refusing to prune %s: none of its %d %s snapshots of prefix %s%s is verified, so none may be '
+                 'deleted; take or verify a snapshot first' % (dest, len(group), params['tier'], params['prefix'],
+                                                               _describe_identity(identity)), result)
+        pruned.extend(dropped)
     for snap in pruned:
         if not module.check_mode:
             try:
@@ -683,9 +728,16 @@ def apply_retention(module, params, dest, result):
             except OSError as exc:
                 fail(module, 'cannot delete snapshot %s: %s' % (snap['path'], exc.strerror or exc), result)
         result['pruned'].append(snap['path'])
-    if not module.check_mode:
+    if pruned and not module.check_mode:
         fsync_dir(dest)
-    result['changed'] = True
+    if pruned:
+        result['changed'] = True
+
+
+def _describe_identity(identity):
+    database, roots = identity
+    parts = (['database %s' % database] if database else []) + (['paths %s' % ', '.join(roots)] if roots else [])
+    return ' (%s)' % '; '.join(parts) if parts else ''
 
 
 def verify_existing(module, params, dest, result):
@@ -737,6 +789,7 @@ def main():
         file_checksums=dict(type='bool', default=False),
         slot=dict(type='str', default='daily', choices=list(SLOTS)),
         min_free_bytes=dict(type='int', default=268435456),
+        lock_wait_timeout_s=dict(type='int', default=300),
         exact_count_max_rows=dict(type='int', default=1000000),
         keep_last=dict(type='int'),
         keep_daily=dict(type='int'),
@@ -765,10 +818,12 @@ def main():
         module.exit_json(**result)
 
     exists = prepare_dest(module, dest, result)
+    roots = identity_roots(params, params['paths'])
     if params['state'] == 'present':
-        roots = existing_paths(module, params, result) if params['tier'] == 'full' else []
+        present = existing_paths(module, params, result) if params['tier'] == 'full' else []
+        roots = identity_roots(params, present)
         current = slot_key(utc_now(), params['slot'])
-        covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'])
+        covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
                     if snap['verified'] and current is not None and slot_key(snap['created'], params['slot']) == current]
         if covering:
             snap = covering[-1]
@@ -780,12 +835,12 @@ def main():
         else:
             space_dir = dest if exists else nearest_existing(dest)
             try:
-                result['snapshot'] = take_snapshot(module, params, dest, roots, result, space_dir)
+                result['snapshot'] = take_snapshot(module, params, dest, present, result, space_dir)
             except SnapshotFailure as exc:
                 fail(module, str(exc), result)
             result['changed'] = True
     if exists:
-        apply_retention(module, params, dest, result)
+        apply_retention(module, params, dest, result, roots)
 
     snap = result['snapshot']
     parts = []

@@ -16,7 +16,12 @@ description:
     every table's row count with the manifest.
   - For a full archive, extracts the files into a scratch directory and compares their count and bytes
     (and sha256 when the manifest recorded them). Extraction refuses absolute member names, C(..)
-    components and links leading outside the target, naming the offending member.
+    components, members reached through a link and relative links leading outside the target, naming the
+    offending member. It never follows a link on disk, so links to absolute paths (such as
+    C(current -> /var/www/releases/x)) are created as they are and counted in RV(files.absolute_links).
+  - The scratch database is marked at creation with the comment C(engineroom.maintenance restore drill <run id>);
+    an existing database is only replaced, and a scratch database only dropped, when it carries that mark.
+    The dumped database itself and O(login_db) are refused as scratch databases.
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
 author:
@@ -58,13 +63,14 @@ options:
   scratch_prefix:
     description:
       - Prefix of the scratch database (and directory). An existing database of that name is replaced only when it
-        carries this prefix; the module refuses any other existing database.
+        carries the drill's mark (a comment set when a drill created it); the module refuses any other existing
+        database.
     type: str
     default: restore_drill_
   scratch_database:
     description:
-      - Name of the scratch database; must start with O(scratch_prefix). Defaults to O(scratch_prefix) plus the
-        dumped database's name.
+      - Name of the scratch database; must start with O(scratch_prefix) and must not be the dumped database or
+        O(login_db). Defaults to O(scratch_prefix) plus the dumped database's name.
     type: str
   scratch_dir:
     description:
@@ -170,7 +176,11 @@ files:
   returned: success
   type: dict
   sample: {expected_count: 10000, restored_count: 10000, expected_bytes: 2090000000, restored_bytes: 2090000000,
-           checksums_checked: 0, match: true}
+           checksums_checked: 0, absolute_links: 1, match: true}
+  contains:
+    absolute_links:
+      description: Symlinks to absolute paths, created in the scratch directory as they are (never followed).
+      type: int
 verified:
   description: What the verification before the restore checked.
   returned: always
@@ -191,6 +201,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -201,6 +212,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._archive im
     scan_tar,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._dump import (
+    DATABASE_ERRORS,
     DumpError,
     connection_env,
     count_tables,
@@ -233,7 +245,9 @@ except ImportError:
     pass  # connect_or_fail reports the missing library
 
 EXACT_EVERYWHERE = 10 ** 18
-DATABASE_EXISTS_SQL = 'SELECT 1 FROM pg_database WHERE datname = %s'
+# The mark set on every scratch database at creation; only databases carrying it are ever replaced or dropped.
+DRILL_MARK = 'engineroom.maintenance restore drill '
+DATABASE_MARK_SQL = "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s"
 MAX_IDENTIFIER = 63
 
 
@@ -265,6 +279,28 @@ def run_ddl(runner, statement):
 def scratch_name(params, manifest):
     name = params['scratch_database'] or params['scratch_prefix'] + ((manifest.get('database') or {}).get('name') or 'files')
     return name[:MAX_IDENTIFIER]
+
+
+def check_scratch_database(module, runner, params, manifest, scratch_db, result):
+    """Refuse a scratch database that is the dumped one, the login database, or an existing one without the drill's mark.
+
+    Returns whether it exists (a marked leftover of an earlier drill, to be replaced).
+    """
+    source = (manifest.get('database') or {}).get('name')
+    if scratch_db in (source, params['login_db'] or 'postgres'):
+        what = 'dumped database' if scratch_db == source else 'login database (login_db)'
+        module.fail_json(msg='refusing scratch database %s: it is the %s, which the drill would drop; choose another '
+                         'scratch_database or scratch_prefix' % (scratch_db, what), **result)
+    try:
+        marks = runner.rows(DATABASE_MARK_SQL, (scratch_db,))
+    except DATABASE_ERRORS as exc:
+        module.fail_json(msg='cannot check the scratch database %s: %s; check the login role can read pg_database'
+                         % (scratch_db, str(exc).strip()), **result)
+    if marks and not marks[0][0].startswith(DRILL_MARK):
+        module.fail_json(msg='refusing to restore into existing database %s: it does not carry the mark of a restore '
+                         'drill (comment %r...); drop it yourself or choose another scratch_database'
+                         % (scratch_db, DRILL_MARK.strip()), **result)
+    return bool(marks)
 
 
 def compare_tables(expected, actual, tolerance_pct):
@@ -341,9 +377,7 @@ def main():
     verify_ms = elapsed_ms(verify_started)
 
     scratch_db = scratch_name(params, manifest) if database else None
-    if scratch_db and runner.rows(DATABASE_EXISTS_SQL, (scratch_db,)) and not scratch_db.startswith(params['scratch_prefix']):
-        module.fail_json(msg='refusing to restore into existing database %s: it does not carry scratch_prefix %s'
-                         % (scratch_db, params['scratch_prefix']), **result)
+    leftover = check_scratch_database(module, runner, params, manifest, scratch_db, result) if scratch_db else False
     if module.check_mode:
         result['summary'] = 'would restore %s into %s' % (os.path.basename(path), scratch_db or 'a scratch directory')
         result['metrics'] = dict(duration_ms=elapsed_ms(started), verify_ms=verify_ms)
@@ -353,6 +387,7 @@ def main():
     restore_started = time.monotonic()
     tables = []
     files = None
+    created = False
     try:
         try:
             if manifest['tier'] == 'full':
@@ -362,7 +397,8 @@ def main():
                 expected_files = manifest.get('files') or {}
                 files = dict(expected_count=expected_files.get('count'), restored_count=scan.file_count,
                              expected_bytes=expected_files.get('total_bytes'), restored_bytes=scan.file_bytes,
-                             checksums_checked=len(expected_files.get('sha256') or {}), match=True)
+                             checksums_checked=len(expected_files.get('sha256') or {}),
+                             absolute_links=scan.absolute_links, match=True)
                 dump_file = os.path.join(scratch_dir, database['member']) if database else None
             elif manifest['artifact']['format'] == 'directory':
                 scratch_dir = tempfile.mkdtemp(prefix=params['scratch_prefix'], dir=params['scratch_dir'])
@@ -371,9 +407,12 @@ def main():
             else:
                 dump_file = path
             if database:
-                if runner.rows(DATABASE_EXISTS_SQL, (scratch_db,)):
+                if leftover:
                     run_ddl(runner, sql.SQL('DROP DATABASE {} WITH (FORCE)').format(sql.Identifier(scratch_db)))
                 run_ddl(runner, sql.SQL('CREATE DATABASE {}').format(sql.Identifier(scratch_db)))
+                created = True
+                run_ddl(runner, sql.SQL('COMMENT ON DATABASE {} IS {}').format(
+                    sql.Identifier(scratch_db), sql.Literal(DRILL_MARK + uuid.uuid4().hex)))
                 restore_dump(dump_file, database.get('format') or manifest['artifact']['format'],
                              compression_of(dump_file), params, scratch_db, programs, params['jobs'],
                              dict(os.environ, **connection_env(params)), executed)
@@ -382,6 +421,10 @@ def main():
         except OSError as exc:
             module.fail_json(msg='restore drill of %s failed writing the scratch files: %s (%s)'
                              % (path, exc.strerror or exc, exc.filename), **result)
+        except DATABASE_ERRORS as exc:
+            module.fail_json(msg='restore drill of %s failed on the server preparing scratch database %s: %s; the login '
+                             'role needs CREATEDB and template1 must be free of other sessions'
+                             % (path, scratch_db, str(exc).strip()), **result)
         rto_s = round(time.monotonic() - started, 3)
         restore_ms = elapsed_ms(restore_started)
 
@@ -400,7 +443,7 @@ def main():
             tables = compare_tables(database.get('tables') or {}, actual, params['estimate_tolerance_pct'])
     finally:
         if not params['keep']:
-            if scratch_db and not module.check_mode:
+            if created:
                 run_ddl(runner, sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(scratch_db)))
             if scratch_dir:
                 shutil.rmtree(scratch_dir, ignore_errors=True)

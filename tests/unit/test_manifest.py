@@ -70,3 +70,30 @@ def test_schema_version_checked(tmp_path):
     path.write_text(json.dumps(dict(schema_version=99)))
     with pytest.raises(mf.ManifestError, match='schema_version 99, expected 1'):
         mf.load_manifest(str(path))
+
+
+@pytest.mark.parametrize('name', ['x-database-20261340T000000Z.dump', 'app-full-20260230T250000Z.tar.zst'])
+def test_impossible_stamps_are_not_artifacts(name):
+    assert mf.parse_artifact_name(name) is None
+
+
+def test_odd_file_and_bad_timestamps_do_not_break_listings(tmp_path):
+    good = write_snapshot(tmp_path)
+    (tmp_path / 'x-database-20261340T000000Z.dump').write_bytes(b'odd')
+    (tmp_path / 'x-database-20261340T000000Z.dump.manifest.json').write_text('{}')
+    bad_created = write_snapshot(tmp_path, moment=MOMENT + datetime.timedelta(hours=1))
+    manifest = json.loads((tmp_path / (bad_created.name + mf.MANIFEST_SUFFIX)).read_text())
+    manifest['created_at'] = '23.11.2026 03:00'
+    (tmp_path / (bad_created.name + mf.MANIFEST_SUFFIX)).write_text(json.dumps(manifest))
+    bad_verified = write_snapshot(tmp_path, moment=MOMENT + datetime.timedelta(hours=2))
+    manifest = json.loads((tmp_path / (bad_verified.name + mf.MANIFEST_SUFFIX)).read_text())
+    manifest['verified_at'] = '2026-11-23 04:01:00+00:00'
+    (tmp_path / (bad_verified.name + mf.MANIFEST_SUFFIX)).write_text(json.dumps(manifest))
+    found = dict(mf.iter_manifests(str(tmp_path)))
+    assert set(found) == {str(good), str(bad_created), str(bad_verified)}  # the odd name is not listed at all
+    assert isinstance(found[str(bad_created)], mf.ManifestError) and 'created_at' in str(found[str(bad_created)])
+    assert isinstance(found[str(bad_verified)], mf.ManifestError) and 'verified_at' in str(found[str(bad_verified)])
+    path, _manifest = mf.latest_verified(str(tmp_path), database='app', now=MOMENT + datetime.timedelta(hours=5))
+    assert path == str(good)  # the untrusted newer ones are skipped, not fatal
+    with pytest.raises(mf.ManifestError, match='not a UTC time'):
+        mf.load_manifest(str(tmp_path / (bad_verified.name + mf.MANIFEST_SUFFIX)))

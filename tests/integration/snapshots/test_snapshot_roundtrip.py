@@ -41,10 +41,12 @@ def test_database_tier_dump_verify_slot_and_restore(pg, sample_db, dest):
                                              compression='gzip', slot='always')},
         {'name': 'directory', ARCHIVE: dict(c, database=sample_db, dest=dest, prefix='dirfmt', format='directory',
                                             jobs=2)},
+        {'name': 'custom gzip', ARCHIVE: dict(c, database=sample_db, dest=dest, prefix='zlib', compression='gzip')},
         {'name': 'verify all', ARCHIVE: dict(database=sample_db, dest=dest, state='verified', which='all')},
         {'name': 'drill custom', RESTORE: dict(c, dest=dest, database=sample_db)},
         {'name': 'drill plain', RESTORE: dict(c, dest=dest, database=sample_db, prefix='plain')},
         {'name': 'drill directory', RESTORE: dict(c, dest=dest, database=sample_db, prefix='dirfmt', jobs=2)},
+        {'name': 'drill custom gzip', RESTORE: dict(c, dest=dest, database=sample_db, prefix='zlib')},
     ])
     assert_ok(run)
     first = run.result('custom')
@@ -68,6 +70,11 @@ def test_database_tier_dump_verify_slot_and_restore(pg, sample_db, dest):
     assert second['changed'] is False and second['snapshot']['status'] == 'existing'
     assert second['snapshot']['path'] == snap['path']
     assert len([n for n in os.listdir(dest) if n.startswith(sample_db) and n.endswith('.dump.zst')]) == 1
+
+    # custom + gzip is pg_dump's own zlib (-Z): a plain .dump that pg_restore reads, not compressed twice.
+    zlib = run.result('custom gzip')['snapshot']
+    assert zlib['path'].endswith('.dump') and manifest_of(zlib['path'])['artifact']['compression'] == 'gzip'
+    assert run.result('drill custom gzip')['matches'] is True
 
     plain = run.result('plain gzip')['snapshot']
     assert plain['path'].endswith('.sql.gz') and manifest_of(plain['path'])['artifact']['format'] == 'plain'
