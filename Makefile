@@ -1,6 +1,8 @@
 # engineroom.maintenance: the two commands (make demo, make test) and their parts.
 # Every target installs what it needs and is quick when everything is in place.
 SHELL := /bin/bash
+# A failing ansible-playbook piped into tee must fail the target.
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -52,23 +54,24 @@ test-deps: $(TEST_STAMP) collection-link
 	@bash scripts/build-test-image.sh
 
 # --- the demo ----------------------------------------------------------------------
+DEMO_PLAY = ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
+	  $(BIN)/ansible-playbook -i inventories/local -e @$(DEMO_DIR)/sandbox.yml
+
 demo: demo-deps
 	$(BIN)/python -m tests.harness.sandbox up $(DEMO_DIR)
-	ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
-	  $(BIN)/ansible-playbook playbooks/health_check.yml -i inventories/local -e @$(DEMO_DIR)/sandbox.yml \
-	  | tee $(DEMO_DIR)/results/health_check.log
-	ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
-	  $(BIN)/ansible-playbook playbooks/report.yml -i inventories/local \
-	  -e maintenance_report_log_dir=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
+	$(DEMO_PLAY) playbooks/daily.yml | tee $(DEMO_DIR)/results/daily.log
+	$(DEMO_PLAY) playbooks/weekly.yml | tee $(DEMO_DIR)/results/weekly.log
+	$(DEMO_PLAY) playbooks/report.yml -e maintenance_report_log_dir=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
 	  -e maintenance_report_dest=$(CURDIR)/$(DEMO_DIR)/results/report.html >/dev/null
 	@echo
-	@echo "Demo results:"
-	@echo "  health report (play output): $(DEMO_DIR)/results/health_check.log"
-	@echo "  maintenance log:             $(DEMO_DIR)/maintenance-log/MAINTENANCE_LOG.md (+ maintenance.jsonl)"
-	@echo "  HTML report:                 $(DEMO_DIR)/results/report.html"
-	@echo "  Prometheus textfile:         $(DEMO_DIR)/results/engineroom_health.prom"
-	@echo "  sandbox variables:           $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"
-	@echo "Remove the sandbox with: make demo-clean"
+	@echo "Demo results (the daily and weekly calendar ran against the sandbox):"
+	@echo "  maintenance log:     $(DEMO_DIR)/maintenance-log/MAINTENANCE_LOG.md (+ maintenance.jsonl)"
+	@echo "  HTML report:         $(DEMO_DIR)/results/report.html"
+	@echo "  play output:         $(DEMO_DIR)/results/daily.log, $(DEMO_DIR)/results/weekly.log"
+	@echo "  snapshots:           $(DEMO_DIR)/backups/ (each with its .manifest.json)"
+	@echo "  Prometheus textfile: $(DEMO_DIR)/results/engineroom_health.prom"
+	@echo "  sandbox variables:   $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"
+	@echo "Run it again: nothing changes but the weekly window's lock; remove the sandbox with: make demo-clean"
 
 demo-clean:
 	@if [ -x $(BIN)/python ] && [ -d $(DEMO_DIR) ]; then $(BIN)/python -m tests.harness.sandbox down $(DEMO_DIR); fi

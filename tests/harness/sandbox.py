@@ -97,7 +97,8 @@ class Sandbox:
         state = self._load_state()
         for role in ('monitor', 'app', 'superuser'):
             state.setdefault('%s_password' % role, secrets.token_urlsafe(18))
-        cluster = PostgresCluster(self._cluster_dir(), port=state.get('port'))
+        # The real path: the postgres user may not traverse the link's own parents.
+        cluster = PostgresCluster(os.path.realpath(self._cluster_dir()), port=state.get('port'))
         if not cluster.running:
             if state.get('port') and not _port_free(state['port']):
                 cluster.port = free_port()
@@ -118,6 +119,7 @@ class Sandbox:
         finally:
             conn.close()
         _write_uploads(os.path.join(self.root, 'uploads'))
+        _write_env_file(os.path.join(self.root, '.env'), state['app_password'])
         _write_logs(os.path.join(self.root, 'logs'))
         for folder in ('results', 'backups', 'state', 'state/logrotate.d'):
             os.makedirs(os.path.join(self.root, folder), exist_ok=True)
@@ -141,6 +143,11 @@ class Sandbox:
             engineroom_app_root=self.root,
             engineroom_readonly_roles=['app'],
             engineroom_admin_roles=[],
+            # The seeds' retention: audit rows after 365 days, notifications after 180 (weekly, after the archive).
+            db_optimize_purge_rules=[
+                dict(table='public.audit_log', timestamp_column='created_at', older_than_days=365),
+                dict(table='public.notifications', timestamp_column='created_at', older_than_days=180),
+            ],
             # Keep the demo's logrotate policy inside the sandbox instead of /etc/logrotate.d.
             log_oversight_logrotate_file=os.path.join(self.root, 'state', 'logrotate.d', 'engineroom-app'),
             sandbox_root=self.root,
@@ -165,7 +172,7 @@ class Sandbox:
             return
         inside = os.path.join(self.root, 'postgres')
         if os.path.exists(inside):
-            PostgresCluster(inside).stop()
+            PostgresCluster(os.path.realpath(inside)).stop()
         if os.path.islink(inside):
             shutil.rmtree(os.path.realpath(inside), ignore_errors=True)
         shutil.rmtree(self.root)
@@ -192,6 +199,14 @@ def _port_free(port):
 def _write_private(path, text):
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 'w') as handle:
         handle.write(text)
+
+
+def _write_env_file(path, app_password):
+    """The application's .env, world-readable as the seeds leave it, for the security audit to find."""
+    if not os.path.exists(path):
+        with open(path, 'w') as handle:
+            handle.write('DATABASE_URL=postgresql://app:%s@127.0.0.1/app\n' % app_password)
+        os.chmod(path, 0o644)
 
 
 def _write_uploads(root):

@@ -19,7 +19,7 @@ def audits(run):
 
 def test_role_from_fleet_variables_fixes_once_then_reports_no_change(pg, tmp_path):
     seed_access(pg)
-    app, _ = seed_app_tree(str(tmp_path))
+    app, dummy = seed_app_tree(str(tmp_path))
     before = tree_state(str(tmp_path))
     fleet = dict(
         engineroom_app_root=app,

@@ -35,7 +35,7 @@ def mode(path):
 
 
 def test_report_mode_finds_exactly_the_seeded_problems_and_changes_nothing(tmp_path):
-    app, _ = seed_app_tree(str(tmp_path))
+    app, dummy = seed_app_tree(str(tmp_path))
     before = tree_state(str(tmp_path))
     run = run_tasks([{'name': 'audit', MODULE: {'app_root': app, 'checks': FILE_CHECKS}}])
     result = run.result('audit')
@@ -137,7 +137,7 @@ def test_container_ports_match_the_engine(docker_client):
                 if published.get('PublicPort') and published.get('IP', '') in ('', '0.0.0.0', '::'):
                     expected.add((entry['Names'][0].lstrip('/'), published['PublicPort']))
         assert reported == expected
-        assert container.name not in [name for name, _ in reported]   # bound to 127.0.0.1 only
+        assert container.name not in [name for name, dummy in reported]   # bound to 127.0.0.1 only
         skipped = run.result('no engine')
         assert skipped['checks'] == dict(docker_ports='skipped')
         assert skipped['notes'] == ['docker socket /nonexistent.sock absent: container port check skipped']
@@ -185,7 +185,7 @@ def test_access_review_superusers_and_stale_logins(pg):
 
 def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path, pg):
     seed_access(pg)
-    app, _ = seed_app_tree(str(tmp_path))
+    app, dummy = seed_app_tree(str(tmp_path))
     a_file = os.path.join(app, 'README.md')
     before = tree_state(str(tmp_path))
     good_db = dict(login_host=pg.host, login_port=pg.port, login_user='monitor', login_password=MONITOR_PASSWORD,
@@ -217,9 +217,9 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path, pg):
         ('write query', dict(good_db, app_root=app, last_login_query="DELETE FROM sa_shop.users RETURNING email, last_login_at"),
          'cannot execute DELETE in a read-only transaction'),
     ]
-    tasks = [{'name': name, MODULE: dict(args, fix=True), 'ignore_errors': True} for name, args, _ in cases]
+    tasks = [{'name': name, MODULE: dict(args, fix=True), 'ignore_errors': True} for name, args, dummy in cases]
     run = run_tasks(tasks)
-    for name, _, message in cases:
+    for name, dummy, message in cases:
         result = run.result(name)
         assert result.get('failed') is True, name
         assert message in result['msg'], (name, result['msg'])

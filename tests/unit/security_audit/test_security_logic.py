@@ -46,10 +46,10 @@ def test_each_builtin_pattern_names_its_line_and_masks_the_secret():
             'DB_PASSWORD = "hunter22"\n'
             'api = "%s"\n' % (AWS_ID, AWS_SECRET, TOKEN))
     hits = scan(text)
-    assert [(line, name) for line, name, _ in hits] == [
+    assert [(line, name) for line, name, dummy in hits] == [
         (2, 'aws_access_key_id'), (3, 'aws_secret_access_key'), (4, 'private_key'),
         (5, 'password_assignment'), (6, 'high_entropy_token')]
-    excerpts = [excerpt for _, _, excerpt in hits]
+    excerpts = [excerpt for dummy, dummy, excerpt in hits]
     assert excerpts == ['AWS_ACCESS_KEY_ID = "AKIA%s"' % MASK, 'aws_secret_access_key: %s' % MASK,
                         '-----BEGIN OPENSSH PRIVATE KEY-----', 'DB_PASSWORD = "%s"' % MASK, 'api = "%s"' % MASK]
     for secret in ('IOSFODNN7EXAMPLE', AWS_SECRET, 'hunter22', TOKEN):
@@ -80,7 +80,7 @@ def test_one_finding_per_line_and_every_secret_on_it_masked():
 
 def test_excerpt_is_a_window_around_the_hit_on_a_long_line():
     line = 'a' * 300 + ' password = "hunter22" ' + 'b' * 300
-    (_, _, excerpt), = scan(line)
+    (dummy, dummy, excerpt), = scan(line)
     assert excerpt.startswith('...') and excerpt.endswith('...')
     assert 'password = "%s"' % MASK in excerpt
     assert len(excerpt) <= 126
@@ -99,7 +99,7 @@ def test_custom_pattern_masks_its_secret_group_or_the_whole_match():
 
 def test_custom_pattern_comes_before_the_entropy_pattern():
     patterns = compile_patterns(list(BUILTIN_PATTERNS), [dict(name='mine', regex=r'Zm9v\w+')])
-    assert [name for name, _, _ in patterns][-2:] == ['mine', 'high_entropy_token']
+    assert [name for name, dummy, dummy in patterns][-2:] == ['mine', 'high_entropy_token']
     assert scan('t = "%s"' % TOKEN, patterns)[0][1] == 'mine'
 
 
@@ -138,7 +138,7 @@ def test_walk_never_follows_symbolic_links(tmp_path):
     os.symlink(str(outside), str(root / 'link-dir'))
     os.symlink(str(outside / 'secret.env'), str(root / '.env'))
     errors = []
-    assert [path for path, _ in walk(str(root), errors)] == [str(root), str(root / 'sub'), str(root / 'sub' / 'file')]
+    assert [path for path, dummy in walk(str(root), errors)] == [str(root), str(root / 'sub'), str(root / 'sub' / 'file')]
     assert errors == []
 
 
@@ -174,7 +174,7 @@ def test_secret_file_without_owner_write_is_fixed_to_0400(tmp_path):
     path.write_text('A=1\n')
     os.chmod(str(path), 0o444)
     options = dict(OPTIONS)
-    (found,), _, _ = audit_tree(str(tmp_path), ('secret_files',), options, [])
+    (found,), dummy, dummy = audit_tree(str(tmp_path), ('secret_files',), options, [])
     assert (found['code'], found['fix']) == ('secret_file_world_readable', 'chmod 0400')
     assert apply_fix(found['_fix']) is None
     assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o400
@@ -184,14 +184,14 @@ def test_apply_fix_refuses_a_replaced_file_and_hard_links(tmp_path):
     path = tmp_path / '.env'
     path.write_text('A=1\n')
     os.chmod(str(path), 0o644)
-    (found,), _, _ = audit_tree(str(tmp_path), ('secret_files',), OPTIONS, [])
+    (found,), dummy, dummy = audit_tree(str(tmp_path), ('secret_files',), OPTIONS, [])
     replacement = tmp_path / 'new'
     replacement.write_text('B=2\n')                    # another inode (the old one still exists) ...
     os.chmod(str(replacement), 0o644)
     os.replace(str(replacement), str(path))            # ... under the same name
     assert 'changed since the audit' in apply_fix(found['_fix'])
     assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o644
-    (found,), _, _ = audit_tree(str(tmp_path), ('secret_files',), OPTIONS, [])
+    (found,), dummy, dummy = audit_tree(str(tmp_path), ('secret_files',), OPTIONS, [])
     os.link(str(path), str(tmp_path / 'other-name'))
     assert 'has 2 hard links' in apply_fix(found['_fix'])
     assert stat.S_IMODE(os.stat(str(path)).st_mode) == 0o644
@@ -205,7 +205,7 @@ def test_apply_fix_refuses_a_symlink_planted_after_the_audit(tmp_path):
     root.mkdir()
     (root / '.env').write_text('A=1\n')
     os.chmod(str(root / '.env'), 0o644)
-    (found,), _, _ = audit_tree(str(root), ('secret_files',), OPTIONS, [])
+    (found,), dummy, dummy = audit_tree(str(root), ('secret_files',), OPTIONS, [])
     os.unlink(str(root / '.env'))
     os.symlink(str(target), str(root / '.env'))
     assert 'cannot open' in apply_fix(found['_fix'])
@@ -271,5 +271,5 @@ def test_anchored_and_plain_search_find_the_same_hits():
     text = 'İstanbul = 1\nDB_PASSWORD = "hunter22"\nmy_passwd: "abcd1234"\nkey = "%s"\n' % AWS_ID
     expected = [(2, 'password_assignment'), (3, 'password_assignment'), (4, 'aws_access_key_id')]
     assert 'İ'.lower() != 'i'                          # lower-cases to two characters: the plain search runs
-    assert [(n, name) for n, name, _ in scan(text)] == expected
-    assert [(n, name) for n, name, _ in scan(text.replace('İ', 'I'))] == expected   # anchored search
+    assert [(n, name) for n, name, dummy in scan(text)] == expected
+    assert [(n, name) for n, name, dummy in scan(text.replace('İ', 'I'))] == expected   # anchored search

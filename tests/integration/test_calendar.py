@@ -1,0 +1,78 @@
+"""The calendar playbooks against a whole sandbox: PostgreSQL with data, uploads, logs.
+
+Asserts on the real state after each run: snapshots and their manifests, rows purged only
+after a verified archive, the lock released and the application role writable again, and a
+second run in the same slot changing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.harness.playbook import REPO_ROOT, run_playbook
+from tests.harness.sandbox import Sandbox
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import iter_manifests
+
+
+@pytest.fixture(scope='module')
+def sandbox(tmp_path_factory):
+    root = tmp_path_factory.mktemp('calendar')
+    os.chmod(root, 0o755)
+    box = Sandbox(str(root / 'sandbox'))
+    cluster = box.up()
+    yield box, cluster
+    box.down()
+
+
+def play(box, name, **extra):
+    env = dict(ENGINEROOM_MAINTENANCE_LOG_DIR=os.path.join(box.root, 'maintenance-log'))
+    with open(box.vars_file) as handle:
+        variables = json.loads(handle.read().split('\n', 1)[1])
+    variables.update(extra)
+    return run_playbook(os.path.join(REPO_ROOT, 'playbooks', name), extra_vars=variables, env=env)
+
+
+def changed_tasks(run):
+    return sorted(t['_task'] for t in run.tasks if t.get('changed'))
+
+
+def test_daily_then_weekly_then_monthly_and_quarterly(sandbox):
+    box, cluster = sandbox
+    backups = os.path.join(box.root, 'backups')
+
+    daily = play(box, 'daily.yml')
+    assert daily.rc == 0, daily.stderr
+    manifests = [m for dummy, m in iter_manifests(backups)]
+    assert [m['tier'] for m in manifests] == ['database'] and manifests[0]['verified_at']
+    again = play(box, 'daily.yml')
+    assert again.rc == 0 and changed_tasks(again) == []
+
+    old_audit = cluster.execute("SELECT count(*) FROM audit_log WHERE created_at < now() - interval '365 days'",
+                                dbname='app')[0][0]
+    assert old_audit > 0
+    weekly = play(box, 'weekly.yml')
+    assert weekly.rc == 0, weekly.stderr
+    assert sorted(m['tier'] for dummy, m in iter_manifests(backups)) == ['database', 'full']
+    assert cluster.execute("SELECT count(*) FROM audit_log WHERE created_at < now() - interval '365 days'",
+                           dbname='app')[0][0] == 0
+    assert not os.path.exists(os.path.join(box.root, 'state', 'maintenance.json'))
+    assert cluster.execute("SELECT rolconfig FROM pg_roles WHERE rolname = 'app'")[0][0] is None
+    second = play(box, 'weekly.yml')
+    assert second.rc == 0
+    # Only the window's lock is taken and released again: nothing else changes in the same slot.
+    assert [t.split(' : ')[-1] for t in changed_tasks(second)] == ['Release the maintenance lock',
+                                                                   'Take the maintenance lock']
+
+    monthly = play(box, 'monthly.yml')
+    assert monthly.rc == 0, monthly.stderr
+    assert monthly.result('Restore drill of the latest snapshot of tier database')['matches'] is True
+    quarterly = play(box, 'quarterly.yml')
+    assert quarterly.rc == 0, quarterly.stderr
+    assert quarterly.result('Restore drill of the latest snapshot of tier full')['matches'] is True
+    scratch = cluster.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'")[0][0]
+    assert scratch == 0
+    assert os.path.exists(os.path.join(box.root, 'maintenance-log', 'MAINTENANCE_LOG.md'))
