@@ -297,7 +297,7 @@ def run():
     os.chmod(base, 0o755)
     work = os.path.join(base, 'work')
     os.mkdir(work)
-    cluster = PostgresCluster(os.path.join(base, 'pg')).start()
+    cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
     try:
         cluster.create_database(DB)
         lines = database_section(cluster, work)
@@ -311,7 +311,7 @@ def run():
     reduced = SCALE != 70 or TREE_MB != 2000 or FILES != 10000
     head = [
         '## snapshot_archive / snapshot_restore: dumps and archives', '',
-        'Setup: throwaway PostgreSQL 15 cluster (fsync off) with a pgbench database; a test-image container with its '
+        'Setup: throwaway PostgreSQL 15 cluster (fsync on) with a pgbench database; a test-image container with its '
         'own; a generated uploads tree (fixed seed). Median of %d runs per method. Module times are the module\'s '
         'own `duration_ms` run as on a target (no ansible-playbook start-up) and **include verification** '
         '(re-hash, decompression, `pg_restore --list` or full archive listing).%s' % (
