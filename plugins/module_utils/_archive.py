@@ -21,6 +21,7 @@ import fnmatch
 import gzip
 import hashlib
 import os
+import shutil
 import stat
 import tarfile
 import time
@@ -471,18 +472,11 @@ class _Extractor:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError as exc:
             raise _unsafe(name, 'a name that is already taken in the target (a duplicate member or a link)') from exc
-        digest = hashlib.sha256()
-        size = 0
         with os.fdopen(fd, 'wb') as handle:
             os.fchmod(fd, stat.S_IMODE(mode) & 0o777 or 0o600)
-            while True:
-                chunk = source.read(CHUNK_BYTES)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                handle.write(chunk)
-        self.scan.add(name, size, digest.hexdigest())
+            sink = HashingWriter(handle)
+            shutil.copyfileobj(source, sink, CHUNK_BYTES)
+        self.scan.add(name, sink.size, sink.sha256)
 
 
 def scan_tar(path, compression, target=None, only=None):
