@@ -42,6 +42,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._result imp
 
 MODES = ('analyze', 'vacuum', 'vacuum_analyze', 'full', 'freeze')
 MAX_JOBS = 8
+# A worker refused for lack of connection slots before any worker connected retries this often.
+CONNECT_ATTEMPTS = 10
+CONNECT_RETRY_S = 0.2
 
 # Every statement of an action is fixed text around one Identifier.
 ACTION_SQL = dict(
@@ -244,9 +247,27 @@ def run_database(params, entries, options, budget, check_mode):
             entry.update(status='failed', reason=reason)
             entry = next_entry()
 
+    def open_connection():
+        """Connect; while no worker is connected yet, retry a refusal for lack of connection slots.
+
+        The planning connection's backend may still be exiting when the
+        workers start, which matters when a role's CONNECTION LIMIT is as low
+        as the number of connections this run needs.
+        """
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return connect(params)
+            except PostgresError as exc:
+                with lock:
+                    retry = not connected and attempt + 1 < CONNECT_ATTEMPTS and _out_of_slots(str(exc))
+                if not retry:
+                    raise
+            time.sleep(CONNECT_RETRY_S)
+        return None  # not reached: the last attempt raises
+
     def worker():
         try:
-            conn = connect(params)
+            conn = open_connection()
         except PostgresError as exc:
             with lock:
                 refused.append(str(exc))
@@ -280,6 +301,10 @@ def run_database(params, entries, options, budget, check_mode):
         fail_rest(refused[0])
         return executed, []
     return executed, list(dict.fromkeys(refused))
+
+
+def _out_of_slots(message):
+    return 'too many connections' in message or 'remaining connection slots' in message
 
 
 def public_entry(entry):
