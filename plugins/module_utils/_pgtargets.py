@@ -14,6 +14,7 @@ from __future__ import annotations
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
     PostgresError,
     StatementRunner,
+    connect_or_fail,
     describe_target,
 )
 
@@ -82,3 +83,18 @@ def resolve_databases(runner, requested, params):
             raise PostgresError('role %r may not connect to database %r: grant CONNECT or remove it from databases'
                                 % (params.get('login_user'), name))
     return list(dict.fromkeys(wanted))
+
+
+def connect_and_resolve(module):
+    """Open the module's login connection and resolve ``databases``, or fail_json with the SQL run so far.
+
+    Returns (connection, Runner, databases); the caller closes the connection.
+    """
+    conn = connect_or_fail(module)
+    runner = Runner(conn)
+    try:
+        return conn, runner, resolve_databases(runner, module.params['databases'], module.params)
+    except PostgresError as exc:
+        conn.close()
+        module.fail_json(msg=str(exc), executed_commands=runner.executed)
+    return None  # not reached: fail_json exits

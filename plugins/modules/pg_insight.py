@@ -240,14 +240,13 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._insight im
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import (
     Runner,
+    connect_and_resolve,
     default_database,
     params_for,
-    resolve_databases,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
     PostgresError,
     connect,
-    connect_or_fail,
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
@@ -364,13 +363,7 @@ def main():
                                        'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms'))
     sections = [s for s in SECTIONS if s in p['sections']]
 
-    conn = connect_or_fail(module)
-    runner = Runner(conn)
-    try:
-        databases = resolve_databases(runner, p['databases'], p)
-    except PostgresError as exc:
-        conn.close()
-        module.fail_json(msg=str(exc), executed_commands=runner.executed)
+    conn, runner, databases = connect_and_resolve(module)
     session_settings(runner, p['lock_timeout_ms'], p['statement_timeout_ms'])
 
     result = dict((s, []) for s in sections if s in DATABASE_SECTIONS)

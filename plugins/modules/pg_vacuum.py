@@ -276,14 +276,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.engineroom.maintenance.plugins.module_utils._globs import select_tables
 from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import (
     Runner,
+    connect_and_resolve,
     default_database,
     params_for,
-    resolve_databases,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
     PostgresError,
     connect,
-    connect_or_fail,
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
@@ -399,13 +398,7 @@ def main():
     p = module.params
     started = time.monotonic()
 
-    conn = connect_or_fail(module)
-    runner = Runner(conn)
-    try:
-        databases = resolve_databases(runner, p['databases'], p)
-    except PostgresError as exc:
-        conn.close()
-        module.fail_json(msg=str(exc), executed_commands=runner.executed)
+    conn, runner, databases = connect_and_resolve(module)
     try:
         entries, considered, unmatched, executed = make_plan(module, databases, runner)
     finally:
