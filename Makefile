@@ -78,14 +78,14 @@ demo-clean:
 
 # --- tests -------------------------------------------------------------------------
 test: test-deps
-	ENGINEROOM_REQUIRE_DOCKER=1 $(BIN)/pytest tests/unit tests/integration
+	ENGINEROOM_REQUIRE_DOCKER=1 $(BIN)/pytest tests/unit tests/integration tests/faults
 	bash scripts/test-molecule.sh
 	bash scripts/test-sanity.sh
 	bash scripts/test-lint.sh
 
 test-fast: $(TEST_STAMP) collection-link
 	@bash scripts/molecule-collections.sh $(VENV)
-	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest tests/unit tests/integration tests/faults
 
 test-unit: $(TEST_STAMP) collection-link
 	$(BIN)/pytest tests/unit

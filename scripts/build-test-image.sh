@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the local molecule test image (idempotent: does nothing if the tag exists).
+# Build the local molecule test image (idempotent: does nothing if the tag exists
+# and was built from the same package list, recorded in the image's label).
 #
 #   scripts/build-test-image.sh            # builds engineroom-maintenance-test:bookworm
 #   FORCE=1 scripts/build-test-image.sh    # rebuild even if the tag exists
@@ -18,11 +19,14 @@ PACKAGES=(
     python3 python3-psycopg2 python3-docker python3-requests
     postgresql-15 postgresql-client-15
     procps iproute2 zstd ca-certificates
+    python3-zstandard logrotate nginx-light lsof
 )
+PACKAGES_LABEL="$(printf '%s\n' "${PACKAGES[@]}" | sha256sum | cut -c1-16)"
 
 log() { printf '[build-test-image] %s\n' "$*" >&2; }
 
-if [ "${FORCE:-0}" != "1" ] && docker image inspect "${IMAGE}" >/dev/null 2>&1; then
+built_from="$(docker image inspect -f '{{ index .Config.Labels "engineroom.packages" }}' "${IMAGE}" 2>/dev/null || true)"
+if [ "${FORCE:-0}" != "1" ] && [ "${built_from}" = "${PACKAGES_LABEL}" ]; then
     log "${IMAGE} already present"
     exit 0
 fi
@@ -65,5 +69,6 @@ docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["sleep","infinity"]' \
+    --change "LABEL engineroom.packages=${PACKAGES_LABEL}" \
     "${ROOTFS}" "${IMAGE}" >/dev/null
 docker image ls "${IMAGE}"
