@@ -71,7 +71,7 @@ demo: demo-deps
 	@echo "  snapshots:           $(DEMO_DIR)/backups/ (each with its .manifest.json)"
 	@echo "  Prometheus textfile: $(DEMO_DIR)/results/engineroom_health.prom"
 	@echo "  sandbox variables:   $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"
-	@echo "Run it again: nothing changes but the weekly window's lock; remove the sandbox with: make demo-clean"
+	@echo "Run it again: nothing changes (the week's window already completed); remove the sandbox with: make demo-clean"
 
 demo-clean:
 	@if [ -x $(BIN)/python ] && [ -d $(DEMO_DIR) ]; then $(BIN)/python -m tests.harness.sandbox down $(DEMO_DIR); fi

@@ -61,11 +61,17 @@ def test_daily_then_weekly_then_monthly_and_quarterly(sandbox):
                            dbname='app')[0][0] == 0
     assert not os.path.exists(os.path.join(box.root, 'state', 'maintenance.json'))
     assert cluster.execute("SELECT rolconfig FROM pg_roles WHERE rolname = 'app'")[0][0] is None
+    assert open(os.path.join(box.root, 'state', 'weekly-window.done')).read().startswith('20')
     second = play(box, 'weekly.yml')
     assert second.rc == 0
-    # Only the window's lock is taken and released again: nothing else changes in the same slot.
-    assert [t.split(' : ')[-1] for t in changed_tasks(second)] == ['Release the maintenance lock',
-                                                                   'Take the maintenance lock']
+    # The week's window already completed: nothing is locked again, nothing changes.
+    assert changed_tasks(second) == []
+    assert 'already completed' in second.result('Say why the window is skipped')['msg']
+    assert second.result('Take the maintenance lock').get('skipped') is True
+    rerun = play(box, 'weekly.yml', engineroom_weekly_rerun=True)
+    assert rerun.rc == 0
+    assert [t.split(' : ')[-1] for t in changed_tasks(rerun)] == ['Release the maintenance lock',
+                                                                  'Take the maintenance lock']
 
     monthly = play(box, 'monthly.yml')
     assert monthly.rc == 0, monthly.stderr
