@@ -3,8 +3,9 @@
 #
 #   scripts/molecule-collections.sh [VENV]     # VENV defaults to $VENV or .venv
 #
-# Ansible Galaxy is not reachable, so community.docker, ansible.posix and
-# community.library_inventory_filtering_v1 are taken from the `ansible` wheel on
+# Ansible Galaxy is not reachable, so community.docker, ansible.posix,
+# community.library_inventory_filtering_v1 and awx.awx (for
+# playbooks/awx_setup.yml) are taken from the `ansible` wheel on
 # PyPI (cached in .cache/wheels) and extracted into the venv's site-packages,
 # where ansible-core finds ansible_collections/ without any configuration.
 set -euo pipefail
@@ -13,7 +14,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-${VENV:-${ROOT}/.venv}}"
 ANSIBLE_VERSION="${ANSIBLE_WHEEL_VERSION:-12.3.0}"
 WHEELS="${ROOT}/.cache/wheels"
-COLLECTIONS=(community/docker ansible/posix community/library_inventory_filtering_v1)
+COLLECTIONS=(community/docker ansible/posix community/library_inventory_filtering_v1 awx/awx)
 
 log() { printf '[molecule-collections] %s\n' "$*" >&2; }
 
@@ -25,7 +26,11 @@ fi
 SITE="$("${PY}" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 MARKER="${SITE}/ansible_collections/.engineroom-from-ansible-${ANSIBLE_VERSION}"
 
-if [ -f "${MARKER}" ]; then
+missing=0
+for coll in "${COLLECTIONS[@]}"; do
+    [ -d "${SITE}/ansible_collections/${coll}" ] || missing=1
+done
+if [ -f "${MARKER}" ] && [ "${missing}" = 0 ]; then
     log "collections from ansible ${ANSIBLE_VERSION} already in ${SITE}"
     exit 0
 fi
@@ -62,4 +67,4 @@ with zipfile.ZipFile(wheel) as zf:
 PYEOF
 touch "${MARKER}"
 "${VENV}/bin/ansible-galaxy" collection list 2>/dev/null \
-    | grep -E '^(community\.docker|ansible\.posix|community\.library_inventory_filtering_v1) ' >&2 || true
+    | grep -E '^(community\.docker|ansible\.posix|community\.library_inventory_filtering_v1|awx\.awx) ' >&2 || true
