@@ -320,10 +320,14 @@ verified:
       description: What was checked, or what did not match.
       type: str
 metrics:
-  description: Flat numbers for the report; keys carry their unit.
+  description:
+    - Flat numbers for the report; keys carry their unit.
+    - C(database_snapshot_bytes) or C(full_snapshot_bytes) (by O(tier)) is the size of the snapshot that covers the
+      slot, written or existing, for M(engineroom.maintenance.capacity_review); only for O(state=present) outside check mode.
   returned: always
   type: dict
-  sample: {duration_ms: 9120.4, bytes_written: 198000000, source_bytes: 1090000000, snapshots_pruned: 1, snapshots_kept: 7}
+  sample: {duration_ms: 9120.4, bytes_written: 198000000, source_bytes: 1090000000, snapshots_pruned: 1, snapshots_kept: 7,
+           database_snapshot_bytes: 198000000}
 executed_commands:
   description: SQL statements and argv run (secrets masked).
   returned: always
@@ -864,6 +868,10 @@ def main():
                              verify_ms=snap.get('verify_ms', 0.0) if snap else 0.0,
                              source_bytes=snap['source_bytes'] if snap else 0,
                              snapshots_pruned=len(result['pruned']), snapshots_kept=len(result['kept']))
+    if snap and snap['size_bytes'] is not None:
+        # The size of the snapshot covering the slot under a key that names its tier, so that the
+        # maintenance log (numbers only) tells the tiers apart for capacity_review and the report.
+        result['metrics']['%s_snapshot_bytes' % params['tier']] = snap['size_bytes']
     if module._diff:  # pylint: disable=protected-access
         result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(listing(dest)) + '\n')
         if module.check_mode and snap and snap['status'] == 'planned':

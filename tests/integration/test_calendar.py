@@ -79,6 +79,14 @@ def test_daily_then_weekly_then_monthly_and_quarterly(sandbox):
     quarterly = play(box, 'quarterly.yml')
     assert quarterly.rc == 0, quarterly.stderr
     assert quarterly.result('Restore drill of the latest snapshot of tier full')['matches'] is True
+    capacity = quarterly.result('Capacity review from the maintenance log history')
+    month = capacity['months'][-1]  # the figures the day's runs logged: one month is no growth yet
+    assert month['database_bytes_last'] > 0 and month['database_snapshot_bytes_last'] > 0
+    assert month['full_snapshot_bytes_last'] > 0 and month['disks']
+    assert capacity['growth']['database']['status'] == 'not_enough_history'
+    assert capacity['projection']['status'] in ('not_enough_history', 'reached')  # reached: a disk already at 80 %
+    assert capacity['changed'] is False
+    assert os.path.exists(os.path.join(box.root, 'maintenance-log', 'capacity-localhost.md'))
     scratch = cluster.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'")[0][0]
     assert scratch == 0
     assert os.path.exists(os.path.join(box.root, 'maintenance-log', 'MAINTENANCE_LOG.md'))
