@@ -147,6 +147,9 @@ def main():
     for name in ('max_runs', 'max_failures'):
         if params[name] < 1:
             module.fail_json(msg='%s must be at least 1 (got %d)' % (name, params[name]))
+    if not os.path.isdir(params['log_dir']):
+        module.fail_json(msg='log_dir %s is not a directory: point it at the maintenance_log callback\'s log_dir '
+                             '(nothing was written)' % params['log_dir'])
     if not history_paths(os.path.join(params['log_dir'], JSONL_NAME)):
         module.fail_json(msg='no maintenance log in %s (%s missing): enable the engineroom.maintenance.maintenance_log '
                              'callback for the runs to report on, or point log_dir at its log_dir'

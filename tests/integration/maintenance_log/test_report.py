@@ -126,6 +126,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(history):
     run = run_tasks([
         {'name': 'no log', MODULE: dict(log_dir=missing_log, dest=os.path.join(missing_log, 'r.html')),
          'ignore_errors': True},
+        {'name': 'no log dir', MODULE: dict(log_dir=missing_log + '-absent', dest=planned), 'ignore_errors': True},
         {'name': 'no dest dir', MODULE: dict(log_dir=history['log_dir'], dest=missing_dest_dir), 'ignore_errors': True},
         {'name': 'bad max_runs', MODULE: dict(log_dir=history['log_dir'], dest=planned, max_runs=0),
          'ignore_errors': True},
@@ -137,6 +138,9 @@ def test_bad_inputs_fail_clearly_and_write_nothing(history):
                              'engineroom.maintenance.maintenance_log callback for the runs to report on, or point '
                              'log_dir at its log_dir' % missing_log)
     assert os.listdir(missing_log) == []
+    assert run.result('no log dir')['msg'] == ('log_dir %s-absent is not a directory: point it at the maintenance_log '
+                                              'callback\'s log_dir (nothing was written)' % missing_log)
+    assert not os.path.exists(missing_log + '-absent') and not os.path.exists(planned)
     no_dir = run.result('no dest dir')
     assert no_dir['failed'] is True
     assert no_dir['msg'] == 'dest %s cannot be written: directory %s does not exist' % (
