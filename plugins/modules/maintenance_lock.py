@@ -81,7 +81,13 @@ options:
     type: str
     default: maintenance
   run_id:
-    description: Identifier of the run holding the lock, for the record. Defaults to a random UUID.
+    description:
+      - Identifier of the run holding the lock, for the record. Defaults to a random UUID.
+      - When given, the lock belongs to this run, not only to O(owner), for a playbook that enters and leaves
+        in one run. V(present) then refuses a lock that another run of the same owner holds, like one of another
+        owner (or takes it over when it expired and O(steal_expired=true)), and V(absent) releases only the lock
+        this run holds (unless O(force=true)). Without it, every run of an owner shares the lock, as a manual
+        window left in a later run needs.
     type: str
   controller:
     description:
@@ -398,6 +404,10 @@ class LockTask:
             summary = '(check mode) would: ' + summary
         self.module.exit_json(summary=summary, metrics=metrics, **self.result)
 
+    def other_run(self, record):
+        """True when this task names its run (O(run_id)) and ``record`` is another run's lock."""
+        return bool(self.params['run_id']) and isinstance(record, dict) and record.get('run_id') != self.params['run_id']
+
     def lock_dir_exists(self):
         return os.path.isdir(os.path.dirname(os.path.abspath(self.path)))
 
@@ -478,6 +488,8 @@ class LockTask:
                 current = self.read(allow_corrupt=params['force'])
                 outcome = 'overwrite' if current == 'corrupt' else acquire_outcome(
                     current, params['owner'], now, params['steal_expired'])
+                if outcome == 'own' and self.other_run(current):
+                    outcome = 'steal' if params['steal_expired'] and is_expired(current, now) else 'busy'
                 if outcome != 'busy':
                     summary = self.take(outcome, current, now)
                     break
@@ -496,6 +508,9 @@ class LockTask:
             hint = 'the lock expired: rerun with steal_expired: true to take it over'
         else:
             hint = 'wait for it to be released (wait_s), or ask its owner'
+        if current.get('owner') == self.params['owner'] and self.other_run(current):
+            hint = 'another run of %s (run_id %s) is in maintenance, not this one (run_id %s): %s' % (
+                current.get('owner'), current.get('run_id'), self.params['run_id'], hint)
         waited = ' after waiting %d s' % self.params['wait_s'] if self.params['wait_s'] else ''
         self.fail('maintenance lock %s is held by %s%s: %s' % (self.path, describe_holder(current, now), waited, hint),
                   locked=True, holder=current, expired=expired)
@@ -656,6 +671,13 @@ class LockTask:
             if current == 'corrupt':
                 return self.release_corrupt()
             self.result.update(previous_holder=current, expired=is_expired(current, now))
+            other_run = current.get('owner') == params['owner'] and self.other_run(current)
+            if other_run and not params['force']:
+                self.fail('maintenance lock %s is held by another run of %s: %s, not by this run (run_id %s): only that '
+                          'run releases it; release it without run_id (playbooks/maintenance_off.yml) or with force: '
+                          'true once that run is gone (nothing was changed)'
+                          % (self.path, params['owner'], describe_holder(current, now), params['run_id']),
+                          locked=True, holder=current)
             if current.get('owner') != params['owner']:
                 if not params['force']:
                     self.fail('maintenance lock %s is held by %s, not by %s: only its owner releases it; rerun with '
@@ -665,6 +687,10 @@ class LockTask:
                 self.result['forced'] = True
                 self.module.warn('releasing the maintenance lock of %s by force (as %s)'
                                  % (current.get('owner'), params['owner']))
+            elif other_run:
+                self.result['forced'] = True
+                self.module.warn('releasing the maintenance lock of another run of %s (run_id %s) by force'
+                                 % (current.get('owner'), current.get('run_id')))
             entries = current.get('readonly_roles') or []
             self.result.update(changed=True, released=True, roles_changed=[e['role'] for e in entries])
             self.diff(current, None)
@@ -689,8 +715,10 @@ class LockTask:
             skipped = restore(self.database('restore the roles\' settings'), entries)
         except (PostgresError,) + DB_ERRORS as exc:
             self.fail('cannot restore the settings of %s: %s; the lock file %s is kept (maintenance stays on) so the '
-                      'release can be retried once PostgreSQL answers'
-                      % (', '.join(e['role'] for e in entries), str(exc).strip(), self.path),
+                      'release can be retried once PostgreSQL answers (state=absent, owner %s: '
+                      'playbooks/maintenance_off.yml -e maintenance_owner=%s)'
+                      % (', '.join(e['role'] for e in entries), str(exc).strip(), self.path, current.get('owner'),
+                         current.get('owner')),
                       changed=False, released=False, locked=True, holder=current, roles_changed=[])
         for role, database in skipped:
             self.module.warn('role %s: its recorded default_transaction_read_only in database %s was not restored '

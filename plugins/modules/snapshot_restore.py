@@ -24,6 +24,8 @@ description:
     The dumped database itself and O(login_db) are refused as scratch databases.
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
+  - When the newest snapshot (O(snapshot=latest)) does not verify, the drill is refused and names the newest older
+    snapshot that does (RV(alternative)), to be drilled with O(snapshot); it never falls back by itself.
 author:
   - engineroom maintainers (@engineroom)
 extends_documentation_fragment:
@@ -134,6 +136,13 @@ snapshot:
   description: The artifact drilled.
   returned: always
   type: str
+alternative:
+  description:
+    - When O(snapshot=latest) was refused because it did not verify, the newest older snapshot of the same tier,
+      prefix and database that verifies (drill it with O(snapshot)), or V(null) when none does.
+  returned: when the latest snapshot was refused
+  type: str
+  sample: /var/backups/engineroom/app-database-20261122T020000Z.dump.zst
 matches:
   description: Whether every table's rows (and the files, for a full archive) matched the manifest.
   returned: success
@@ -261,12 +270,35 @@ def pick_snapshot(module, params, result):
             module.fail_json(msg='%s is not a snapshot this module can trust: %s' % (path, exc), **result)
     if not params['dest']:
         module.fail_json(msg='snapshot latest needs dest: the directory holding the snapshots', **result)
-    prefix = params['prefix'] or params['database'] or 'snapshot'
-    found = snapshots(params['dest'], prefix, params['tier'], params['database'])
+    found = latest_candidates(params)
     if not found:
         module.fail_json(msg='no %s snapshot of prefix %s with a manifest in %s: take one with snapshot_archive first'
-                         % (params['tier'], prefix, params['dest']), **result)
+                         % (params['tier'], selection_prefix(params), params['dest']), **result)
     return found[-1]['path'], found[-1]['manifest']
+
+
+def selection_prefix(params):
+    return params['prefix'] or params['database'] or 'snapshot'
+
+
+def latest_candidates(params):
+    """The snapshots O(snapshot=latest) chooses from, oldest first."""
+    return snapshots(params['dest'], selection_prefix(params), params['tier'], params['database'])
+
+
+def verified_alternative(params, refused, pg_restore, executed):
+    """The newest snapshot older than the ``refused`` latest one that verifies, or None.
+
+    Named in the refusal so that the operator can drill it on purpose; the
+    drill itself never falls back to an older snapshot unasked.
+    """
+    for snap in reversed([snap for snap in latest_candidates(params) if snap['path'] != refused]):
+        try:
+            verify_snapshot(snap['path'], snap['manifest'], pg_restore, executed)
+        except (VerifyError, DumpError):
+            continue
+        return snap['path']
+    return None
 
 
 def run_ddl(runner, statement):
@@ -371,7 +403,12 @@ def main():
     try:
         detail = verify_snapshot(path, manifest, programs['pg_restore'], executed)
     except (VerifyError, DumpError) as exc:
-        module.fail_json(msg='refusing to restore: %s' % exc, **result)
+        message = 'refusing to restore: %s' % exc
+        if params['snapshot'] == 'latest':
+            alternative = result['alternative'] = verified_alternative(params, path, programs['pg_restore'], executed)
+            message += ('; the newest older snapshot that verifies is %s: drill it with snapshot: %s' % (
+                alternative, alternative) if alternative else '; no older snapshot of this selection verifies either')
+        module.fail_json(msg=message, **result)
     result['verified'] = 'sha256 and readability match the manifest (%s)' % ', '.join(
         '%s %s' % (key, value) for key, value in sorted(detail.items()))
     verify_ms = elapsed_ms(verify_started)
