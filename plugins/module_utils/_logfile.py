@@ -70,17 +70,20 @@ def append_record(path, data, max_bytes=0, keep=0, header=b''):
     rotated first (a record is never split across files). ``header`` starts
     every new file.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
     try:
         size = os.fstat(fd).st_size
         if max_bytes and size > len(header) and size + len(data) > max_bytes:
             os.close(fd)
             fd = None
             rotate(path, keep)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
             size = 0
         if size == 0 and header:
             data = header + data
+        elif size and os.pread(fd, 1, size - 1) != b'\n':
+            # A torn last line (a writer killed mid-record, a full disk) must not swallow this record too.
+            data = b'\n' + data
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -196,8 +196,9 @@ summary:
   returned: always
   type: str
   sample: >-
-    2 logs, 3 violations (oversized 1, too_many_versions 1, uncompressed_version 1); 1 ghost handle holding 10.0 MiB;
-    412 error events (7 tracebacks) in 52.3 MiB read; 3 actions done
+    2 logs, 3 violations (oversized 1, too_many_versions 1, uncompressed_version 1); 1 ghost handle holding 10.0 MiB
+    (pid 4242 python3 fd 3: /srv/app/data/logs/app.log 10.0 MiB); 412 error events (7 tracebacks) in 52.3 MiB read;
+    3 actions done
 logs:
   description: One entry per log file, as found at the start of the run.
   returned: always
@@ -612,6 +613,9 @@ def enforce(module, logs, policy, actions, diff, executed):
                 executed.append(format_argv(module.params['postrotate_command']))
 
 
+GHOSTS_NAMED = 3  # holders named in the summary, the largest first
+
+
 def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mode):
     codes = {}
     for entry in logs:
@@ -624,8 +628,14 @@ def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mod
     if unmatched:
         parts.append('%d path%s matched nothing' % (len(unmatched), '' if len(unmatched) == 1 else 's'))
     if ghosts:
-        parts.append('%d ghost handle%s holding %s' % (len(ghosts), '' if len(ghosts) == 1 else 's',
-                                                       format_size(sum(g['bytes_held'] for g in ghosts))))
+        # The summary is what the maintenance log shows: name the holders, so the operator knows what to restart.
+        named = sorted(ghosts, key=lambda g: -g['bytes_held'])[:GHOSTS_NAMED]
+        holders = ', '.join('pid %d %s fd %d: %s %s' % (g['pid'], g['process'], g['fd'], g['path'],
+                                                         format_size(g['bytes_held'])) for g in named)
+        more = ' and %d more' % (len(ghosts) - len(named)) if len(ghosts) > len(named) else ''
+        parts.append('%d ghost handle%s holding %s (%s%s)' % (len(ghosts), '' if len(ghosts) == 1 else 's',
+                                                              format_size(sum(g['bytes_held'] for g in ghosts)),
+                                                              holders, more))
     if errors:
         parts.append('%d error events (%d tracebacks) in %s read'
                      % (errors['events'], errors['tracebacks'], format_size(bytes_scanned)))
