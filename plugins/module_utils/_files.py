@@ -12,6 +12,7 @@ and leaves any previous version untouched.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -91,3 +92,25 @@ def sha256_file(path):
     """Return (hex digest, byte count) of a file."""
     with open(path, 'rb') as handle:
         return sha256_stream(handle)
+
+
+def rename_no_replace(src, dst):
+    """Rename ``src`` to ``dst`` only if nothing named ``dst`` exists, atomically; FileExistsError otherwise.
+
+    ``os.rename`` silently replaces: two writers naming their artifact after the
+    same second would lose one. A hard link fails on an existing name in one
+    step; where the filesystem has no hard links, the check and the rename are
+    separate steps (the narrow race the link closes elsewhere).
+    """
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)

@@ -367,7 +367,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._dump impor
     open_source,
     parse_version,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir, fsync_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir, fsync_dir, rename_no_replace
 from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import (
     MANIFEST_SUFFIX,
     ManifestError,
@@ -596,7 +596,12 @@ def take_snapshot(module, params, dest, roots, result, space_dir):
             verify = verify_snapshot(target, manifest, pg_restore_for(params, manifest), result['executed_commands'])
             verify_ms = elapsed_ms(verify_started)
             os.chmod(target, 0o600)
-            os.rename(target, path)
+            try:
+                rename_no_replace(target, path)
+            except FileExistsError:
+                raise SnapshotFailure('a snapshot named %s appeared in %s while this one was written (another run in the '
+                                      'same second?): it was kept, and this run\'s copy was discarded: nothing of this '
+                                      'run is left in dest' % (os.path.basename(path), dest)) from None
             temps.remove(target)
             try:  # rename, fsync and manifest are one step: without its manifest it is no snapshot, so take it back
                 fsync_dir(dest)

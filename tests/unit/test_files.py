@@ -49,3 +49,15 @@ def test_check_writable_dir(tmp_path):
     (tmp_path / 'file').write_text('x')
     assert 'is not a directory' in _files.check_writable_dir(str(tmp_path / 'file'))
     assert 'is not writable' in _files.check_writable_dir('/sys/kernel')
+
+
+def test_rename_no_replace_publishes_and_never_overwrites(tmp_path):
+    """Two writers of the same second: the first keeps its artifact, the second gets FileExistsError."""
+    first, second, final = tmp_path / 'a.tmp', tmp_path / 'b.tmp', tmp_path / 'app-20261123T020000Z.dump'
+    first.write_bytes(b'first')
+    second.write_bytes(b'second')
+    _files.rename_no_replace(str(first), str(final))
+    assert final.read_bytes() == b'first' and not first.exists()
+    with pytest.raises(FileExistsError):
+        _files.rename_no_replace(str(second), str(final))
+    assert final.read_bytes() == b'first' and second.read_bytes() == b'second'
