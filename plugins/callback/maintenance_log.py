@@ -211,6 +211,11 @@ def failure_message(result):
     parts = []
     if result.get('msg'):
         parts.append(str(result['msg']))
+    if isinstance(result.get('results'), list):
+        # A failed loop says only "One or more items failed": keep the failed items' own reasons (not no_log ones).
+        parts.extend(str(item['msg']) for item in result['results']
+                     if isinstance(item, dict) and item.get('failed') and item.get('msg')
+                     and not item.get('_ansible_no_log'))
     if result.get('rc') not in (None, 0):
         parts.append('rc %s' % result['rc'])
     stderr = result.get('stderr')

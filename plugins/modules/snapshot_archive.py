@@ -728,6 +728,8 @@ def apply_retention(module, params, dest, result, roots):
             fail(module, 'refusing to prune %s: none of its %d %s snapshots of prefix %s%s is verified, so none may be '
                  'deleted; take or verify a snapshot first' % (dest, len(group), params['tier'], params['prefix'],
                                                                _describe_identity(identity)), result)
+        if dropped:
+            check_newest_kept(module, params, kept, result)
         pruned.extend(dropped)
     for snap in pruned:
         if not module.check_mode:
@@ -741,6 +743,27 @@ def apply_retention(module, params, dest, result, roots):
         fsync_dir(dest)
     if pruned:
         result['changed'] = True
+
+
+def check_newest_kept(module, params, kept, result):
+    """Refuse to delete older snapshots while the newest one kept in their place does not verify now.
+
+    A manifest's ``verified_at`` says the file was good when it was written; a
+    file damaged since then (a flipped bit, a truncated copy) must not be what
+    justifies deleting the good older ones. The snapshot this run wrote was
+    just verified and is not read again.
+    """
+    newest = max(kept, key=lambda snap: snap['created']) if kept else None
+    this_run = result['snapshot']['path'] if result['snapshot'] and result['snapshot']['status'] != 'existing' else None
+    if newest is None or newest['path'] == this_run:
+        return
+    try:
+        verify_snapshot(newest['path'], newest['manifest'], pg_restore_for(params, newest['manifest']),
+                        result['executed_commands'])
+    except (VerifyError, DumpError) as exc:
+        fail(module, 'refusing to prune: the newest snapshot retention keeps, %s, does not verify now (%s); nothing '
+             'was deleted: take a new snapshot (or remove the damaged one with its manifest) first'
+             % (newest['path'], exc), result)
 
 
 def _describe_identity(identity):

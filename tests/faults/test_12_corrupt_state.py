@@ -43,10 +43,13 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
     assert probe['status'] == 'unhealthy'
     assert probe['message'].startswith('lock file %s is not a JSON lock record' % lock)
     assert 'maintenance_lock with state=absent and force=true removes it' in probe['message']
-    # The health gate stops the day on an unhealthy host, as for any unhealthy probe, and says why.
+    # The health gate fails the day on an unhealthy host and says why, but only after the day's snapshot:
+    # a corrupt lock costs no backup.
     assert daily.rc == 2
     gate = daily.result('Fail when the host is at least unhealthy')
     assert gate['failed'] and 'maintenance:' in gate['msg'] or 'unhealthy' in gate['msg']
+    snapshot = [t for t in daily.tasks if 'Take the database snapshot of the slot' in t['_task']][0]
+    assert snapshot['snapshot']['status'] == 'written'
 
     weekly = faults.play(box, 'weekly.yml', extra_vars=steady)
     no_crash(weekly)
@@ -75,7 +78,7 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
     after = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'backups'))
     reliability.data_lost_bytes = faults.lost_bytes(before, after)
     reliability.observed = (
-        'daily: maintenance probe unhealthy "%s" and the health gate stopped the day (exit 2, no snapshot); weekly: '
+        'daily: maintenance probe unhealthy "%s" and the health gate failed the day after its snapshot was written (exit 2); weekly: '
         'enter refused "...is not a JSON lock record (...): inspect it, then remove it or rerun with force: true to '
         'replace it (nothing was changed)", always: exit refused the same way, lock bytes and role settings '
         'unchanged; maintenance_off.yml with force removed it; no traceback anywhere'

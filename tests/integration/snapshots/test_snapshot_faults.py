@@ -138,6 +138,25 @@ def test_retention_keeps_newest_verified_and_never_touches_foreign_files(pg, sam
                                              os.path.basename(newest), os.path.basename(newest) + '.manifest.json'])
 
 
+def test_retention_refuses_to_prune_for_a_newest_snapshot_damaged_since_it_was_written(pg, sample_db, dest):
+    base = dict(conn(pg), database=sample_db, dest=dest, slot='always')
+    run = run_tasks([{'name': 'older', ARCHIVE: base}, {'name': 'newer', ARCHIVE: base}])
+    assert_ok(run)
+    older, newer = run.result('older')['snapshot']['path'], run.result('newer')['snapshot']['path']
+    with open(newer, 'r+b') as handle:  # its manifest still says verified
+        handle.seek(os.path.getsize(newer) // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    before = files_in(dest)
+    run = run_tasks([{'name': 'prune', ARCHIVE: dict(base, state='pruned', keep_last=1), 'ignore_errors': True}])
+    prune = run.result('prune')
+    assert prune['failed'] and prune['msg'].startswith('refusing to prune: the newest snapshot retention keeps, %s, '
+                                                       'does not verify now' % newer)
+    assert 'nothing was deleted' in prune['msg']
+    assert files_in(dest) == before and os.path.exists(older)
+
+
 def test_dest_too_small_is_refused_or_cleaned(pg, tiny_fs):
     name = 'snap_big_%d' % os.getpid()
     pg.create_database(name)

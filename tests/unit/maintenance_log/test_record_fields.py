@@ -62,6 +62,13 @@ def test_failures_carry_rc_and_the_tail_of_stderr():
     assert fields['msg'] == 'non-zero return code: rc 2: ls: cannot access x'
 
 
+def test_a_failed_loop_keeps_the_failed_items_reasons_but_not_hidden_ones():
+    fields = callback.record_fields(dict(msg='One or more items failed', results=[
+        dict(failed=False, msg='purged 10 rows'), dict(failed=True, msg='table public.audit_log does not exist'),
+        dict(failed=True, msg='password secret-pw refused', _ansible_no_log=True)]), failed=True)
+    assert fields['msg'] == 'One or more items failed: table public.audit_log does not exist'
+
+
 def test_loop_results_keep_visible_item_summaries():
     fields = callback.record_fields(dict(msg='All items completed', results=[
         dict(summary='snapshot app 12 MB'), dict(summary='secret one', _ansible_no_log=True),
