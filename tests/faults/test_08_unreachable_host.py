@@ -25,7 +25,7 @@ PER_HOST = ('web1', 'web2')
 
 
 def inventory(box, path, failing_host=None):
-    """web1 and web2 local (own backups/state), web3 unreachable; ``failing_host`` probes a database that does not exist."""
+    """web1 and web2 local (own backups/state), web3 unreachable; ``failing_host`` snapshots a database that does not exist."""
     group_vars = faults.sandbox_vars(box)
     group_vars['health_check_probes'] = tools.steady_probes(box)
     hosts = {}
@@ -39,7 +39,7 @@ def inventory(box, path, failing_host=None):
                            log_oversight_logrotate_file=os.path.join(state, 'logrotate.d', 'engineroom-app'),
                            health_check_prometheus_textfile=os.path.join(box.root, 'results', '%s.prom' % name))
     if failing_host:
-        hosts[failing_host]['health_check_database'] = 'no_such_database'
+        hosts[failing_host]['db_snapshot_database'] = 'no_such_database'
     hosts['web3'] = dict(ansible_connection='ssh', ansible_host='127.0.0.1', ansible_port=free_port(),
                          ansible_user='nobody',
                          ansible_ssh_common_args='-o ConnectTimeout=5 -o BatchMode=yes -o StrictHostKeyChecking=no '
@@ -72,7 +72,7 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
     reliability.describe(
         '08-unreachable-host',
         'daily.yml on three hosts, web3 unreachable (SSH to a closed loopback port); then web2 also failing its '
-        'health check, with engineroom_max_fail_percentage 0 and 50',
+        'snapshot (a database that does not exist), with engineroom_max_fail_percentage 0 and 50',
         'web1 and web2 complete; the callback records web3 as unreachable; max_fail_percentage honoured as ansible '
         'documents it: a failure stops the batch at 0 and not at 50')
     box = sandbox
@@ -94,16 +94,16 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
     with open(os.path.join(faults.maintenance_log_dir(box), 'MAINTENANCE_LOG.md')) as handle:
         assert '### web3: unreachable' in handle.read()
 
-    # 2. web2 fails its health check too, max_fail_percentage 0: 1 failed of 3 > 0 %, the play stops for all.
+    # 2. web2's snapshot fails too, max_fail_percentage 0: 1 failed of 3 > 0 %, the play stops for all after that task.
     failing = inventory(box, str(tmp_path / 'hosts-failing.json'), failing_host='web2')
     stopped = daily(box, failing, 0)
     assert stopped.rc == 2, stopped.stderr[-3000:]
     failed = [t for t in stopped.tasks if t.get('failed')]
-    assert [(t['_host'], t['_task'].split(' : ')[-1]) for t in failed] == [
-        ('web2', 'Fail when the host is at least unhealthy')]
-    assert not any('Database snapshot' in t or 'db_snapshot' in t for t in tasks_of(stopped, 'web1'))
+    assert [t['_host'] for t in failed] == ['web2']
+    assert 'Take the database snapshot of the slot' in failed[0]['_task'] and 'no_such_database' in failed[0]['msg']
+    assert not any(t.endswith('Audit the logs, find ghost handles, review errors') for t in tasks_of(stopped, 'web1'))
     end, events = run_events(box, 1)
-    assert not [e for e in events if e['host'] == 'web1' and e['task'].startswith('engineroom.maintenance.db_snapshot')]
+    assert not [e for e in events if e['host'] == 'web1' and e['task'].startswith('engineroom.maintenance.log_oversight')]
     assert end['hosts']['web2']['status'] == 'failed' and end['hosts']['web3']['status'] == 'unreachable'
 
     # 3. The same at 50 %: 1 of 3 failed is within it, web1 finishes the day.
@@ -125,5 +125,5 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
         'web1 and web2 took and verified their snapshots and reviewed the logs while web3 was unreachable (exit 4); '
         'maintenance.jsonl has web3 "unreachable" with the SSH message and MAINTENANCE_LOG.md a "web3: unreachable" '
         'section; unreachable alone does not count towards max_fail_percentage (ansible counts failed hosts only); '
-        'with web2 failing: at 0 the play stopped after that task (web1 took no snapshot), at 50 web1 finished')
+        'with web2 failing its snapshot: at 0 the play stopped after that task (web1 reviewed no logs), at 50 web1 finished')
     assert reliability.data_lost_bytes == 0
