@@ -157,10 +157,12 @@ def run():
         '### What this means for 1,000 hosts',
         '',
         ('On this %d-core machine the controller and all the hosts share the same cores: one host alone takes %.1f s,'
-         ' and with %d hosts and forks %d a host costs %.2f s of wall time and %.2f s of CPU. The wall time per host'
-         ' stops falling once the cores are busy (concurrency above), whatever the forks: forks only help while'
-         ' hosts wait on I/O or on each other. Here, 1,000 such hosts would take about %.0f min (%.2f s x 1,000).'
-         % (cores, single, largest, widest, per_host, cpu_per_host, 1000 * per_host / 60.0, per_host)),
+         ' and with %d hosts and forks %d a host costs %.2f s of wall time and %.2f s of CPU. More forks help as long'
+         ' as hosts wait (on PostgreSQL, the disk, each other): on %d hosts forks %d took %.1f s and forks %d %.1f s;'
+         ' once the cores are busy the wall time per host stops falling whatever the forks. Here, 1,000 such hosts'
+         ' would take about %.0f min (%.2f s x 1,000).'
+         % (cores, single, largest, widest, per_host, cpu_per_host, largest, min(fork_counts),
+            figures[largest, min(fork_counts)][0], widest, largest_wall, 1000 * per_host / 60.0, per_host)),
         ('On a real fleet the dump, compression and checks run on each host\'s own CPU and the controller keeps only'
          ' the module transfer and result handling; the %.2f s of CPU per host measured here is an upper bound of'
          ' the controller\'s share, so one controller with C cores handles at most ~C / %.2f hosts per second:'

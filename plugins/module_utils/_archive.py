@@ -9,10 +9,13 @@ hashes exactly the bytes that reach the disk, and read back through
 :class:`HashingReader`, so writing and verifying share one definition of the
 checksum.
 
-Measured on this platform (docs/DESIGN.md): ``tarfile`` in stream mode
-(``"w|"``, default bufsize) into ``zstandard`` with all threads beats
-``tar | zstd -T0``; zip's deflate wastes its time on already-compressed files,
-so those are stored.
+Measured on this platform (docs/performance/snapshot.md): tar streams are
+written by :class:`_TarStream` (headers from ``tarfile.TarInfo``, contents
+read straight into one reused buffer) into ``zstandard`` with all threads,
+which keeps the module close to ``tar | zstd -T0``. ``tarfile``'s own stream
+writer hands the compressor 10 KiB pieces and, with a larger ``bufsize``,
+copies its whole buffer on every append. zip's deflate wastes its time on
+already-compressed files, so those are stored.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import fnmatch
 import gzip
 import hashlib
 import os
+import queue
 import shutil
 import stat
 import tarfile
+import threading
 import time
 import traceback
 import zipfile
@@ -117,6 +122,14 @@ class HashingReader:
         self.size += len(data)
         return data
 
+    def readinto(self, buffer):
+        """Fill ``buffer`` (a memoryview) from the file and hash what arrived."""
+        size = self.raw.readinto(buffer)
+        if size:
+            self.digest.update(buffer[:size])
+            self.size += size
+        return size
+
     def readable(self):
         return True
 
@@ -128,6 +141,54 @@ class HashingReader:
     @property
     def sha256(self):
         return self.digest.hexdigest()
+
+
+class BackgroundWriter:
+    """Pass writes on to ``sink`` (hashing, the disk) from a thread of its own; :meth:`finish` waits for all of it.
+
+    The compressor's output then no longer waits for the checksum and the
+    disk: the caller's thread goes on reading and compressing meanwhile
+    (``hashlib`` and file writes release the GIL). At most ``depth`` chunks
+    wait in between, so memory stays bounded. The chunks must not change
+    after ``write`` (zstandard and zlib hand over new ``bytes`` each time;
+    anything else is copied). A failed write is raised on the next
+    ``write`` or by :meth:`finish`; nothing is written after it.
+    """
+
+    def __init__(self, sink, depth=16):
+        self.sink = sink
+        self.error = None
+        self._queue = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._drain, name='snapshot-writer', daemon=True)
+        self._thread.start()
+
+    def _drain(self):
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self.error is None:
+                try:
+                    self.sink.write(chunk)
+                except BaseException as exc:  # pylint: disable=broad-except
+                    self.error = exc  # raised in the caller's thread
+
+    def write(self, data):
+        if self.error is not None:
+            raise self.error
+        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+        return len(data)
+
+    def flush(self):
+        """Nothing to do: :meth:`finish` is the point where everything has reached ``sink``."""
+
+    def finish(self):
+        """Wait until every chunk has reached ``sink``; raise the first write error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class _Passthrough:
@@ -292,10 +353,79 @@ class _ExactReader:
         size = self.left if size is None or size < 0 else min(size, self.left)
         data = self.handle.read(size)
         if size and not data:
-            raise ArchiveError('%s shrank while it was being archived: run again when it is not being rewritten'
-                               % self.path)
+            raise _shrank(self.path)
         self.left -= len(data)
         return data
+
+
+def _shrank(path):
+    return ArchiveError('%s shrank while it was being archived: run again when it is not being rewritten' % path)
+
+
+class _TarStream:
+    """Writes a tar stream, byte for byte what ``tarfile.open(mode='w|', format=PAX_FORMAT)`` writes.
+
+    Headers come from ``TarInfo.tobuf`` (so names, PAX records and checksums
+    are tarfile's); file contents are read with ``readinto`` straight into one
+    reused buffer of ``chunk_bytes``, which goes to ``out`` whole. That is one
+    copy per byte and one compressor call per MiB, where ``tarfile``'s stream
+    writer makes 10 KiB calls and re-copies its buffer on every append.
+    Memory stays at one buffer whatever the tree.
+    """
+
+    def __init__(self, out, chunk_bytes=CHUNK_BYTES):
+        self.out = out
+        self.buffer = bytearray(chunk_bytes)
+        self.view = memoryview(self.buffer)
+        self.fill = 0
+        self.offset = 0
+
+    def _flush(self):
+        if self.fill:
+            self.out.write(self.view[:self.fill])
+            self.fill = 0
+
+    def _put(self, data):
+        size = len(data)
+        if self.fill + size > len(self.buffer):
+            self._flush()
+        if size > len(self.buffer):
+            self.out.write(data)
+        else:
+            self.buffer[self.fill:self.fill + size] = data
+            self.fill += size
+        self.offset += size
+
+    def add(self, entry, handle=None, path=None):
+        """Write ``entry``'s header and, for a regular file, exactly ``entry.size`` bytes of ``handle``."""
+        self._put(entry.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, 'surrogateescape'))
+        if handle is None or not entry.size:
+            return
+        left = entry.size
+        while left:
+            if self.fill == len(self.buffer):
+                self._flush()
+            room = min(left, len(self.buffer) - self.fill)
+            got = handle.readinto(self.view[self.fill:self.fill + room])
+            if not got:
+                raise _shrank(path)
+            self.fill += got
+            left -= got
+        self.offset += entry.size
+        self._pad()
+
+    def _pad(self):
+        remainder = self.offset % tarfile.BLOCKSIZE
+        if remainder:
+            self._put(bytes(tarfile.BLOCKSIZE - remainder))
+
+    def close(self):
+        """The end-of-archive marker (two zero blocks), padded to a whole record as tarfile does."""
+        self._put(bytes(2 * tarfile.BLOCKSIZE))
+        remainder = self.offset % tarfile.RECORDSIZE
+        if remainder:
+            self._put(bytes(tarfile.RECORDSIZE - remainder))
+        self._flush()
 
 
 def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False):
@@ -304,24 +434,29 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
     Returns the file tally of ``roots`` (for the manifest's ``files``).
     """
     tally = _FileTally(checksums)
-    compressor = open_compressor(compression, level, out)
-    with tarfile.open(fileobj=compressor, mode='w|', format=tarfile.PAX_FORMAT) as tar:
+    background = BackgroundWriter(out)
+    try:
+        compressor = open_compressor(compression, level, background)
+        tar = _TarStream(compressor)
         for member, path in extra_members:
             info = os.stat(path)
-            with open(path, 'rb') as handle:
-                tar.addfile(_tarinfo(member, info, path), _ExactReader(handle, info.st_size, path))
+            with open(path, 'rb', buffering=0) as handle:
+                tar.add(_tarinfo(member, info, path), handle, path)
         for path, member, info in walk_tree(roots, exclude):
             entry = _tarinfo(member, info, path)
             if entry is None:
                 continue
             if entry.isreg():
-                with open(path, 'rb') as handle:
+                with open(path, 'rb', buffering=0) as handle:
                     reader = tally.reader(handle)
-                    tar.addfile(entry, _ExactReader(reader, info.st_size, path))
+                    tar.add(entry, reader, path)
                 tally.add(member, info.st_size, reader)
             else:
-                tar.addfile(entry)
-    compressor.close()
+                tar.add(entry)
+        tar.close()
+        compressor.close()
+    finally:
+        background.finish()
     return tally
 
 
@@ -396,10 +531,15 @@ class ArchiveScan:
     """What a complete pass over an archive found: files under ``files/``, their bytes and hashes, other members.
 
     ``absolute_links`` counts symlinks to absolute paths that extraction
-    created as they are (a full archive stores links unchanged).
+    created as they are (a full archive stores links unchanged). Without
+    ``file_hashes`` the contents under ``files/`` are still read completely
+    (decompressed, CRC-checked for zip) but not hashed: the manifest holds no
+    per-file sha256 to compare them with, and hashing is most of a listing's
+    time. Other members (the database dump) are always hashed.
     """
 
-    def __init__(self):
+    def __init__(self, file_hashes=True):
+        self.file_hashes = file_hashes
         self.file_count = 0
         self.file_bytes = 0
         self.checksums = {}
@@ -413,6 +553,19 @@ class ArchiveScan:
             self.checksums[name] = sha
         else:
             self.members[name] = dict(size_bytes=size, sha256=sha)
+
+    def wants_hash(self, name):
+        return self.file_hashes or not name.startswith('files/')
+
+    def read_member(self, name, size, source):
+        """Read a member that is not extracted to its end (hashing it when wanted) and record it."""
+        if self.wants_hash(name):
+            digest = hashlib.sha256()
+            read_all(source, digest.update)
+            self.add(name, size, digest.hexdigest())
+        else:
+            read_all(source)
+            self.add(name, size, None)
 
 
 class _Extractor:
@@ -479,17 +632,18 @@ class _Extractor:
         self.scan.add(name, sink.size, sink.sha256)
 
 
-def scan_tar(path, compression, target=None, only=None):
+def scan_tar(path, compression, target=None, only=None, file_hashes=True):
     """Read a tar archive completely; extract into ``target`` when given. Return (ArchiveScan, raw HashingReader).
 
     With ``only`` (a set of member names), just those members are extracted;
-    the others are read and hashed as in a listing.
+    the others are read and hashed as in a listing (``file_hashes``: see
+    :class:`ArchiveScan`).
 
     Every member is checked before anything of it is written: absolute names,
     ``..`` components, paths through links, links leaving the archive, and
     device/fifo members are refused with the member named.
     """
-    scan = ArchiveScan()
+    scan = ArchiveScan(file_hashes)
     extractor = _Extractor(target, scan) if target is not None else None
     with open(path, 'rb') as raw_handle:
         raw = HashingReader(raw_handle)
@@ -505,10 +659,7 @@ def scan_tar(path, compression, target=None, only=None):
                         raise _unsafe(member.name, 'a type that is not a file, directory or symlink')
                     if not extract:
                         if member.isreg():
-                            source = tar.extractfile(member)
-                            digest = hashlib.sha256()
-                            read_all(source, digest.update)
-                            scan.add(member.name, member.size, digest.hexdigest())
+                            scan.read_member(member.name, member.size, tar.extractfile(member))
                         continue
                     if member.isdir():
                         extractor.directory(member.name)
@@ -525,9 +676,9 @@ def scan_tar(path, compression, target=None, only=None):
     return scan, raw
 
 
-def scan_zip(path, target=None):
+def scan_zip(path, target=None, file_hashes=True):
     """Read a zip completely (every CRC checked); extract into ``target`` when given."""
-    scan = ArchiveScan()
+    scan = ArchiveScan(file_hashes)
     extractor = _Extractor(target, scan) if target is not None else None
     with open(path, 'rb') as raw_handle:
         raw = HashingReader(raw_handle)
@@ -553,15 +704,13 @@ def scan_zip(path, target=None):
                     if extractor:
                         extractor.regular(name, entry.external_attr >> 16, source)
                     else:
-                        digest = hashlib.sha256()
-                        read_all(source, digest.update)
-                        scan.add(name, entry.file_size, digest.hexdigest())
+                        scan.read_member(name, entry.file_size, source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
         raise ArchiveError('archive %s is not a readable zip: %s' % (path, exc)) from exc
     return scan, raw
 
 
-def scan_archive(path, archive_format, target=None):
+def scan_archive(path, archive_format, target=None, file_hashes=True):
     if archive_format == 'zip':
-        return scan_zip(path, target)
-    return scan_tar(path, 'zstd' if archive_format == 'tar.zst' else 'gzip', target)
+        return scan_zip(path, target, file_hashes)
+    return scan_tar(path, 'zstd' if archive_format == 'tar.zst' else 'gzip', target, file_hashes=file_hashes)

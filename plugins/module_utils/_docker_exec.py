@@ -6,14 +6,22 @@
 The docker SDK's ``container.exec_run(stream=True)`` hands back a generator
 and no exit code, so a pg_dump that dies inside a container would look like a
 short, successful dump. The low-level API gives both: ``exec_create``,
-``exec_start(stream=True, demux=True)`` for separate stdout/stderr chunks, then
+``exec_start(socket=True)`` for the exec's raw output, then
 ``exec_inspect()['ExitCode']`` once the stream has ended. No TTY is allocated
 (``docker exec -t`` rewrites binary output), and no shell is involved: the
 argv goes to the engine as a list.
+
+Without a TTY the engine multiplexes stdout and stderr into frames (an 8-byte
+header: stream id, payload length). The SDK's own demultiplexer reads each
+frame with a poll and at least two small reads and yields it alone (at most
+32 KiB), which cost the container path a tenth of its speed against
+``docker exec``; :class:`ExecStream` reads the socket in 1 MiB pieces and
+hands on stdout in chunks of about 1 MiB.
 """
 
 from __future__ import annotations
 
+import struct
 import traceback
 
 try:
@@ -26,6 +34,9 @@ except ImportError:
     DOCKER_IMPORT_ERROR = traceback.format_exc()
 
 DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock'
+FRAME_HEADER = struct.Struct('>BxxxL')  # stream id (1 stdout, 2 stderr), 3 zero bytes, payload length
+STDOUT = 1
+READ_BYTES = 1024 * 1024
 
 
 class DockerExecError(Exception):
@@ -84,18 +95,83 @@ class ExecStream:
         self.exec_id = created['Id']
 
     def stdout_chunks(self):
-        """Yield stdout byte chunks until the program exits; then :attr:`exit_code` is set."""
+        """Yield stdout chunks (bytearrays of about ``READ_BYTES``) until the program exits; then :attr:`exit_code` is set.
+
+        A stream that ends inside a frame is an error, never a short success.
+        """
         try:
-            for out, err in self.client.api.exec_start(self.exec_id, stream=True, demux=True, tty=False):
-                if err:
-                    self.stderr = (self.stderr + err)[-self._limit:]
-                if out:
-                    yield out
+            sock = self.client.api.exec_start(self.exec_id, socket=True, tty=False)
         except docker.errors.APIError as exc:
+            raise DockerExecError('cannot start %s in container %r: %s' % (self.argv[0], self.container, exc)) from exc
+        try:
+            yield from self._demultiplex(_filler(sock))
+        except OSError as exc:
             raise DockerExecError('the exec of %s in container %r broke off: %s' % (self.argv[0], self.container, exc)) from exc
+        finally:
+            sock.close()
         self.exit_code = self.client.api.exec_inspect(self.exec_id).get('ExitCode')
+
+    def _demultiplex(self, fill):
+        """Split the frames arriving through ``fill`` into stdout (yielded) and stderr (kept)."""
+        received = bytearray(READ_BYTES)
+        view = memoryview(received)
+        header = bytearray()
+        stream, left = STDOUT, 0
+        out = bytearray()
+        while True:
+            size = fill(view)
+            if not size:
+                break
+            start = 0
+            while start < size:
+                if not left:
+                    take = min(FRAME_HEADER.size - len(header), size - start)
+                    header += view[start:start + take]
+                    start += take
+                    if len(header) == FRAME_HEADER.size:
+                        stream, left = FRAME_HEADER.unpack(header)
+                        header = bytearray()
+                    continue
+                take = min(left, size - start)
+                if stream == STDOUT:
+                    out += view[start:start + take]
+                else:
+                    self.stderr = (self.stderr + view[start:start + take].tobytes())[-self._limit:]
+                start += take
+                left -= take
+            if len(out) >= READ_BYTES:
+                yield out
+                out = bytearray()
+        if header or left:
+            raise DockerExecError('the output of %s in container %r ended in the middle of a frame: the stream was cut off'
+                                  % (self.argv[0], self.container))
+        if out:
+            yield out
 
     def run(self):
         """Run to the end and return (exit code, stdout bytes, stderr bytes) for short commands."""
         out = b''.join(self.stdout_chunks())
         return self.exit_code, out, self.stderr
+
+
+def _filler(sock):
+    """A function filling a memoryview from the exec's socket (returns 0 at the end), blocking as long as it takes.
+
+    The client's timeout must not apply: pg_dump may wait silently for a
+    table lock (bounded by its own ``--lock-wait-timeout``). Unix and TCP
+    connections come as ``socket.SocketIO`` or sockets; others (SSH) only
+    offer ``recv``.
+    """
+    for candidate in (sock, getattr(sock, '_sock', None)):
+        if candidate is not None and hasattr(candidate, 'settimeout') and candidate.gettimeout() not in (None, 0.0):
+            candidate.settimeout(None)
+    if hasattr(sock, 'readinto'):
+        return sock.readinto
+    if hasattr(sock, 'recv_into'):
+        return sock.recv_into
+
+    def fill(view):
+        data = sock.recv(len(view))
+        view[:len(data)] = data
+        return len(data)
+    return fill

@@ -8,8 +8,8 @@ anything else raises :class:`DumpError`, so an interrupted dump can never pass
 for a short one. Locally, pg_dump reads from a snapshot exported by the
 module's own connection (``--snapshot``), and the per-table row counts of the
 manifest are taken in that same snapshot: they describe exactly what the dump
-holds. In a container, the counts and versions are read through ``psql`` in
-the container just before the dump.
+holds. In a container, the versions are read through ``psql`` in the
+container before the dump, and the counts by a second ``psql`` beside it.
 
 pg_dump 15 compresses only with zlib; zstd is applied outside it (see
 docs/DESIGN.md), which keeps the file restorable through a pipe.
@@ -81,6 +81,8 @@ DATA_BYTES_SQL = (
     "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
 )
 SERVER_VERSION_SQL = "SELECT current_setting('server_version')"
+# In a container every query is an exec (three API calls): version and size come in one.
+VERSION_AND_DATA_BYTES_SQL = "SELECT current_setting('server_version'), (" + DATA_BYTES_SQL + ")"
 SET_COUNT_SQL = "SELECT set_config('" + COUNT_SETTING + "', %s, false)"
 EXPORT_SNAPSHOT_SQL = 'SELECT pg_export_snapshot()'
 LOCK_TIMEOUT_SQL = "SELECT set_config('lock_timeout', %s, false)"
@@ -303,7 +305,12 @@ def check_pg_dump_version(path, version_text, server_version):
 
 
 class ContainerSource:
-    """The database inside a container: psql and pg_dump run there through the Docker API."""
+    """The database inside a container: psql and pg_dump run there through the Docker API.
+
+    Each exec costs a few API round trips, so the work before pg_dump starts
+    is kept to two execs (versions and size in one psql, ``pg_dump
+    --version``); the row counts run beside the dump (see :meth:`dump`).
+    """
 
     where = 'container'
 
@@ -312,10 +319,12 @@ class ContainerSource:
         self.database = database
         self.container = container
         self.user = container_user
+        self.docker_host = docker_host
         self.executed = []
         self.client = docker_client(docker_host)
         running_container(self.client, container)
-        self.server_version = self._psql(SERVER_VERSION_SQL)[0][0]
+        self.server_version, data_bytes = self._psql(VERSION_AND_DATA_BYTES_SQL, self._options({}))[0]
+        self._data_bytes = int(data_bytes)
         self.server_major = server_major(self.server_version)
         self.pg_dump = 'pg_dump'
         code, out, err = self._exec(['pg_dump', '--version']).run()
@@ -325,14 +334,18 @@ class ContainerSource:
         self.pg_dump_version = check_pg_dump_version('pg_dump in container %s' % container,
                                                      out.decode('utf-8', 'replace'), self.server_version)
 
-    def _exec(self, argv, extra_env=None):
-        self.executed.append('docker exec %s %s' % (self.container, format_argv(argv)))
+    def _exec(self, argv, extra_env=None, client=None, record=True):
+        if record:
+            self.executed.append('docker exec %s %s' % (self.container, format_argv(argv)))
         env = dict(connection_env(self.params), **(extra_env or {}))
-        return ExecStream(self.client, self.container, argv, user=self.user, environment=env)
+        return ExecStream(client or self.client, self.container, argv, user=self.user, environment=env)
 
-    def _psql(self, statement, extra_env=None):
-        argv = ['psql', '-X', '-q', '-A', '-t', '-F', '\t', '-v', 'ON_ERROR_STOP=1', '-c', statement]
-        code, out, err = self._exec(argv + connection_args(self.params, self.database), extra_env).run()
+    def _psql_argv(self, statement):
+        return ['psql', '-X', '-q', '-A', '-t', '-F', '\t', '-v', 'ON_ERROR_STOP=1', '-c', statement] + connection_args(
+            self.params, self.database)
+
+    def _psql(self, statement, extra_env=None, client=None, record=True):
+        code, out, err = self._exec(self._psql_argv(statement), extra_env, client, record).run()
         if code != 0:
             message = err.decode('utf-8', 'replace').strip()
             raise DumpError('psql in container %r could not query database %r (exit %s): %s' % (
@@ -345,17 +358,32 @@ class ContainerSource:
         return {'PGOPTIONS': ' '.join('-c %s=%s' % item for item in sorted(settings.items()) if item[1] is not None)}
 
     def data_bytes(self):
-        return int(self._psql(DATA_BYTES_SQL, self._options({}))[0][0])
+        return self._data_bytes
 
     def close(self):
         self.client.close()
 
     def dump(self, dump_args, exact_count_max_rows):
-        rows = self._psql(TABLE_ROWS_SQL, self._options({COUNT_SETTING: exact_count_max_rows}))
-        tables = table_rows((r[0], r[1], r[2], r[3] or None) for r in rows)
+        """Start pg_dump, with the row counts taken beside it by a second exec on a client of its own.
+
+        Counted first, the exact counts of the small tables held the dump
+        back by their whole duration. Neither way are they in the dump's own
+        snapshot (a container offers no shared one); :meth:`DumpRun.finish`
+        reports a failed dump before a failed count.
+        """
+        count_env = self._options({COUNT_SETTING: exact_count_max_rows})
+        self.executed.append('docker exec %s %s' % (self.container, format_argv(self._psql_argv(TABLE_ROWS_SQL))))
         argv = ['pg_dump'] + dump_args + connection_args(self.params, self.database)
         stream = self._exec(argv)
-        return DumpRun(stream, 'pg_dump in container %s' % self.container, lambda: tables, lambda: None,
+
+        def count():
+            client = docker_client(self.docker_host)
+            try:
+                rows = self._psql(TABLE_ROWS_SQL, count_env, client, record=False)
+            finally:
+                client.close()
+            return table_rows((r[0], r[1], r[2], r[3] or None) for r in rows)
+        return DumpRun(stream, 'pg_dump in container %s' % self.container, count, lambda: None,
                        lambda: self._stop(stream))
 
     def _stop(self, stream):

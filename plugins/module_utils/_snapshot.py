@@ -19,6 +19,7 @@ import tempfile
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import (
     ArchiveError,
+    BackgroundWriter,
     HashingReader,
     HashingWriter,
     compression_of,
@@ -123,14 +124,20 @@ def write_dump(run, handle, compression, level):
     """Stream a running dump (``_dump.DumpRun``) through the compressor into ``handle``; fsync.
 
     Returns (sha256, size_bytes, tables). Any failure aborts pg_dump and
-    raises; the caller removes the temporary file.
+    raises; the caller removes the temporary file. Hashing and writing run
+    on a thread of their own (:class:`BackgroundWriter`), beside reading and
+    compressing the next chunk.
     """
     sink = HashingWriter(handle)
+    background = BackgroundWriter(sink)
     try:
-        compressor = open_compressor(compression, level, sink)
-        for chunk in run.chunks():
-            compressor.write(chunk)
-        compressor.close()
+        try:
+            compressor = open_compressor(compression, level, background)
+            for chunk in run.chunks():
+                compressor.write(chunk)
+            compressor.close()
+        finally:
+            background.finish()
         tables = run.finish()
     except BaseException:
         run.abort()
@@ -291,7 +298,8 @@ def verify_archive(path, manifest):
     """Verify a full-tier archive: hash, complete listing, file count/bytes/hashes, the dump member's hash."""
     _check_file(path, manifest)
     try:
-        scan, raw = scan_archive(path, manifest['artifact']['format'])
+        scan, raw = scan_archive(path, manifest['artifact']['format'],
+                                 file_hashes=bool((manifest.get('files') or {}).get('sha256')))
     except ArchiveError as exc:
         _check_hash(path, manifest, _sha_of(path))
         raise VerifyError('snapshot %s cannot be read back: %s' % (path, exc)) from exc

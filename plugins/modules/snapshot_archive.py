@@ -201,7 +201,7 @@ requirements:
   - the docker Python SDK for O(container)
 notes:
   - Per-table row counts are taken in the same snapshot as the dump when pg_dump runs locally
-    (C(pg_export_snapshot) and C(--snapshot)); with O(container), they are read just before the dump.
+    (C(pg_export_snapshot) and C(--snapshot)); with O(container), a second psql in the container reads them while the dump runs.
   - Verification of custom dumps runs pg_restore on this host, also for O(container) dumps.
   - Plain dumps of PostgreSQL 15.14+ carry a random C(\\restrict) key, so two dumps of the same data never have
     the same checksum; compare row counts, as snapshot_restore does.

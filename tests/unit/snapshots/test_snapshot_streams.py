@@ -1,0 +1,158 @@
+"""The fast stream paths of the snapshot modules against their reference behaviour, on real files.
+
+* the tar writer must produce exactly the bytes ``tarfile`` (stream mode, PAX) produces, whatever the members;
+* the background writer must deliver every byte in order and surface a failed write;
+* the exec demultiplexer must split Docker's frames however the socket cuts them, and refuse a cut-off stream.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import struct
+import tarfile
+
+import pytest
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import (
+    ArchiveError,
+    BackgroundWriter,
+    HashingWriter,
+    write_tar,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_exec import DockerExecError, ExecStream
+
+
+def _tree(root):
+    """Members that exercise the header paths: empty, odd and exact-block sizes, > 1 MiB, long and non-ASCII names, links."""
+    os.makedirs(os.path.join(root, 'a' * 120, 'sub'))
+    sizes = dict(empty=0, one=1, block=512, odd=513, big=(1 << 20) + 7, two=(3 << 20) + 511)
+    for name, size in sizes.items():
+        with open(os.path.join(root, name + '.bin'), 'wb') as handle:
+            handle.write(bytes((index * 7 + size) % 251 for index in range(size)))
+    with open(os.path.join(root, 'a' * 120, 'sub', 'n\u00e4me-\u00fcber-' + 'x' * 90 + '.txt'), 'w') as handle:
+        handle.write('long and non-ASCII path\n')
+    os.symlink('one.bin', os.path.join(root, 'link'))
+    os.symlink('/etc/hostname', os.path.join(root, 'abs-link'))
+    os.chmod(os.path.join(root, 'odd.bin'), 0o640)
+    return sizes
+
+
+def _reference_tar(roots, extra):
+    """What tarfile itself writes for the same members (the module's tar writer before it was replaced)."""
+    from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import _tarinfo, walk_tree
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode='w|', format=tarfile.PAX_FORMAT) as tar:
+        for member, path in extra:
+            info = os.stat(path)
+            with open(path, 'rb') as handle:
+                tar.addfile(_tarinfo(member, info, path), handle)
+        for path, member, info in walk_tree(roots, []):
+            entry = _tarinfo(member, info, path)
+            if entry is None:
+                continue
+            if entry.isreg():
+                with open(path, 'rb') as handle:
+                    tar.addfile(entry, handle)
+            else:
+                tar.addfile(entry)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize('checksums', [False, True])
+def test_tar_writer_is_byte_identical_to_tarfile(tmp_path, checksums):
+    root = tmp_path / 'tree'
+    root.mkdir()
+    sizes = _tree(str(root))
+    extra = [('database/app.dump', str(root / 'odd.bin'))]
+    out = io.BytesIO()
+    sink = HashingWriter(out)
+    tally = write_tar(sink, 'none', 0, [str(root)], [], extra, checksums)
+    assert out.getvalue() == _reference_tar([str(root)], extra)
+    assert sink.size == len(out.getvalue()) and len(out.getvalue()) % tarfile.RECORDSIZE == 0
+    assert tally.count == len(sizes) + 1 and tally.total_bytes == sum(sizes.values()) + len('long and non-ASCII path\n')
+    if checksums:
+        import hashlib
+        member = 'files/' + str(root / 'big.bin').lstrip('/')
+        assert tally.checksums[member] == hashlib.sha256((root / 'big.bin').read_bytes()).hexdigest()
+
+
+def test_tar_writer_refuses_a_file_that_shrank(tmp_path):
+    """A file yielding fewer bytes than its size said fails clearly instead of being padded with zeros.
+
+    sysfs files are real such files: lstat says 4096 bytes, reading gives a few.
+    """
+    candidates = ['/sys/devices/virtual/net/lo/mtu', '/sys/kernel/mm/transparent_hugepage/enabled']
+    short = [path for path in candidates if os.path.isfile(path) and os.lstat(path).st_size > len(open(path, 'rb').read())]
+    if not short:
+        pytest.skip('no sysfs file with a size larger than its content here')
+    out = io.BytesIO()
+    with pytest.raises(ArchiveError, match='%s shrank while it was being archived' % short[0]):
+        write_tar(HashingWriter(out), 'none', 0, [short[0]], [])
+
+
+def test_background_writer_keeps_order_and_copies_views():
+    out = io.BytesIO()
+    writer = BackgroundWriter(out, depth=2)
+    buffer = bytearray(b'abc')
+    writer.write(memoryview(buffer))
+    buffer[:] = b'xyz'  # the caller reuses its buffer at once: what was written must not change
+    for index in range(200):
+        writer.write(b'%d,' % index)
+    writer.finish()
+    assert out.getvalue() == b'abc' + b''.join(b'%d,' % index for index in range(200))
+
+
+def test_background_writer_surfaces_a_failed_write():
+    class FullDisk:
+        def __init__(self):
+            self.written = 0
+
+        def write(self, data):
+            if self.written >= 3:
+                raise OSError(errno.ENOSPC, 'No space left on device')
+            self.written += 1
+            return len(data)
+    disk = FullDisk()
+    writer = BackgroundWriter(disk, depth=1)
+    with pytest.raises(OSError, match='No space left'):
+        for _index in range(100):
+            writer.write(b'chunk')
+        writer.finish()
+    with pytest.raises(OSError, match='No space left'):
+        writer.finish()
+    assert disk.written == 3
+
+
+def _frames(*parts):
+    return b''.join(struct.pack('>BxxxL', stream, len(data)) + data for stream, data in parts)
+
+
+def _demux(raw, cut):
+    """Feed ``raw`` to the demultiplexer in pieces of at most ``cut`` bytes, as a socket may deliver it."""
+    stream = ExecStream.__new__(ExecStream)
+    stream.stderr, stream._limit, stream.argv, stream.container = b'', 65536, ['pg_dump'], 'db'
+    source = io.BytesIO(raw)
+
+    def fill(view):
+        data = source.read(min(cut, len(view)))
+        view[:len(data)] = data
+        return len(data)
+    return b''.join(stream._demultiplex(fill)), stream.stderr
+
+
+@pytest.mark.parametrize('cut', [1, 3, 8, 9, 4096, 1 << 21])
+def test_demultiplexer_splits_frames_however_they_arrive(cut):
+    big = os.urandom(3 << 20)
+    raw = _frames((1, b'PGDMP'), (2, b'pg_dump: warning: one\n'), (1, b''), (1, big), (2, b'two\n'), (1, b'end'))
+    out, err = _demux(raw, cut)
+    assert out == b'PGDMP' + big + b'end'
+    assert err == b'pg_dump: warning: one\ntwo\n'
+
+
+@pytest.mark.parametrize('cut_at', [3, 8 + 2, 8 + 9 - 1])  # inside the second frame's header or payload
+def test_demultiplexer_refuses_a_stream_cut_inside_a_frame(cut_at):
+    raw = _frames((1, b'PGDMP'), (1, b'more data'))
+    with pytest.raises(DockerExecError, match='ended in the middle of a frame'):
+        _demux(raw[:8 + 5 + cut_at], 4096)
