@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import json
 import os
 import shutil
 
 import pytest
 
+from tests.harness.faults import file_tree
 from tests.harness.playbook import REPO_ROOT, run_tasks
 from tests.integration.maintenance_log.conftest import read_events, run_logged, write_yaml
 
@@ -144,18 +144,6 @@ def write_history(log_dir, real, host='db1'):
     return events
 
 
-def tree_state(*directories):
-    """{path: sha256} of every file under ``directories``: proof that nothing changed."""
-    found = {}
-    for directory in directories:
-        for root, _dirs, names in os.walk(directory):
-            for name in names:
-                path = os.path.join(root, name)
-                with open(path, 'rb') as handle:
-                    found[path] = hashlib.sha256(handle.read()).hexdigest()
-    return found
-
-
 def expected_projection_date():
     last_day = DAYS  # the last sample of db1
     remaining = 0.8 * CAPACITY - used_on(last_day)
@@ -174,7 +162,7 @@ def test_review_rerun_check_mode_and_bad_inputs(real_records, tmp_path):
     empty = tmp_path / 'empty'
     empty.mkdir()
     report, json_report = str(out / 'capacity-db1.md'), str(out / 'capacity-db1.json')
-    before = tree_state(log_dir)
+    before = file_tree(log_dir)
 
     def bad(name, **args):
         return {'name': name, MODULE: dict(dict(log_dir=log_dir, host='db1', dest=str(out / (name + '.md'))), **args),
@@ -285,7 +273,7 @@ def test_review_rerun_check_mode_and_bad_inputs(real_records, tmp_path):
     assert messages['dest dir missing']['msg'] == 'dest %s cannot be written: directory %s does not exist' % (
         tmp_path / 'nowhere' / 'capacity.md', tmp_path / 'nowhere')
     # Nothing changed: the history as it was, no report of a failed review, nothing created.
-    assert tree_state(log_dir) == before
+    assert file_tree(log_dir) == before
     assert sorted(os.listdir(out)) == ['capacity-db1.json', 'capacity-db1.md']
     assert not os.path.exists(tmp_path / 'nowhere') and os.listdir(empty) == []
 
