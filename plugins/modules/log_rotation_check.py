@@ -631,7 +631,7 @@ def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mod
         # The summary is what the maintenance log shows: name the holders, so the operator knows what to restart.
         named = sorted(ghosts, key=lambda g: -g['bytes_held'])[:GHOSTS_NAMED]
         holders = ', '.join('pid %d %s fd %d: %s %s' % (g['pid'], g['process'], g['fd'], g['path'],
-                                                         format_size(g['bytes_held'])) for g in named)
+                                                        format_size(g['bytes_held'])) for g in named)
         more = ' and %d more' % (len(ghosts) - len(named)) if len(ghosts) > len(named) else ''
         parts.append('%d ghost handle%s holding %s (%s%s)' % (len(ghosts), '' if len(ghosts) == 1 else 's',
                                                               format_size(sum(g['bytes_held'] for g in ghosts)),

@@ -36,7 +36,7 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
     before = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
 
     proc = tools.start_playbook(box, 'weekly.yml', dict(maintenance_window_ttl_s=TTL_S,
-                                                       health_check_probes=tools.steady_probes(box)))
+                                                        health_check_probes=tools.steady_probes(box)))
     try:
         tools.wait_for(lambda: os.path.exists(lock_file) or proc.poll() is not None, 60, 'the lock file')
         assert proc.poll() is None, 'weekly.yml ended before it took the lock:\n%s' % proc.communicate()[0][-3000:]
@@ -72,7 +72,7 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
     time.sleep(max(0.0, expires - time.time() + 1.0))
     # The security audit has nothing to do with the recovery: skipped to keep the case short.
     run = faults.play(box, 'weekly.yml', extra_vars=dict(maintenance_window_steal_expired=True,
-                                                            health_check_probes=tools.steady_probes(box)),
+                                                         health_check_probes=tools.steady_probes(box)),
                       env=dict(ANSIBLE_SKIP_TAGS='security'))
     assert run.rc == 0, run.stderr[-3000:]
     taken = run.result('Take the maintenance lock')

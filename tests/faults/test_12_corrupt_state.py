@@ -68,7 +68,7 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
 
     # The way out the messages name.
     off = faults.play(box, 'maintenance_off.yml', extra_vars=dict(steady, maintenance_owner='weekly',
-                                                                    maintenance_window_force=True))
+                                                                  maintenance_window_force=True))
     no_crash(off)
     assert off.rc == 0, off.stderr[-2000:]
     released = off.result('Release the maintenance lock')
@@ -114,7 +114,7 @@ def test_12b_corrupt_scan_state(sandbox, reliability):
     with open(state) as handle:
         json.load(handle)
     event = [e for e in tools.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
-                                                                             'review errors')][-1]
+                                                                            'review errors')][-1]
     assert event['status'] == 'ok'
 
     reliability.data_lost_bytes = faults.lost_bytes(before, faults.file_tree(os.path.join(box.root, 'logs'),

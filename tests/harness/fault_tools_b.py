@@ -172,7 +172,6 @@ def steady_probes(box):
     return [probe for probe in faults.sandbox_vars(box)['health_check_probes'] if probe['kind'] != 'load']
 
 
-
 def crafted_full_archive(dest, members, moment, database='app'):
     """Write ``<database>-full-<stamp>.tar.zst`` and a manifest naming it, as snapshot_archive would; return its path.
 

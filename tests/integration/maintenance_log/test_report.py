@@ -139,7 +139,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(history):
                              'log_dir at its log_dir' % missing_log)
     assert os.listdir(missing_log) == []
     assert run.result('no log dir')['msg'] == ('log_dir %s-absent is not a directory: point it at the maintenance_log '
-                                              'callback\'s log_dir (nothing was written)' % missing_log)
+                                               'callback\'s log_dir (nothing was written)' % missing_log)
     assert not os.path.exists(missing_log + '-absent') and not os.path.exists(planned)
     no_dir = run.result('no dest dir')
     assert no_dir['failed'] is True
