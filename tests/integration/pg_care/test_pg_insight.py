@@ -41,7 +41,9 @@ def test_full_review_finds_what_was_planted_and_changes_nothing(pg, insight_db):
     assert result['databases'] == [INSIGHT_DB, INSIGHT_DB_B]
 
     sizes = dict((r['database'], r['size_bytes']) for r in result['database_sizes'])
-    assert sizes[INSIGHT_DB] == pg.execute('SELECT pg_database_size(%s)', (INSIGHT_DB,))[0][0]
+    # Autovacuum may truncate a table between the review and this query: the size is the server's, give or take that.
+    actual = pg.execute('SELECT pg_database_size(%s)', (INSIGHT_DB,))[0][0]
+    assert abs(sizes[INSIGHT_DB] - actual) <= actual * 0.05, (sizes[INSIGHT_DB], actual)
     assert 'template0' not in sizes
 
     largest = rows_of(result, 'largest_tables')
