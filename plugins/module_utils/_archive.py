@@ -20,6 +20,8 @@ already-compressed files, so those are stored.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import fnmatch
 import gzip
 import hashlib
@@ -44,6 +46,14 @@ except ImportError:
 
 ZSTD_ERROR = zstandard.ZstdError if HAS_ZSTANDARD else ValueError
 CHUNK_BYTES = 1024 * 1024
+# tar.zst: compressible bytes go out in independent frames of FRAME_BYTES (about zstd -3's window, so little
+# ratio is lost); already-compressed members from STORED_MEMBER_MIN_BYTES up go out as frames of raw blocks.
+FRAME_BYTES = 2 * 1024 * 1024
+STORED_MEMBER_MIN_BYTES = 128 * 1024
+RAW_BLOCK_BYTES = 128 * 1024
+# zstd magic number, frame header descriptor 0 (no content size, no checksum, not single-segment), window
+# descriptor 0x38 (exponent 7: a 128 KiB window, the largest block size, so any decoder's window limit allows it).
+RAW_FRAME_HEADER = b'\x28\xb5\x2f\xfd\x00\x38'
 COMPRESSIONS = ('zstd', 'gzip', 'none')
 DEFAULT_LEVELS = dict(zstd=3, gzip=6, none=0)
 LEVEL_RANGES = dict(zstd=(1, 19), gzip=(1, 9), none=(0, 0))
@@ -214,19 +224,112 @@ def require_compression(compression):
                            'pip install zstandard, or choose compression gzip')
 
 
-def open_compressor(compression, level, sink):
+def open_compressor(compression, level, sink, threads=-1):
     """A writable stream compressing into ``sink``; ``close()`` ends the stream but leaves ``sink`` open.
 
-    zstd runs with all cores (``threads=-1``) and writes frame checksums, so
-    any later decompression also proves the content intact.
+    zstd runs with ``threads`` workers (-1: one per core; 0: in the caller's
+    thread) and writes frame checksums, so any later decompression also
+    proves the content intact.
     """
     require_compression(compression)
     if compression == 'zstd':
-        compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
+        compressor = zstandard.ZstdCompressor(level=level, threads=threads, write_checksum=True)
         return compressor.stream_writer(sink, closefd=False)
     if compression == 'gzip':
         return gzip.GzipFile(fileobj=sink, mode='wb', compresslevel=level, mtime=0)
     return _Passthrough(sink)
+
+
+def raw_zstd_frame(data):
+    """``data`` as one zstd frame of raw blocks: readable by every zstd decoder, at the cost of a copy.
+
+    A block header is 3 bytes, little-endian: bit 0 marks the last block,
+    bits 1-2 the type (0: raw), the rest the size. Empty ``data`` gives no
+    frame at all (a frame needs a block).
+    """
+    view = memoryview(data)
+    parts = [RAW_FRAME_HEADER] if len(view) else []
+    for start in range(0, len(view), RAW_BLOCK_BYTES):
+        block = view[start:start + RAW_BLOCK_BYTES]
+        last = start + RAW_BLOCK_BYTES >= len(view)
+        parts.append(((len(block) << 3) | int(last)).to_bytes(3, 'little'))
+        parts.append(block)
+    return b''.join(parts)
+
+
+class ZstdFrameWriter:
+    """A zstd stream written as independent frames: compressed on a pool of threads, or stored.
+
+    Compressible bytes (:meth:`write`) are cut into frames of
+    :data:`FRAME_BYTES`, each compressed with its checksum on one of
+    ``threads`` pool threads (zstandard releases the GIL), so compression
+    runs beside the reading of the next files. Already-compressed content
+    (:meth:`write_stored`) becomes frames of raw blocks and costs no
+    compression at all: on an uploads tree of photos and PDFs that is most of
+    the bytes. Frames reach ``sink`` in order; at most ``2 * threads + 2``
+    wait, so memory stays bounded. Concatenated frames are one valid zstd
+    stream (``zstd -d``, ``tar --zstd``, zstandard's ``read_across_frames``).
+    """
+
+    def __init__(self, sink, level, threads=None):
+        require_compression('zstd')
+        threads = threads or os.cpu_count() or 1
+        self.sink = sink
+        self.level = level
+        self.pending = bytearray()
+        self.frames = collections.deque()
+        self.window = 2 * threads + 2
+        self._local = threading.local()
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix='zstd-frame')
+
+    def _compress(self, data):
+        compressor = getattr(self._local, 'compressor', None)
+        if compressor is None:  # a ZstdCompressor is not thread-safe: one per pool thread
+            compressor = self._local.compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
+        return compressor.compress(data)
+
+    def _queue(self, frame):
+        """Add a frame (bytes or a Future); hand every finished frame at the head to ``sink``."""
+        self.frames.append(frame)
+        while self.frames:
+            head = self.frames[0]
+            if isinstance(head, concurrent.futures.Future) and not head.done() and len(self.frames) <= self.window:
+                return
+            self.frames.popleft()
+            self.sink.write(head.result() if isinstance(head, concurrent.futures.Future) else head)
+
+    def _cut(self):
+        if self.pending:
+            self._queue(self._pool.submit(self._compress, bytes(self.pending)))
+            self.pending.clear()
+
+    def write(self, data):
+        self.pending += data
+        if len(self.pending) >= FRAME_BYTES:
+            self._cut()
+        return len(data)
+
+    def write_stored(self, data):
+        self._cut()
+        self._queue(raw_zstd_frame(data))
+        return len(data)
+
+    def flush(self):
+        """Nothing to do: :meth:`close` ends the stream."""
+
+    def close(self):
+        """Compress what is left and hand every frame to ``sink`` (which stays open)."""
+        try:
+            self._cut()
+            while self.frames:
+                head = self.frames.popleft()
+                self.sink.write(head.result() if isinstance(head, concurrent.futures.Future) else head)
+        finally:
+            self.shutdown()
+
+    def shutdown(self):
+        """Stop the pool (again); frames not yet compressed are dropped, as after a failure."""
+        self._pool.shutdown(cancel_futures=True)
 
 
 def open_decompressor(compression, source):
@@ -373,8 +476,9 @@ class _TarStream:
     Memory stays at one buffer whatever the tree.
     """
 
-    def __init__(self, out, chunk_bytes=CHUNK_BYTES):
+    def __init__(self, out, chunk_bytes=CHUNK_BYTES, stored=None):
         self.out = out
+        self.stored = stored or out.write
         self.buffer = bytearray(chunk_bytes)
         self.view = memoryview(self.buffer)
         self.fill = 0
@@ -396,11 +500,17 @@ class _TarStream:
             self.fill += size
         self.offset += size
 
-    def add(self, entry, handle=None, path=None):
-        """Write ``entry``'s header and, for a regular file, exactly ``entry.size`` bytes of ``handle``."""
+    def add(self, entry, handle=None, path=None, stored=False):
+        """Write ``entry``'s header and, for a regular file, exactly ``entry.size`` bytes of ``handle``.
+
+        ``stored`` contents (already compressed) go to the ``stored`` writer
+        buffer by buffer, apart from the headers and padding around them.
+        """
         self._put(entry.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, 'surrogateescape'))
         if handle is None or not entry.size:
             return
+        if stored:
+            self._flush()
         left = entry.size
         while left:
             if self.fill == len(self.buffer):
@@ -411,6 +521,9 @@ class _TarStream:
                 raise _shrank(path)
             self.fill += got
             left -= got
+            if stored:
+                self.stored(self.view[:self.fill])
+                self.fill = 0
         self.offset += entry.size
         self._pad()
 
@@ -435,13 +548,14 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
     """
     tally = _FileTally(checksums)
     background = BackgroundWriter(out)
+    frames = ZstdFrameWriter(background, level) if compression == 'zstd' else None
     try:
-        compressor = open_compressor(compression, level, background)
-        tar = _TarStream(compressor)
+        compressor = frames or open_compressor(compression, level, background)
+        tar = _TarStream(compressor, stored=frames.write_stored if frames else None)
         for member, path in extra_members:
             info = os.stat(path)
             with open(path, 'rb', buffering=0) as handle:
-                tar.add(_tarinfo(member, info, path), handle, path)
+                tar.add(_tarinfo(member, info, path), handle, path, _stored(member, info.st_size))
         for path, member, info in walk_tree(roots, exclude):
             entry = _tarinfo(member, info, path)
             if entry is None:
@@ -449,15 +563,22 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
             if entry.isreg():
                 with open(path, 'rb', buffering=0) as handle:
                     reader = tally.reader(handle)
-                    tar.add(entry, reader, path)
+                    tar.add(entry, reader, path, _stored(member, info.st_size))
                 tally.add(member, info.st_size, reader)
             else:
                 tar.add(entry)
         tar.close()
         compressor.close()
     finally:
+        if frames:
+            frames.shutdown()
         background.finish()
     return tally
+
+
+def _stored(member, size):
+    """Whether a member's contents are stored rather than compressed again (see :class:`ZstdFrameWriter`)."""
+    return size >= STORED_MEMBER_MIN_BYTES and is_compressed_name(member)
 
 
 def _zipinfo(member, info, is_dir=False):

@@ -132,7 +132,7 @@ def write_dump(run, handle, compression, level):
     background = BackgroundWriter(sink)
     try:
         try:
-            compressor = open_compressor(compression, level, background)
+            compressor = open_compressor(compression, level, background, run.compress_threads)
             for chunk in run.chunks():
                 compressor.write(chunk)
             compressor.close()

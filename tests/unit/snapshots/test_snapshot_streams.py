@@ -1,6 +1,8 @@
 """The fast stream paths of the snapshot modules against their reference behaviour, on real files.
 
 * the tar writer must produce exactly the bytes ``tarfile`` (stream mode, PAX) produces, whatever the members;
+* tar.zst must decompress (python-zstandard and the zstd program) to those bytes, with already-compressed
+  members stored verbatim in raw frames;
 * the background writer must deliver every byte in order and surface a failed write;
 * the exec demultiplexer must split Docker's frames however the socket cuts them, and refuse a cut-off stream.
 """
@@ -10,7 +12,9 @@ from __future__ import annotations
 import errno
 import io
 import os
+import shutil
 import struct
+import subprocess
 import tarfile
 
 import pytest
@@ -19,6 +23,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._archive im
     ArchiveError,
     BackgroundWriter,
     HashingWriter,
+    STORED_MEMBER_MIN_BYTES,
+    open_decompressor,
+    raw_zstd_frame,
     write_tar,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_exec import DockerExecError, ExecStream
@@ -76,6 +83,53 @@ def test_tar_writer_is_byte_identical_to_tarfile(tmp_path, checksums):
         import hashlib
         member = 'files/' + str(root / 'big.bin').lstrip('/')
         assert tally.checksums[member] == hashlib.sha256((root / 'big.bin').read_bytes()).hexdigest()
+
+
+def _zstd_program_output(data):
+    """What the zstd program decodes ``data`` to, or None where it is not installed."""
+    if not shutil.which('zstd'):
+        return None
+    return subprocess.run(['zstd', '-d', '-q', '-c'], input=data, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize('size', [0, 1, 128 * 1024, 128 * 1024 + 1, (1 << 20) + 3])
+def test_raw_zstd_frame_decodes_to_its_input(size):
+    data = os.urandom(size)
+    frame = raw_zstd_frame(data)
+    if not size:
+        assert frame == b''
+        return
+    assert len(frame) < size + 6 + 3 * (size // (128 * 1024) + 1) + 1  # header and 3 bytes a block, nothing else
+    assert open_decompressor('zstd', io.BytesIO(frame)).read() == data
+    assert _zstd_program_output(frame) in (None, data)
+
+
+def test_tar_zst_stores_compressed_members_and_decodes_to_the_tar(tmp_path):
+    """Already-compressed members of STORED_MEMBER_MIN_BYTES or more are stored verbatim; the rest is compressed.
+
+    Whatever the frames, the stream decodes to the very bytes of the uncompressed tar.
+    """
+    root = tmp_path / 'tree'
+    root.mkdir()
+    _tree(str(root))
+    photo = os.urandom(STORED_MEMBER_MIN_BYTES + 4099)
+    (root / 'photo.JPG').write_bytes(photo)
+    (root / 'small.png').write_bytes(os.urandom(1000))
+    (root / 'notes.txt').write_bytes(b'compressible text\n' * 50000)
+    dump = tmp_path / 'app.dump.zst'
+    dump.write_bytes(os.urandom(STORED_MEMBER_MIN_BYTES * 3))
+    extra = [('database/app.dump.zst', str(dump))]
+    plain = io.BytesIO()
+    write_tar(HashingWriter(plain), 'none', 0, [str(root)], [], extra)
+    packed = io.BytesIO()
+    sink = HashingWriter(packed)
+    write_tar(sink, 'zstd', 3, [str(root)], [], extra)
+    data = packed.getvalue()
+    assert sink.size == len(data)
+    assert open_decompressor('zstd', io.BytesIO(data)).read() == plain.getvalue()
+    assert _zstd_program_output(data) in (None, plain.getvalue())
+    assert photo[:128 * 1024] in data and dump.read_bytes()[:128 * 1024] in data  # stored, not compressed again
+    assert len(data) < len(plain.getvalue()) - 800000  # the text was compressed
 
 
 def test_tar_writer_refuses_a_file_that_shrank(tmp_path):
