@@ -139,8 +139,9 @@ options:
     default: false
   archive_format:
     description:
-      - Format of the full archive. V(tar.zst) is fastest; V(zip) stores already-compressed files
-        (jpg, png, pdf, zip, gz, zst, mp4, ...) as they are and deflates the rest.
+      - Format of the full archive. V(tar.zst) is fastest; it and V(zip) store already-compressed files
+        (jpg, png, pdf, zip, gz, zst, mp4, ...) as they are (V(tar.zst) from 128 KiB up, in raw zstd frames)
+        and compress the rest. V(tar.gz) compresses everything.
     type: str
     choices: [tar.zst, tar.gz, zip]
     default: tar.zst
