@@ -18,6 +18,13 @@ The data is meant to behave like an application's, not like pgbench's
 
 Everything is removed afterwards.
 
+Every run writes a new file into memory freed just before: a raw command's
+output file is deleted before it runs, and a module's ``dest`` is emptied
+before each run. On this VM, page cache taken from memory the guest has not
+used lately costs up to twice the system time (the balloon's free-page
+reporting), so a run that reuses freshly freed pages while the other does
+not would measure the hypervisor, not the tool.
+
 Each method runs ``BENCH_SNAPSHOT_REPEATS`` times (default 3); medians are
 reported. The modules run as Ansible runs them on a target (the module file
 with its JSON arguments, the collection on PYTHONPATH), so ansible-playbook's
@@ -77,7 +84,9 @@ def timed(func):
 
 
 def pipeline(*argvs, out=None):
-    """Run argv lists connected by pipes (no shell), the last one's stdout into ``out``; check every exit code."""
+    """Run argv lists connected by pipes (no shell), the last one's stdout into a new ``out``; check every exit code."""
+    if out and os.path.exists(out):
+        os.unlink(out)
     procs = []
     previous = None
     for index, argv in enumerate(argvs):
@@ -117,8 +126,15 @@ def median_of(func):
 
 
 def module_medians(args_for, workdir, name='snapshot_archive'):
-    """Median total (write + verify) and write-only seconds of REPEATS module runs, and the last (result, peak MB)."""
-    runs = [run_module(name, args_for, workdir) for _repeat in range(REPEATS)]
+    """Median total (write + verify) and write-only seconds of REPEATS module runs, and the last (result, peak MB).
+
+    Each run starts with ``dest`` emptied, as each raw command starts with its output file deleted (see the
+    module docstring).
+    """
+    runs = []
+    for _repeat in range(REPEATS):
+        shutil.rmtree(args_for['dest'], ignore_errors=True)
+        runs.append(run_module(name, args_for, workdir))
     total = statistics.median(r['snapshot']['duration_ms'] for r, _peak in runs) / 1000.0
     write = statistics.median(r['snapshot']['write_ms'] for r, _peak in runs) / 1000.0
     return total, write, runs[-1]

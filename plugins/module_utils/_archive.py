@@ -160,8 +160,10 @@ class BackgroundWriter:
     disk: the caller's thread goes on reading and compressing meanwhile
     (``hashlib`` and file writes release the GIL). At most ``depth`` chunks
     wait in between, so memory stays bounded. The chunks must not change
-    after ``write`` (zstandard and zlib hand over new ``bytes`` each time;
-    anything else is copied). A failed write is raised on the next
+    after ``write``: ``bytes`` and ``bytearray`` are kept as they are (the
+    compressors, the exec stream and the raw frames hand over a new one each
+    time and never reuse it); anything else, such as a memoryview of a
+    reused buffer, is copied. A failed write is raised on the next
     ``write`` or by :meth:`finish`; nothing is written after it.
     """
 
@@ -186,7 +188,7 @@ class BackgroundWriter:
     def write(self, data):
         if self.error is not None:
             raise self.error
-        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+        self._queue.put(data if isinstance(data, (bytes, bytearray)) else bytes(data))
         return len(data)
 
     def flush(self):
@@ -240,21 +242,31 @@ def open_compressor(compression, level, sink, threads=-1):
     return _Passthrough(sink)
 
 
-def raw_zstd_frame(data):
-    """``data`` as one zstd frame of raw blocks: readable by every zstd decoder, at the cost of a copy.
+def raw_zstd_frame(handle, size, path):
+    """The next ``size`` bytes of ``handle`` as one zstd frame of raw blocks, read straight into place.
 
-    A block header is 3 bytes, little-endian: bit 0 marks the last block,
-    bits 1-2 the type (0: raw), the rest the size. Empty ``data`` gives no
-    frame at all (a frame needs a block).
+    Readable by every zstd decoder, at no compression cost. A block header
+    is 3 bytes, little-endian: bit 0 marks the last block, bits 1-2 the type
+    (0: raw), the rest the size. ``size`` must be at least 1 (a frame needs
+    a block). The frame is a new buffer, so it can be handed on uncopied.
     """
-    view = memoryview(data)
-    parts = [RAW_FRAME_HEADER] if len(view) else []
-    for start in range(0, len(view), RAW_BLOCK_BYTES):
-        block = view[start:start + RAW_BLOCK_BYTES]
-        last = start + RAW_BLOCK_BYTES >= len(view)
-        parts.append(((len(block) << 3) | int(last)).to_bytes(3, 'little'))
-        parts.append(block)
-    return b''.join(parts)
+    blocks = -(-size // RAW_BLOCK_BYTES)
+    frame = bytearray(len(RAW_FRAME_HEADER) + 3 * blocks + size)
+    frame[:len(RAW_FRAME_HEADER)] = RAW_FRAME_HEADER
+    view = memoryview(frame)
+    start = len(RAW_FRAME_HEADER)
+    for index in range(blocks):
+        block = min(RAW_BLOCK_BYTES, size - index * RAW_BLOCK_BYTES)
+        view[start:start + 3] = ((block << 3) | int(index == blocks - 1)).to_bytes(3, 'little')
+        target = view[start + 3:start + 3 + block]
+        filled = 0
+        while filled < block:
+            got = handle.readinto(target[filled:])
+            if not got:
+                raise _shrank(path)
+            filled += got
+        start += 3 + block
+    return frame
 
 
 class ZstdFrameWriter:
@@ -264,8 +276,8 @@ class ZstdFrameWriter:
     :data:`FRAME_BYTES`, each compressed with its checksum on one of
     ``threads`` pool threads (zstandard releases the GIL), so compression
     runs beside the reading of the next files. Already-compressed content
-    (:meth:`write_stored`) becomes frames of raw blocks and costs no
-    compression at all: on an uploads tree of photos and PDFs that is most of
+    (:meth:`store_from`) is read straight into frames of raw blocks and
+    costs no compression at all: on an uploads tree of photos and PDFs that is most of
     the bytes. Frames reach ``sink`` in order; at most ``2 * threads + 2``
     wait, so memory stays bounded. Concatenated frames are one valid zstd
     stream (``zstd -d``, ``tar --zstd``, zstandard's ``read_across_frames``).
@@ -300,8 +312,8 @@ class ZstdFrameWriter:
 
     def _cut(self):
         if self.pending:
-            self._queue(self._pool.submit(self._compress, bytes(self.pending)))
-            self.pending.clear()
+            self._queue(self._pool.submit(self._compress, self.pending))  # handed over, never touched again
+            self.pending = bytearray()
 
     def write(self, data):
         self.pending += data
@@ -309,10 +321,14 @@ class ZstdFrameWriter:
             self._cut()
         return len(data)
 
-    def write_stored(self, data):
+    def store_from(self, handle, size, path):
+        """Store exactly ``size`` bytes of ``handle`` in raw frames of up to :data:`CHUNK_BYTES`."""
         self._cut()
-        self._queue(raw_zstd_frame(data))
-        return len(data)
+        left = size
+        while left:
+            take = min(left, CHUNK_BYTES)
+            self._queue(raw_zstd_frame(handle, take, path))
+            left -= take
 
     def flush(self):
         """Nothing to do: :meth:`close` ends the stream."""
@@ -476,9 +492,9 @@ class _TarStream:
     Memory stays at one buffer whatever the tree.
     """
 
-    def __init__(self, out, chunk_bytes=CHUNK_BYTES, stored=None):
+    def __init__(self, out, chunk_bytes=CHUNK_BYTES):
         self.out = out
-        self.stored = stored or out.write
+        self.store_from = getattr(out, 'store_from', None)
         self.buffer = bytearray(chunk_bytes)
         self.view = memoryview(self.buffer)
         self.fill = 0
@@ -503,14 +519,19 @@ class _TarStream:
     def add(self, entry, handle=None, path=None, stored=False):
         """Write ``entry``'s header and, for a regular file, exactly ``entry.size`` bytes of ``handle``.
 
-        ``stored`` contents (already compressed) go to the ``stored`` writer
-        buffer by buffer, apart from the headers and padding around them.
+        ``stored`` contents (already compressed) go to ``out.store_from``
+        where ``out`` has it (:class:`ZstdFrameWriter`), apart from the
+        headers and padding around them.
         """
         self._put(entry.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, 'surrogateescape'))
         if handle is None or not entry.size:
             return
-        if stored:
+        if stored and self.store_from:
             self._flush()
+            self.store_from(handle, entry.size, path)
+            self.offset += entry.size
+            self._pad()
+            return
         left = entry.size
         while left:
             if self.fill == len(self.buffer):
@@ -521,9 +542,6 @@ class _TarStream:
                 raise _shrank(path)
             self.fill += got
             left -= got
-            if stored:
-                self.stored(self.view[:self.fill])
-                self.fill = 0
         self.offset += entry.size
         self._pad()
 
@@ -551,7 +569,7 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
     frames = ZstdFrameWriter(background, level) if compression == 'zstd' else None
     try:
         compressor = frames or open_compressor(compression, level, background)
-        tar = _TarStream(compressor, stored=frames.write_stored if frames else None)
+        tar = _TarStream(compressor)
         for member, path in extra_members:
             info = os.stat(path)
             with open(path, 'rb', buffering=0) as handle:

@@ -92,16 +92,20 @@ def _zstd_program_output(data):
     return subprocess.run(['zstd', '-d', '-q', '-c'], input=data, capture_output=True, check=True).stdout
 
 
-@pytest.mark.parametrize('size', [0, 1, 128 * 1024, 128 * 1024 + 1, (1 << 20) + 3])
+@pytest.mark.parametrize('size', [1, 128 * 1024, 128 * 1024 + 1, (1 << 20) + 3])
 def test_raw_zstd_frame_decodes_to_its_input(size):
-    data = os.urandom(size)
-    frame = raw_zstd_frame(data)
-    if not size:
-        assert frame == b''
-        return
-    assert len(frame) < size + 6 + 3 * (size // (128 * 1024) + 1) + 1  # header and 3 bytes a block, nothing else
-    assert open_decompressor('zstd', io.BytesIO(frame)).read() == data
-    assert _zstd_program_output(frame) in (None, data)
+    data = os.urandom(size + 10)
+    source = io.BytesIO(data)
+    frame = raw_zstd_frame(source, size, 'source')
+    assert source.tell() == size  # exactly size bytes taken
+    assert len(frame) == 6 + 3 * -(-size // (128 * 1024)) + size  # frame header and 3 bytes a block, nothing else
+    assert open_decompressor('zstd', io.BytesIO(bytes(frame))).read() == data[:size]
+    assert _zstd_program_output(bytes(frame)) in (None, data[:size])
+
+
+def test_raw_zstd_frame_refuses_a_short_file():
+    with pytest.raises(ArchiveError, match='source shrank while it was being archived'):
+        raw_zstd_frame(io.BytesIO(b'x' * 1000), 2000, 'source')
 
 
 def test_tar_zst_stores_compressed_members_and_decodes_to_the_tar(tmp_path):
