@@ -29,6 +29,7 @@ import os
 import queue
 import shutil
 import stat
+import struct
 import tarfile
 import threading
 import time
@@ -269,30 +270,77 @@ def raw_zstd_frame(handle, size, path):
     return frame
 
 
+class OrderedPool:
+    """Jobs on a pool of threads whose output reaches ``sink`` in the order they were given, with bounded memory.
+
+    An item is ``bytes`` (ready), a job (:meth:`submit`: its result is
+    written when its turn comes) or a callable (:meth:`later`: called at
+    its turn, when :attr:`position` counts every byte before it; it may
+    return bytes to write). At most ``2 * threads + 2`` items wait.
+    Compressors (zstandard, zlib) release the GIL, so jobs run beside the
+    caller's reading of the next input.
+    """
+
+    def __init__(self, sink, threads=None):
+        threads = threads or os.cpu_count() or 1
+        self.sink = sink
+        self.position = 0
+        self.items = collections.deque()
+        self.window = 2 * threads + 2
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix='snapshot-compress')
+
+    def submit(self, func, *args):
+        self.put(self._pool.submit(func, *args))
+
+    def later(self, func):
+        self.put(func)
+
+    def put(self, item):
+        self.items.append(item)
+        while self.items:
+            head = self.items[0]
+            if isinstance(head, concurrent.futures.Future) and not head.done() and len(self.items) <= self.window:
+                return
+            self._emit(self.items.popleft())
+
+    def _emit(self, item):
+        if isinstance(item, concurrent.futures.Future):
+            item = item.result()
+        elif callable(item):
+            item = item()
+        if item:
+            self.sink.write(item)
+            self.position += len(item)
+
+    def drain(self):
+        """Write every waiting item."""
+        while self.items:
+            self._emit(self.items.popleft())
+
+    def shutdown(self):
+        """Stop the pool (again); jobs not yet started are dropped, as after a failure."""
+        self._pool.shutdown(cancel_futures=True)
+
+
 class ZstdFrameWriter:
-    """A zstd stream written as independent frames: compressed on a pool of threads, or stored.
+    """A zstd stream written as independent frames: compressed on an :class:`OrderedPool`, or stored.
 
     Compressible bytes (:meth:`write`) are cut into frames of
-    :data:`FRAME_BYTES`, each compressed with its checksum on one of
-    ``threads`` pool threads (zstandard releases the GIL), so compression
-    runs beside the reading of the next files. Already-compressed content
-    (:meth:`store_from`) is read straight into frames of raw blocks and
-    costs no compression at all: on an uploads tree of photos and PDFs that is most of
-    the bytes. Frames reach ``sink`` in order; at most ``2 * threads + 2``
-    wait, so memory stays bounded. Concatenated frames are one valid zstd
-    stream (``zstd -d``, ``tar --zstd``, zstandard's ``read_across_frames``).
+    :data:`FRAME_BYTES`, each compressed with its checksum on a pool thread,
+    so compression runs beside the reading of the next files.
+    Already-compressed content (:meth:`store_from`) is read straight into
+    frames of raw blocks and costs no compression at all: on an uploads tree
+    of photos and PDFs that is most of the bytes. Concatenated frames are one
+    valid zstd stream (``zstd -d``, ``tar --zstd``, zstandard's
+    ``read_across_frames``).
     """
 
     def __init__(self, sink, level, threads=None):
         require_compression('zstd')
-        threads = threads or os.cpu_count() or 1
-        self.sink = sink
         self.level = level
         self.pending = bytearray()
-        self.frames = collections.deque()
-        self.window = 2 * threads + 2
         self._local = threading.local()
-        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix='zstd-frame')
+        self.frames = OrderedPool(sink, threads)
 
     def _compress(self, data):
         compressor = getattr(self._local, 'compressor', None)
@@ -300,19 +348,9 @@ class ZstdFrameWriter:
             compressor = self._local.compressor = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
         return compressor.compress(data)
 
-    def _queue(self, frame):
-        """Add a frame (bytes or a Future); hand every finished frame at the head to ``sink``."""
-        self.frames.append(frame)
-        while self.frames:
-            head = self.frames[0]
-            if isinstance(head, concurrent.futures.Future) and not head.done() and len(self.frames) <= self.window:
-                return
-            self.frames.popleft()
-            self.sink.write(head.result() if isinstance(head, concurrent.futures.Future) else head)
-
     def _cut(self):
         if self.pending:
-            self._queue(self._pool.submit(self._compress, self.pending))  # handed over, never touched again
+            self.frames.submit(self._compress, self.pending)  # handed over, never touched again
             self.pending = bytearray()
 
     def write(self, data):
@@ -327,7 +365,7 @@ class ZstdFrameWriter:
         left = size
         while left:
             take = min(left, CHUNK_BYTES)
-            self._queue(raw_zstd_frame(handle, take, path))
+            self.frames.put(raw_zstd_frame(handle, take, path))
             left -= take
 
     def flush(self):
@@ -337,15 +375,12 @@ class ZstdFrameWriter:
         """Compress what is left and hand every frame to ``sink`` (which stays open)."""
         try:
             self._cut()
-            while self.frames:
-                head = self.frames.popleft()
-                self.sink.write(head.result() if isinstance(head, concurrent.futures.Future) else head)
+            self.frames.drain()
         finally:
             self.shutdown()
 
     def shutdown(self):
-        """Stop the pool (again); frames not yet compressed are dropped, as after a failure."""
-        self._pool.shutdown(cancel_futures=True)
+        self.frames.shutdown()
 
 
 def open_decompressor(compression, source):
@@ -460,21 +495,6 @@ def _tarinfo(member, info, path):
     else:
         return None  # sockets, fifos, devices: not data
     return entry
-
-
-class _ExactReader:
-    """Feed exactly ``size`` bytes of an open file, failing clearly when the file shrank meanwhile."""
-
-    def __init__(self, handle, size, path):
-        self.handle, self.left, self.path = handle, size, path
-
-    def read(self, size=-1):
-        size = self.left if size is None or size < 0 else min(size, self.left)
-        data = self.handle.read(size)
-        if size and not data:
-            raise _shrank(self.path)
-        self.left -= len(data)
-        return data
 
 
 def _shrank(path):
@@ -599,44 +619,173 @@ def _stored(member, size):
     return size >= STORED_MEMBER_MIN_BYTES and is_compressed_name(member)
 
 
-def _zipinfo(member, info, is_dir=False):
-    entry = zipfile.ZipInfo(member + ('/' if is_dir else ''))
-    moment = max(info.st_mtime, 315532800)  # zip cannot date before 1980
-    entry.date_time = time.gmtime(moment)[:6]
-    entry.external_attr = (info.st_mode & 0xFFFF) << 16
-    return entry
+ZIP_DEFLATED_INLINE_BYTES = 64 * 1024  # smaller pieces are deflated in the caller's thread: a job costs more
+ZIP_LOCAL = struct.Struct('<IHHHHHIIIHH')
+ZIP_CENTRAL = struct.Struct('<IHHHHHHIIIHHHHHII')
+ZIP_DESCRIPTOR64 = struct.Struct('<IIQQ')
+ZIP_END64 = struct.Struct('<IQHHIIQQQQ')
+ZIP_LOCATOR64 = struct.Struct('<IIQI')
+ZIP_END = struct.Struct('<IHHHHIIH')
+ZIP32_MAX = 0xFFFFFFFF
+ZIP_VERSION, ZIP64_VERSION = 20, 45
+ZIP_MADE_BY_UNIX = 3 << 8
+ZIP_DATA_DESCRIPTOR, ZIP_UTF8 = 0x08, 0x800
+
+
+def _deflate_piece(data, level, last):
+    """Raw deflate of one piece of a member: pieces end on a sync flush, the last on the final block.
+
+    Concatenated in order they are one deflate stream (as pigz writes it);
+    deflate looks back 32 KiB only, so pieces of 1 MiB lose almost nothing.
+    """
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def _dos_time(mtime):
+    moment = time.gmtime(max(mtime, 315532800))  # zip cannot date before 1980
+    return ((moment.tm_hour << 11) | (moment.tm_min << 5) | (moment.tm_sec // 2),
+            ((moment.tm_year - 1980) << 9) | (moment.tm_mon << 5) | moment.tm_mday)
+
+
+class _ZipStream:
+    """A zip written front to back into a stream that cannot seek, deflating on a pool of threads.
+
+    What ``zipfile`` writes in streaming mode, apart from the deflate work:
+    each member has a local header, its data and, for files, a zip64 data
+    descriptor with the CRC and sizes; the central directory (zip64 where a
+    size, an offset or the count needs it) comes last. Files are read in
+    pieces of :data:`CHUNK_BYTES`; the pieces of deflated files are
+    compressed on an :class:`OrderedPool`, so all cores work and memory
+    stays bounded whatever the file sizes. Readers: ``zipfile``, ``unzip``,
+    ``bsdtar``, anything that reads the central directory.
+    """
+
+    def __init__(self, sink, level):
+        self.level = level
+        self.out = OrderedPool(sink)
+        self.entries = []
+
+    def _name(self, member):
+        try:
+            return member.encode('ascii'), 0
+        except UnicodeEncodeError:
+            return member.encode('utf-8'), ZIP_UTF8
+
+    def _begin(self, member, info, method, flags, crc=0, size=0):
+        """Queue a member's local header; return its central-directory record (completed later)."""
+        name, name_flag = self._name(member)
+        clock, date = _dos_time(info.st_mtime)
+        entry = dict(name=name, flags=flags | name_flag, method=method, time=clock, date=date, crc=crc, size=size,
+                     compressed=size, attr=(info.st_mode & 0xFFFF) << 16 | (0x10 if stat.S_ISDIR(info.st_mode) else 0),
+                     zip64_local=bool(flags & ZIP_DATA_DESCRIPTOR))
+        self.entries.append(entry)
+        self.out.later(lambda: entry.update(offset=self.out.position))
+        if entry['zip64_local']:  # sizes follow in the descriptor; the zip64 extra holds their place
+            extra = struct.pack('<HHQQ', 1, 16, 0, 0)
+            header = ZIP_LOCAL.pack(0x04034b50, ZIP64_VERSION, entry['flags'], method, clock, date, 0, ZIP32_MAX,
+                                    ZIP32_MAX, len(name), len(extra))
+        else:
+            extra = b''
+            header = ZIP_LOCAL.pack(0x04034b50, ZIP_VERSION, entry['flags'], method, clock, date, crc, size, size,
+                                    len(name), 0)
+        self.out.put(header + name + extra)
+        return entry
+
+    def add_directory(self, member, info):
+        self._begin(member + '/', info, zipfile.ZIP_STORED, 0)
+
+    def add_link(self, member, info, target):
+        data = target.encode('utf-8', 'surrogateescape')
+        self._begin(member, info, zipfile.ZIP_STORED, 0, zlib.crc32(data), len(data))
+        self.out.put(data)
+
+    def add_file(self, member, info, handle, path, deflate):
+        """Exactly ``info.st_size`` bytes of ``handle`` (a file that shrank meanwhile fails), stored or deflated."""
+        entry = self._begin(member, info, zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED, ZIP_DATA_DESCRIPTOR)
+        self.out.later(lambda: entry.update(data_start=self.out.position))
+        crc, left = 0, info.st_size
+        while True:
+            piece = handle.read(min(left, CHUNK_BYTES))
+            if left and not piece:
+                raise _shrank(path)
+            crc = zlib.crc32(piece, crc)
+            left -= len(piece)
+            if not deflate:
+                self.out.put(piece)
+            elif len(piece) < ZIP_DEFLATED_INLINE_BYTES:
+                self.out.put(_deflate_piece(piece, self.level, not left))
+            else:
+                self.out.submit(_deflate_piece, piece, self.level, not left)
+            if not left:
+                break
+        entry.update(crc=crc, size=info.st_size)
+
+        def descriptor():
+            entry['compressed'] = self.out.position - entry['data_start']
+            return ZIP_DESCRIPTOR64.pack(0x08074b50, entry['crc'], entry['compressed'], entry['size'])
+        self.out.later(descriptor)
+
+    def close(self):
+        """Write the central directory and the end records; every member must have reached the sink first."""
+        try:
+            self.out.drain()
+            start = self.out.position
+            for entry in self.entries:
+                self.out.put(self._central(entry))
+            self.out.drain()
+            end = self.out.position
+            count, size = len(self.entries), end - start
+            if count >= 0xFFFF or start >= ZIP32_MAX or size >= ZIP32_MAX:
+                self.out.put(ZIP_END64.pack(0x06064b50, 44, ZIP_MADE_BY_UNIX | ZIP64_VERSION, ZIP64_VERSION, 0, 0,
+                                            count, count, size, start))
+                self.out.put(ZIP_LOCATOR64.pack(0x07064b50, 0, end, 1))
+            self.out.put(ZIP_END.pack(0x06054b50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(size, ZIP32_MAX),
+                                      min(start, ZIP32_MAX), 0))
+            self.out.drain()
+        finally:
+            self.out.shutdown()
+
+    def shutdown(self):
+        self.out.shutdown()
+
+    @staticmethod
+    def _central(entry):
+        wide = [value for value in (entry['size'], entry['compressed'], entry['offset']) if value >= ZIP32_MAX]
+        extra = b''
+        if wide:  # the zip64 extra holds, in this order, just the fields too large for 32 bits
+            extra = struct.pack('<HH', 1, 8 * len(wide)) + b''.join(struct.pack('<Q', value) for value in wide)
+        version = ZIP64_VERSION if wide or entry['zip64_local'] else ZIP_VERSION
+        return ZIP_CENTRAL.pack(
+            0x02014b50, ZIP_MADE_BY_UNIX | version, version, entry['flags'], entry['method'], entry['time'],
+            entry['date'], entry['crc'], min(entry['compressed'], ZIP32_MAX), min(entry['size'], ZIP32_MAX),
+            len(entry['name']), len(extra), 0, 0, 0, entry['attr'], min(entry['offset'], ZIP32_MAX)) + entry['name'] + extra
 
 
 def write_zip(out, level, roots, exclude, extra_members=(), checksums=False):
-    """Stream a zip into ``out``: deflate text-like files, store already-compressed ones and links."""
+    """Stream a zip into ``out``: deflate text-like files (on all cores), store already-compressed ones and links."""
     tally = _FileTally(checksums)
-    with zipfile.ZipFile(out, mode='w', allowZip64=True) as archive:
+    background = BackgroundWriter(out)
+    archive = _ZipStream(background, level)
+    try:
         for member, path in extra_members:
             info = os.stat(path)
-            entry = _zipinfo(member, info)
-            entry.compress_type = zipfile.ZIP_STORED if is_compressed_name(member) else zipfile.ZIP_DEFLATED
-            entry.file_size = info.st_size
-            with open(path, 'rb') as handle, archive.open(entry, 'w', force_zip64=True) as target:
-                read_all(_ExactReader(handle, info.st_size, path), target.write)
+            with open(path, 'rb') as handle:
+                archive.add_file(member, info, handle, path, not is_compressed_name(member))
         for path, member, info in walk_tree(roots, exclude):
             if stat.S_ISDIR(info.st_mode):
-                archive.writestr(_zipinfo(member, info, is_dir=True), b'')
+                archive.add_directory(member, info)
             elif stat.S_ISLNK(info.st_mode):
-                entry = _zipinfo(member, info)
-                entry.compress_type = zipfile.ZIP_STORED
-                archive.writestr(entry, os.readlink(path).encode('utf-8', 'surrogateescape'))
+                archive.add_link(member, info, os.readlink(path))
             elif stat.S_ISREG(info.st_mode):
-                entry = _zipinfo(member, info)
-                if is_compressed_name(member):
-                    entry.compress_type = zipfile.ZIP_STORED
-                else:
-                    entry.compress_type = zipfile.ZIP_DEFLATED
-                    entry._compresslevel = level  # pylint: disable=protected-access
-                entry.file_size = info.st_size
-                with open(path, 'rb') as handle, archive.open(entry, 'w', force_zip64=True) as target:
+                with open(path, 'rb') as handle:
                     reader = tally.reader(handle)
-                    read_all(_ExactReader(reader, info.st_size, path), target.write)
+                    archive.add_file(member, info, reader, path, not is_compressed_name(member))
                 tally.add(member, info.st_size, reader)
+        archive.close()
+    finally:
+        archive.shutdown()
+        background.finish()
     return tally
 
 

@@ -141,7 +141,7 @@ options:
     description:
       - Format of the full archive. V(tar.zst) is fastest; it and V(zip) store already-compressed files
         (jpg, png, pdf, zip, gz, zst, mp4, ...) as they are (V(tar.zst) from 128 KiB up, in raw zstd frames)
-        and compress the rest. V(tar.gz) compresses everything.
+        and compress the rest on all cores. V(tar.gz) compresses everything, in one thread.
     type: str
     choices: [tar.zst, tar.gz, zip]
     default: tar.zst
@@ -375,6 +375,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest i
     artifact_name,
     iso_utc,
     load_manifest,
+    parse_artifact_name,
     utc_now,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
@@ -715,7 +716,9 @@ def apply_retention(module, params, dest, result, roots):
     candidates = snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
     planned = result['snapshot']
     if planned and planned['status'] == 'planned':
-        candidates.append(dict(path=planned['path'], manifest_path=planned['manifest_path'], created=utc_now(),
+        # Its moment is the one its name carries (moved past any snapshot of the same second), as when written.
+        created = parse_artifact_name(os.path.basename(planned['path']))['created']
+        candidates.append(dict(path=planned['path'], manifest_path=planned['manifest_path'], created=created,
                                verified=True, identity=snapshot_identity(params['tier'], params['database'], roots)))
     groups = {}
     for snap in candidates:

@@ -3,6 +3,8 @@
 * the tar writer must produce exactly the bytes ``tarfile`` (stream mode, PAX) produces, whatever the members;
 * tar.zst must decompress (python-zstandard and the zstd program) to those bytes, with already-compressed
   members stored verbatim in raw frames;
+* the zip writer's archives must read back through ``zipfile`` and ``unzip -t``: every CRC, name, mode and link,
+  zip64 records where the count needs them;
 * the background writer must deliver every byte in order and surface a failed write;
 * the exec demultiplexer must split Docker's frames however the socket cuts them, and refuse a cut-off stream.
 """
@@ -10,12 +12,15 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import tarfile
+import zipfile
 
 import pytest
 
@@ -27,6 +32,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._archive im
     open_decompressor,
     raw_zstd_frame,
     write_tar,
+    write_zip,
+    _ZipStream,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_exec import DockerExecError, ExecStream
 
@@ -80,7 +87,6 @@ def test_tar_writer_is_byte_identical_to_tarfile(tmp_path, checksums):
     assert sink.size == len(out.getvalue()) and len(out.getvalue()) % tarfile.RECORDSIZE == 0
     assert tally.count == len(sizes) + 1 and tally.total_bytes == sum(sizes.values()) + len('long and non-ASCII path\n')
     if checksums:
-        import hashlib
         member = 'files/' + str(root / 'big.bin').lstrip('/')
         assert tally.checksums[member] == hashlib.sha256((root / 'big.bin').read_bytes()).hexdigest()
 
@@ -134,6 +140,70 @@ def test_tar_zst_stores_compressed_members_and_decodes_to_the_tar(tmp_path):
     assert _zstd_program_output(data) in (None, plain.getvalue())
     assert photo[:128 * 1024] in data and dump.read_bytes()[:128 * 1024] in data  # stored, not compressed again
     assert len(data) < len(plain.getvalue()) - 800000  # the text was compressed
+
+
+def _unzip_test(path):
+    """``unzip -t`` of the archive (every CRC), where unzip is installed."""
+    if shutil.which('unzip'):
+        done = subprocess.run(['unzip', '-tqq', str(path)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zip_writer_reads_back_whole(tmp_path):
+    """Deflated pieces (inline and on the pool), stored files, links, directories, non-ASCII names, empty files."""
+    root = tmp_path / 'tree'
+    root.mkdir()
+    sizes = _tree(str(root))
+    (root / 'photo.jpg').write_bytes(os.urandom(3 << 20))
+    (root / 'app.log').write_bytes(b''.join(b'%08d request served\n' % index for index in range(400000)))
+    extra = [('database/app.dump.zst', str(root / 'big.bin'))]
+    path = tmp_path / 'out.zip'
+    with open(path, 'wb') as handle:
+        sink = HashingWriter(handle)
+        tally = write_zip(sink, 6, [str(root)], [], extra, checksums=True)
+    assert sink.size == path.stat().st_size
+    _unzip_test(path)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        infos = {info.filename: info for info in archive.infolist()}
+        prefix = 'files/' + str(root).lstrip('/') + '/'
+        for name in list(sizes) + ['photo', 'app']:
+            member = prefix + name + ('.bin' if name in sizes else '.jpg' if name == 'photo' else '.log')
+            data = archive.read(member)
+            assert data == (root / member[len(prefix):]).read_bytes()
+            if member in tally.checksums:
+                assert hashlib.sha256(data).hexdigest() == tally.checksums[member]
+        assert infos[prefix + 'photo.jpg'].compress_type == zipfile.ZIP_STORED
+        assert infos[prefix + 'app.log'].compress_type == zipfile.ZIP_DEFLATED
+        assert infos[prefix + 'app.log'].compress_size < infos[prefix + 'app.log'].file_size // 4
+        assert archive.read(prefix + 'link') == b'one.bin' and stat.S_ISLNK(infos[prefix + 'link'].external_attr >> 16)
+        assert infos[prefix + 'odd.bin'].external_attr >> 16 & 0o777 == 0o640
+        assert infos[prefix + 'a' * 120 + '/'].is_dir()
+        assert any('n\u00e4me' in name for name in infos)
+        assert archive.read('database/app.dump.zst') == (root / 'big.bin').read_bytes()
+
+
+def test_zip_writer_uses_zip64_end_records_past_65535_members(tmp_path):
+    info = os.stat(str(tmp_path))
+    path = tmp_path / 'many.zip'
+    with open(path, 'wb') as handle:
+        archive = _ZipStream(BackgroundWriter(handle), 6)
+        for index in range(70000):
+            archive.add_directory('d%05d' % index, info)
+        archive.close()
+        archive.out.sink.finish()
+    with zipfile.ZipFile(path) as archive:
+        assert len(archive.infolist()) == 70000
+    _unzip_test(path)
+
+
+def test_zip_writer_refuses_a_file_that_shrank(tmp_path):
+    candidates = ['/sys/devices/virtual/net/lo/mtu', '/sys/kernel/mm/transparent_hugepage/enabled']
+    short = [path for path in candidates if os.path.isfile(path) and os.lstat(path).st_size > len(open(path, 'rb').read())]
+    if not short:
+        pytest.skip('no sysfs file with a size larger than its content here')
+    with pytest.raises(ArchiveError, match='%s shrank while it was being archived' % short[0]):
+        write_zip(HashingWriter(io.BytesIO()), 6, [short[0]], [])
 
 
 def test_tar_writer_refuses_a_file_that_shrank(tmp_path):
