@@ -657,8 +657,8 @@ class _ZipStream:
     size, an offset or the count needs it) comes last. Files are read in
     pieces of :data:`CHUNK_BYTES`; the pieces of deflated files are
     compressed on an :class:`OrderedPool`, so all cores work and memory
-    stays bounded whatever the file sizes. Readers: ``zipfile``, ``unzip``,
-    ``bsdtar``, anything that reads the central directory.
+    stays bounded whatever the file sizes. The tests read it back with
+    ``zipfile`` and ``unzip -t``.
     """
 
     def __init__(self, sink, level):
