@@ -11,11 +11,13 @@ checksum.
 
 Measured on this platform (docs/performance/snapshot.md): tar streams are
 written by :class:`_TarStream` (headers from ``tarfile.TarInfo``, contents
-read straight into one reused buffer) into ``zstandard`` with all threads,
-which keeps the module close to ``tar | zstd -T0``. ``tarfile``'s own stream
+read straight into one reused buffer); for tar.zst into
+:class:`ZstdFrameWriter`, which compresses frames on an :class:`OrderedPool`
+and stores already-compressed files in raw frames. ``tarfile``'s own stream
 writer hands the compressor 10 KiB pieces and, with a larger ``bufsize``,
-copies its whole buffer on every append. zip's deflate wastes its time on
-already-compressed files, so those are stored.
+copies its whole buffer on every append. zip archives are written by
+:class:`_ZipStream`, which deflates on the same kind of pool and stores
+already-compressed files.
 """
 
 from __future__ import annotations
@@ -372,12 +374,9 @@ class ZstdFrameWriter:
         """Nothing to do: :meth:`close` ends the stream."""
 
     def close(self):
-        """Compress what is left and hand every frame to ``sink`` (which stays open)."""
-        try:
-            self._cut()
-            self.frames.drain()
-        finally:
-            self.shutdown()
+        """Compress what is left and hand every frame to ``sink`` (which stays open); :meth:`shutdown` follows."""
+        self._cut()
+        self.frames.drain()
 
     def shutdown(self):
         self.frames.shutdown()
@@ -666,22 +665,15 @@ class _ZipStream:
         self.out = OrderedPool(sink)
         self.entries = []
 
-    def _name(self, member):
-        try:
-            return member.encode('ascii'), 0
-        except UnicodeEncodeError:
-            return member.encode('utf-8'), ZIP_UTF8
-
     def _begin(self, member, info, method, flags, crc=0, size=0):
         """Queue a member's local header; return its central-directory record (completed later)."""
-        name, name_flag = self._name(member)
+        name, name_flag = _zip_name(member)
         clock, date = _dos_time(info.st_mtime)
         entry = dict(name=name, flags=flags | name_flag, method=method, time=clock, date=date, crc=crc, size=size,
-                     compressed=size, attr=(info.st_mode & 0xFFFF) << 16 | (0x10 if stat.S_ISDIR(info.st_mode) else 0),
-                     zip64_local=bool(flags & ZIP_DATA_DESCRIPTOR))
+                     compressed=size, attr=(info.st_mode & 0xFFFF) << 16 | (0x10 if stat.S_ISDIR(info.st_mode) else 0))
         self.entries.append(entry)
         self.out.later(lambda: entry.update(offset=self.out.position))
-        if entry['zip64_local']:  # sizes follow in the descriptor; the zip64 extra holds their place
+        if flags & ZIP_DATA_DESCRIPTOR:  # sizes follow in the descriptor; the zip64 extra holds their place
             extra = struct.pack('<HHQQ', 1, 16, 0, 0)
             header = ZIP_LOCAL.pack(0x04034b50, ZIP64_VERSION, entry['flags'], method, clock, date, 0, ZIP32_MAX,
                                     ZIP32_MAX, len(name), len(extra))
@@ -727,39 +719,45 @@ class _ZipStream:
         self.out.later(descriptor)
 
     def close(self):
-        """Write the central directory and the end records; every member must have reached the sink first."""
-        try:
-            self.out.drain()
-            start = self.out.position
-            for entry in self.entries:
-                self.out.put(self._central(entry))
-            self.out.drain()
-            end = self.out.position
-            count, size = len(self.entries), end - start
-            if count >= 0xFFFF or start >= ZIP32_MAX or size >= ZIP32_MAX:
-                self.out.put(ZIP_END64.pack(0x06064b50, 44, ZIP_MADE_BY_UNIX | ZIP64_VERSION, ZIP64_VERSION, 0, 0,
-                                            count, count, size, start))
-                self.out.put(ZIP_LOCATOR64.pack(0x07064b50, 0, end, 1))
-            self.out.put(ZIP_END.pack(0x06054b50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(size, ZIP32_MAX),
-                                      min(start, ZIP32_MAX), 0))
-            self.out.drain()
-        finally:
-            self.out.shutdown()
+        """Write the central directory and the end records after every member; :meth:`shutdown` follows."""
+        self.out.drain()
+        start = self.out.position
+        for entry in self.entries:
+            self.out.put(_zip_central(entry))
+        self.out.drain()
+        end = self.out.position
+        count, size = len(self.entries), end - start
+        if count >= 0xFFFF or start >= ZIP32_MAX or size >= ZIP32_MAX:
+            self.out.put(ZIP_END64.pack(0x06064b50, 44, ZIP_MADE_BY_UNIX | ZIP64_VERSION, ZIP64_VERSION, 0, 0,
+                                        count, count, size, start))
+            self.out.put(ZIP_LOCATOR64.pack(0x07064b50, 0, end, 1))
+        self.out.put(ZIP_END.pack(0x06054b50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(size, ZIP32_MAX),
+                                  min(start, ZIP32_MAX), 0))
+        self.out.drain()
 
     def shutdown(self):
         self.out.shutdown()
 
-    @staticmethod
-    def _central(entry):
-        wide = [value for value in (entry['size'], entry['compressed'], entry['offset']) if value >= ZIP32_MAX]
-        extra = b''
-        if wide:  # the zip64 extra holds, in this order, just the fields too large for 32 bits
-            extra = struct.pack('<HH', 1, 8 * len(wide)) + b''.join(struct.pack('<Q', value) for value in wide)
-        version = ZIP64_VERSION if wide or entry['zip64_local'] else ZIP_VERSION
-        return ZIP_CENTRAL.pack(
-            0x02014b50, ZIP_MADE_BY_UNIX | version, version, entry['flags'], entry['method'], entry['time'],
-            entry['date'], entry['crc'], min(entry['compressed'], ZIP32_MAX), min(entry['size'], ZIP32_MAX),
-            len(entry['name']), len(extra), 0, 0, 0, entry['attr'], min(entry['offset'], ZIP32_MAX)) + entry['name'] + extra
+
+def _zip_name(member):
+    """The member name as zip stores it, and the UTF-8 flag when it is not ASCII (as ``zipfile`` does)."""
+    try:
+        return member.encode('ascii'), 0
+    except UnicodeEncodeError:
+        return member.encode('utf-8'), ZIP_UTF8
+
+
+def _zip_central(entry):
+    """A member's central-directory record (zip64 extra with just the fields too large for 32 bits)."""
+    wide = [value for value in (entry['size'], entry['compressed'], entry['offset']) if value >= ZIP32_MAX]
+    extra = b''
+    if wide:  # the zip64 extra holds, in this order, just the fields too large for 32 bits
+        extra = struct.pack('<HH', 1, 8 * len(wide)) + b''.join(struct.pack('<Q', value) for value in wide)
+    version = ZIP64_VERSION if wide or entry['flags'] & ZIP_DATA_DESCRIPTOR else ZIP_VERSION
+    return ZIP_CENTRAL.pack(
+        0x02014b50, ZIP_MADE_BY_UNIX | version, version, entry['flags'], entry['method'], entry['time'],
+        entry['date'], entry['crc'], min(entry['compressed'], ZIP32_MAX), min(entry['size'], ZIP32_MAX),
+        len(entry['name']), len(extra), 0, 0, 0, entry['attr'], min(entry['offset'], ZIP32_MAX)) + entry['name'] + extra
 
 
 def write_zip(out, level, roots, exclude, extra_members=(), checksums=False):

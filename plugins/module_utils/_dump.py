@@ -241,6 +241,7 @@ class LocalSource:
     """The database reached from this host: psycopg2 for metadata, a local pg_dump for the data."""
 
     where = 'local'
+    compress_threads = -1  # zstd workers for the dump's stream: one per core beside the local pg_dump
 
     def __init__(self, params, database, pg_dump_path=None):
         self.params = dict(params, login_db=database)
@@ -315,6 +316,10 @@ class ContainerSource:
     """
 
     where = 'container'
+    # zstd workers for the dump's stream (``_archive.open_compressor``): one zstd thread outpaces the Docker
+    # stream (about 350 MB/s against 100-130 MB/s here), so worker threads only add hand-offs and contend with
+    # the engine for the cores (measured 2.34 s against 2.63 s, scale 20).
+    compress_threads = 0
 
     def __init__(self, params, database, container, container_user, docker_host):
         self.params = dict(params, login_db=database)
@@ -328,7 +333,7 @@ class ContainerSource:
         self.pg_dump = 'pg_dump'
         version_argv = ['pg_dump', '--version']
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pg_dump_says = pool.submit(self._run, version_argv, alone=True, record=False)
+            pg_dump_says = pool.submit(self._run, version_argv, alone=True)
             self.server_version, data_bytes = self._psql(VERSION_AND_DATA_BYTES_SQL, self._options({}))[0]
             self._record(version_argv)
             code, out, err = pg_dump_says.result()
@@ -347,15 +352,16 @@ class ContainerSource:
         env = dict(connection_env(self.params), **(extra_env or {}))
         return ExecStream(client or self.client, self.container, argv, user=self.user, environment=env)
 
-    def _run(self, argv, extra_env=None, alone=False, record=True):
+    def _run(self, argv, extra_env=None, alone=False):
         """(exit code, stdout, stderr) of a short command; ``alone``: on a Docker client of its own.
 
         Execs running at the same time (beside another exec or the dump's
-        stream) must not share a client.
+        stream) must not share a client. Such a command is recorded in
+        ``executed`` by its caller, so the order there does not depend on
+        which thread came first.
         """
-        if record:
-            self._record(argv)
         if not alone:
+            self._record(argv)
             return self._exec(argv, extra_env).run()
         client = docker_client(self.docker_host)
         try:
@@ -367,8 +373,8 @@ class ContainerSource:
         return ['psql', '-X', '-q', '-A', '-t', '-F', '\t', '-v', 'ON_ERROR_STOP=1', '-c', statement] + connection_args(
             self.params, self.database)
 
-    def _psql(self, statement, extra_env=None, alone=False, record=True):
-        code, out, err = self._run(self._psql_argv(statement), extra_env, alone, record)
+    def _psql(self, statement, extra_env=None, alone=False):
+        code, out, err = self._run(self._psql_argv(statement), extra_env, alone)
         if code != 0:
             message = err.decode('utf-8', 'replace').strip()
             raise DumpError('psql in container %r could not query database %r (exit %s): %s' % (
@@ -401,12 +407,10 @@ class ContainerSource:
         stream = self._exec(argv)
 
         def count():
-            rows = self._psql(TABLE_ROWS_SQL, count_env, alone=True, record=False)
+            rows = self._psql(TABLE_ROWS_SQL, count_env, alone=True)
             return table_rows((r[0], r[1], r[2], r[3] or None) for r in rows)
-        # One zstd thread outpaces the Docker stream (about 350 MB/s against 100-130 MB/s here): worker threads
-        # only add hand-offs and contend with the engine for the cores (measured 2.34 s against 2.63 s, scale 20).
         return DumpRun(stream, 'pg_dump in container %s' % self.container, count, lambda: None,
-                       lambda: self._stop(stream), compress_threads=0)
+                       lambda: self._stop(stream))
 
     def _stop(self, stream):
         """Best effort after a local failure: end the exec's program (pg_dump), which Docker keeps running otherwise.
@@ -434,16 +438,11 @@ class ContainerSource:
 
 
 class DumpRun:
-    """One running dump: iterate :meth:`chunks`, then :meth:`finish` checks the exit and returns the row counts.
+    """One running dump: iterate :meth:`chunks`, then :meth:`finish` checks the exit and returns the row counts."""
 
-    ``compress_threads`` is the zstd worker count that suits the source (see
-    ``_archive.open_compressor``).
-    """
-
-    def __init__(self, process, name, counter, release, stop=None, compress_threads=-1):
+    def __init__(self, process, name, counter, release, stop=None):
         self.process = process
         self.name = name
-        self.compress_threads = compress_threads
         self._stop = stop
         self.source_bytes = 0
         self._release = release

@@ -120,10 +120,11 @@ def write_manifest(artifact_path, manifest):
 
 # -- writing a dump -----------------------------------------------------------------------
 
-def write_dump(run, handle, compression, level):
+def write_dump(run, handle, compression, level, threads):
     """Stream a running dump (``_dump.DumpRun``) through the compressor into ``handle``; fsync.
 
-    Returns (sha256, size_bytes, tables). Any failure aborts pg_dump and
+    ``threads``: zstd workers (the source's ``compress_threads``). Returns
+    (sha256, size_bytes, tables). Any failure aborts pg_dump and
     raises; the caller removes the temporary file. Hashing and writing run
     on a thread of their own (:class:`BackgroundWriter`), beside reading and
     compressing the next chunk.
@@ -132,7 +133,7 @@ def write_dump(run, handle, compression, level):
     background = BackgroundWriter(sink)
     try:
         try:
-            compressor = open_compressor(compression, level, background, run.compress_threads)
+            compressor = open_compressor(compression, level, background, threads)
             for chunk in run.chunks():
                 compressor.write(chunk)
             compressor.close()

@@ -664,7 +664,8 @@ def write_database(source, params, dest, name, temps, temp_dirs):
     else:
         run = source.dump(_dump_args(params), params['exact_count_max_rows'])
         with open(target, 'wb') as handle:
-            sha, size, tables = write_dump(run, handle, outer_compression(fmt, compression), level)
+            sha, size, tables = write_dump(run, handle, outer_compression(fmt, compression), level,
+                                           source.compress_threads)
         dumped = run.source_bytes
     database['tables'] = tables
     return target, sha, size, dumped, database

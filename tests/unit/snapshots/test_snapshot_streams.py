@@ -187,11 +187,15 @@ def test_zip_writer_uses_zip64_end_records_past_65535_members(tmp_path):
     info = os.stat(str(tmp_path))
     path = tmp_path / 'many.zip'
     with open(path, 'wb') as handle:
-        archive = _ZipStream(BackgroundWriter(handle), 6)
-        for index in range(70000):
-            archive.add_directory('d%05d' % index, info)
-        archive.close()
-        archive.out.sink.finish()
+        background = BackgroundWriter(handle)
+        archive = _ZipStream(background, 6)
+        try:
+            for index in range(70000):
+                archive.add_directory('d%05d' % index, info)
+            archive.close()
+        finally:
+            archive.shutdown()
+            background.finish()
     with zipfile.ZipFile(path) as archive:
         assert len(archive.infolist()) == 70000
     _unzip_test(path)
