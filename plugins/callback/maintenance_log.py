@@ -82,8 +82,8 @@ from ansible.module_utils.ansible_release import __version__ as ANSIBLE_VERSION
 from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils._logfile import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import (
     JSONL_NAME,
     MARKDOWN_NAME,
     DirectoryLock,

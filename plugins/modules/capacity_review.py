@@ -281,17 +281,17 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._capacity import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.capacity import (
     TIERS,
     render_json,
     render_markdown,
     review,
     summary_of,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import atomic_write, check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils._logfile import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils._report import hosts_of, build_runs, read_history
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write, check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import hosts_of, build_runs, read_history
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 SKIPPED_WARNINGS = 5
 # What a JSON report holds: the review itself, nothing about this run (so the same history writes the same file).

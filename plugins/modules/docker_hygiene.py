@@ -249,14 +249,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_exec import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.client import (
     DEFAULT_DOCKER_HOST,
     DOCKER_IMPORT_ERROR,
     HAS_DOCKER,
     DockerExecError,
     docker_client,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_hygiene import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.hygiene import (
     STOPPED_STATES,
     HygieneError,
     attention,
@@ -268,9 +268,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._docker_hyg
     public_volume,
     read_engine,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import utc_now
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._units import format_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 
 
 def argument_spec():

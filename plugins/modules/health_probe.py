@@ -326,11 +326,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import (
     atomic_write,
     check_writable_dir,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._health import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import (
     DEFAULT_DOCKER_HOST,
     KINDS,
     STATUSES,
@@ -340,8 +340,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._health imp
     run_probes,
     worst,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import SSL_MODES
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import SSL_MODES
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 PROBE_SPEC = dict(
     name=dict(type='str', required=True),

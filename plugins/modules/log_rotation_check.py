@@ -405,8 +405,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils._logs import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.rotation import (
     LogPathError,
     audit_log,
     execute,
@@ -417,14 +417,14 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._logs impor
     plan_log,
     truncate_ghost,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._logscan import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
     grep_command_line,
     load_state,
     save_state,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms, format_argv
-from ansible_collections.engineroom.maintenance.plugins.module_utils._units import format_size, parse_duration, parse_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms, format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size, parse_duration, parse_size
 
 POLICY_SPEC = dict(
     max_size=dict(type='str'),

@@ -294,8 +294,8 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils._lock import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.lock.record import (
     DEFAULT_LOCK_FILE,
     LockCorrupt,
     acquire_outcome,
@@ -315,7 +315,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._lock impor
     utc_now,
     write_flag,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,
     PostgresError,
@@ -323,7 +323,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres i
     describe_target,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._readonly_roles import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.readonly_roles import (
     RoleProblem,
     Runner,
     check_roles,
@@ -335,7 +335,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._readonly_r
     snapshot,
     terminate_sessions,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 WAIT_POLL_S = 0.5
 try:

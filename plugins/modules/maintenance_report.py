@@ -121,10 +121,10 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import atomic_write, check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils._logfile import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils._report import read_history, render
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write, check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import read_history, render
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 
 def plural(count, word):

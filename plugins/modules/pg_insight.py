@@ -231,26 +231,26 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._insight import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.insight import (
     CLUSTER_SECTIONS,
     DATABASE_SECTIONS,
     SECTIONS,
     run_section,
     session_settings,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
     Runner,
     connect_and_resolve,
     default_database,
     params_for,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     connect,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._units import format_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 
 
 def argument_spec():

@@ -223,13 +223,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import iso_utc, utc_now
-from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import Runner
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import iso_utc, utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import Runner
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._purge import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.purge import (
     OPERATORS,
     PurgeError,
     check_where,
@@ -242,7 +242,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._purge impo
     snapshot_evidence,
     split_table,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 try:
     import psycopg2

@@ -273,20 +273,20 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._globs import select_tables
-from ansible_collections.engineroom.maintenance.plugins.module_utils._pgtargets import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.table_patterns import select_tables
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
     Runner,
     connect_and_resolve,
     default_database,
     params_for,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     connect,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._vacuum import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
     MAX_JOBS,
     MODES,
     Budget,

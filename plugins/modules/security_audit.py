@@ -357,14 +357,14 @@ try:
 except ImportError:
     HAS_DOCKER = False
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     POSTGRES_CONNECTION_SPEC,
     StatementRunner,
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._security import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.audit import (
     BUILTIN_PATTERNS,
     CHECKS,
     DB_CHECKS,

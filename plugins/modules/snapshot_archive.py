@@ -345,7 +345,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
     ARCHIVE_FORMATS,
     COMPRESSIONS,
     DEFAULT_LEVELS,
@@ -359,7 +359,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._archive im
     write_tar,
     write_zip,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._dump import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DATABASE_ERRORS,
     DumpError,
     dump_format_args,
@@ -368,8 +368,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._dump impor
     open_source,
     parse_version,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._files import check_writable_dir, fsync_dir, rename_no_replace
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir, fsync_dir, rename_no_replace
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
     MANIFEST_SUFFIX,
     ManifestError,
     artifact_name,
@@ -378,19 +378,19 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest i
     parse_artifact_name,
     utc_now,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._retention import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import (
     POLICY_KEYS,
     SLOTS,
     policy_active,
     select,
     slot_key,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._snapshot import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.artifacts import (
     VerifyError,
     artifact_ext,
     dump_ext,

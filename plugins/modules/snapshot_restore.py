@@ -214,33 +214,33 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._archive import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
     ArchiveError,
     compression_of,
     scan_archive,
     scan_tar,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._dump import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DATABASE_ERRORS,
     DumpError,
     connection_env,
     count_tables,
     find_program,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
     MANIFEST_SUFFIX,
     ManifestError,
     load_manifest,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._postgres import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     StatementRunner,
     connect,
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils._result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils._snapshot import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.artifacts import (
     VerifyError,
     compare_scan,
     restore_dump,

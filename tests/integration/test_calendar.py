@@ -15,7 +15,7 @@ import pytest
 from tests.harness.playbook import REPO_ROOT, run_playbook
 from tests.harness.sandbox import Sandbox
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import iter_manifests
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import iter_manifests
 
 
 @pytest.fixture(scope='module')

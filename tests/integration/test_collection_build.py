@@ -28,7 +28,7 @@ def test_build_install_and_run_from_the_tarball(tmp_path):
     with tarfile.open(tarball) as archive:
         names = set(archive.getnames())
     assert 'plugins/modules/health_probe.py' in names
-    assert 'plugins/module_utils/_health.py' in names
+    assert 'plugins/module_utils/health/probes.py' in names
     assert 'roles/health_check/meta/argument_specs.yml' in names
     assert not [n for n in names if n.startswith(('.venv', '.cache', '.demo', 'collections/'))]
 

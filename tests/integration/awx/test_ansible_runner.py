@@ -23,7 +23,7 @@ import pytest
 from tests.harness.playbook import BIN_DIR, REPO_ROOT
 from tests.harness.sandbox import Sandbox
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._manifest import iter_manifests
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import iter_manifests
 
 JOB_ID = 4242
 

@@ -19,8 +19,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils._health import run_probe
-from ansible_collections.engineroom.maintenance.plugins.module_utils._lock import LockCorrupt, parse_record
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import run_probe
+from ansible_collections.engineroom.maintenance.plugins.module_utils.lock.record import LockCorrupt, parse_record
 
 from tests.harness.playbook import BIN_DIR, REPO_ROOT, ansible_env, run_tasks
 from tests.integration.maintenance_lock.conftest import (

@@ -19,7 +19,7 @@ import time
 import pytest
 from psycopg2 import sql
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils import _manifest as mf
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import manifest as mf
 from tests.harness.postgres import PostgresCluster
 
 VACUUM_DB = 'care_vacuum'

@@ -1,0 +1,329 @@
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bloat-targeted VACUUM/ANALYZE: select from statistics, then work table by table.
+
+Why this shape:
+
+* A blanket ``VACUUM ANALYZE`` reads every table; most need nothing. The
+  cumulative statistics (``pg_stat_get_dead_tuples`` and friends) say which
+  ones do, so the plan is made from one catalog query, and only the selected
+  tables are touched.
+* Statistics lag: PostgreSQL 15 flushes a session's counters at most once a
+  second or at session end. The plan is therefore read in a connection of our
+  own, opened when the module starts. VACUUM and ANALYZE write their results
+  (live/dead tuples, modifications since analyze) to the shared statistics
+  directly when they finish, so a second run sees the first one's effect at
+  once: that is what makes the module idempotent.
+* Locks: every statement runs under ``lock_timeout``; a table whose lock
+  cannot be had in time is skipped (``lock_timeout``) and the run goes on.
+  Even the size lookup (``pg_total_relation_size`` takes ACCESS SHARE) runs
+  under it, which is why the plan orders tables by the lock-free estimate
+  from ``pg_class`` and measures exact sizes only when a table's turn comes.
+* Names reach SQL only as ``psycopg2.sql.Identifier``; globs are matched in
+  Python (see ``_globs``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+try:
+    import psycopg2
+    import psycopg2.errors
+    from psycopg2 import sql
+except ImportError:  # reported by the module through missing_required_lib
+    pass
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import PostgresError, connect
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import Runner
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+
+MODES = ('analyze', 'vacuum', 'vacuum_analyze', 'full', 'freeze')
+MAX_JOBS = 8
+# A worker refused for lack of connection slots before any worker connected retries this often.
+CONNECT_ATTEMPTS = 10
+CONNECT_RETRY_S = 0.2
+
+# Every statement of an action is fixed text around one Identifier.
+ACTION_SQL = dict(
+    analyze='ANALYZE {}',
+    vacuum='VACUUM {}',
+    vacuum_analyze='VACUUM (ANALYZE) {}',
+    full='VACUUM (FULL, ANALYZE) {}',
+    freeze='VACUUM (FREEZE, ANALYZE) {}',
+)
+
+# The plan: ordinary tables and materialized views outside the system schemas,
+# other sessions' temporary tables left out (VACUUM cannot touch them).
+# can_maintain mirrors PostgreSQL 15's rule for VACUUM/ANALYZE: superuser,
+# table owner (or member of the owning role), or database owner.
+CATALOG_QUERY = """
+SELECT c.oid, n.nspname, c.relname,
+       pg_stat_get_live_tuples(c.oid), pg_stat_get_dead_tuples(c.oid), pg_stat_get_mod_since_analyze(c.oid),
+       (pg_stat_get_last_analyze_time(c.oid) IS NOT NULL OR pg_stat_get_last_autoanalyze_time(c.oid) IS NOT NULL),
+       c.relpages::bigint * current_setting('block_size')::bigint, c.reltuples::float8,
+       (pg_has_role(c.relowner, 'USAGE') OR pg_has_role(d.datdba, 'USAGE'))
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_database d ON d.datname = current_database()
+WHERE c.relkind IN ('r', 'm') AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+ORDER BY n.nspname, c.relname
+"""
+CATALOG_COLUMNS = ('oid', 'schema', 'table', 'live_tuples', 'dead_tuples', 'mod_since_analyze', 'analyzed',
+                   'relpages_bytes', 'reltuples', 'can_maintain')
+
+# Figures at a table's turn. pg_total_relation_size takes ACCESS SHARE, so this
+# also finds out, under lock_timeout, whether the table is locked away.
+TABLE_FIGURES = ('SELECT pg_stat_get_dead_tuples(%(oid)s), pg_stat_get_live_tuples(%(oid)s), '
+                 'pg_total_relation_size(%(oid)s)')
+
+
+def catalog_rows(runner):
+    """The plan's catalog rows; a refused or cancelled catalog read raises PostgresError in operator words."""
+    try:
+        return [dict(zip(CATALOG_COLUMNS, row)) for row in runner.rows(CATALOG_QUERY)]
+    except psycopg2.Error as exc:
+        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PostgresError(
+            'cannot read the table catalog (pg_class, pg_namespace, pg_database) of database %r as role %r: %s; '
+            'nothing was vacuumed: give the login role read access to the catalog (or log in as a role that has '
+            'it) and check its statement_timeout' % (runner.conn.info.dbname, runner.conn.info.user, cause)) from None
+
+
+def estimated_bytes(row):
+    """Size estimate without taking a lock: relpages scaled by how the tuple count changed since."""
+    tuples = (row['live_tuples'] or 0) + (row['dead_tuples'] or 0)
+    if row['reltuples'] and row['reltuples'] > 0 and tuples:
+        return int(row['relpages_bytes'] * tuples / row['reltuples'])
+    return int(row['relpages_bytes'] or 0)
+
+
+def dead_ratio(row):
+    """n_dead_tup / n_live_tup; a table with dead tuples and no live one counts as fully dead."""
+    live, dead = row['live_tuples'] or 0, row['dead_tuples'] or 0
+    if live:
+        return float(dead) / live
+    return 1.0 if dead else 0.0
+
+
+def is_bloated(row, min_dead_tuples, min_dead_ratio):
+    dead = row['dead_tuples'] or 0
+    return dead > 0 and dead >= min_dead_tuples and dead_ratio(row) >= min_dead_ratio
+
+
+def stale_reason(row, analyze_threshold_ratio):
+    """Why the table's statistics are stale, or None when they are fresh enough."""
+    if not row['analyzed']:
+        return 'never analyzed'
+    modified = row['mod_since_analyze'] or 0
+    ratio = float(modified) / max(row['live_tuples'] or 0, 1)
+    if modified and ratio > analyze_threshold_ratio:
+        return 'modified since analyze %d rows (%.2f > %s of live)' % (modified, ratio, analyze_threshold_ratio)
+    return None
+
+
+def plan_action(row, mode, thresholds, force=False):
+    """(action, reason) for one catalog row, or None when the table needs nothing.
+
+    Bloat (dead tuples over both thresholds) or ``force`` selects the table
+    for ``mode``; stale statistics select it for ANALYZE only, in every mode
+    that analyzes (all but ``vacuum``). FULL is only ever the operator's mode.
+    """
+    if force:
+        return mode, 'forced'
+    if mode != 'analyze' and is_bloated(row, thresholds['min_dead_tuples'], thresholds['min_dead_ratio']):
+        return mode, 'dead tuples %d >= %d, dead ratio %.2f >= %s' % (
+            row['dead_tuples'], thresholds['min_dead_tuples'], dead_ratio(row), thresholds['min_dead_ratio'])
+    if mode != 'vacuum':
+        reason = stale_reason(row, thresholds['analyze_threshold_ratio'])
+        if reason:
+            return 'analyze', reason
+    return None
+
+
+def plan(database, rows, mode, thresholds, force=False):
+    """Table entries (the module's ``tables`` result) for the rows that need work, largest first."""
+    entries = []
+    for row in rows:
+        decided = plan_action(row, mode, thresholds, force)
+        if decided is None:
+            continue
+        entries.append(dict(
+            database=database, schema=row['schema'], table=row['table'], action=decided[0],
+            status='planned', reason=decided[1],
+            dead_tuples_before=row['dead_tuples'], dead_tuples_after=None, live_tuples=row['live_tuples'],
+            size_bytes_before=None, size_bytes_after=None, duration_ms=0.0,
+            _oid=row['oid'], _estimate=estimated_bytes(row), _can_maintain=row['can_maintain'],
+        ))
+    entries.sort(key=lambda e: (-e['_estimate'], e['schema'], e['table']))
+    return entries
+
+
+def session_settings(runner, lock_timeout_ms, statement_timeout_ms):
+    runner.rows("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                ('%dms' % lock_timeout_ms, '%dms' % statement_timeout_ms))
+
+
+def _error_reason(exc):
+    """Map a PostgreSQL error to the reason the result reports."""
+    if isinstance(exc, psycopg2.errors.LockNotAvailable):
+        return 'skipped', 'lock_timeout'
+    if isinstance(exc, psycopg2.errors.QueryCanceled):
+        text = str(exc)
+        return 'skipped', 'statement_timeout' if 'statement timeout' in text else 'canceled: %s' % text.splitlines()[0]
+    if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+        return 'skipped', 'insufficient_privilege'
+    if isinstance(exc, psycopg2.errors.UndefinedTable):
+        return 'skipped', 'table dropped since the plan was made'
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return 'failed', first
+
+
+def work_table(runner, entry, check_mode):
+    """Measure, act on and re-measure one table; fill its entry in place."""
+    started = time.monotonic()
+    if not entry['_can_maintain']:
+        entry.update(status='skipped', reason='insufficient_privilege')
+        return
+    oid = dict(oid=entry['_oid'])
+    identifier = sql.Identifier(entry['schema'], entry['table'])
+    try:
+        dead, live, size = runner.rows(TABLE_FIGURES, oid)[0]
+        entry.update(dead_tuples_before=dead, live_tuples=live, size_bytes_before=size)
+        if check_mode:
+            return
+        del runner.conn.notices[:]
+        runner.run(sql.SQL(ACTION_SQL[entry['action']]).format(identifier))
+        # VACUUM and ANALYZE only warn when they skip a table they may not maintain.
+        if any('skipping' in notice for notice in runner.conn.notices):
+            entry.update(status='skipped', reason='insufficient_privilege')
+            return
+        dead, live, size = runner.rows(TABLE_FIGURES, oid)[0]
+        entry.update(status='done', dead_tuples_after=dead, live_tuples=live, size_bytes_after=size)
+    except psycopg2.Error as exc:
+        entry['status'], entry['reason'] = _error_reason(exc)
+    finally:
+        entry['duration_ms'] = elapsed_ms(started)
+
+
+class Budget:
+    """The run's time budget: after ``max_duration_s`` no new table starts."""
+
+    def __init__(self, started, max_duration_s):
+        self.deadline = started + max_duration_s if max_duration_s else None
+
+    def exhausted(self):
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+def run_database(params, entries, options, budget, check_mode):
+    """Work through one database's entries over ``jobs`` connections, largest first.
+
+    Returns (statements run, connection problems). Each worker takes the
+    next table from the shared list; when the budget is exhausted the tables
+    not yet started are marked ``deferred``. A worker whose connection cannot
+    be opened (``max_connections``, a role's CONNECTION LIMIT) just stops and
+    leaves the list to the workers that did connect: its connection message is
+    returned among the problems, distinct messages once each. Only when no
+    worker connected at all are the tables marked ``failed`` with that message
+    (and no problem is returned, the tables say it).
+    """
+    pending = list(entries)
+    lock = threading.Lock()
+    executed = []
+    refused = []
+    connected = []
+
+    def next_entry():
+        with lock:
+            return pending.pop(0) if pending else None
+
+    def fail_rest(reason):
+        entry = next_entry()
+        while entry is not None:
+            entry.update(status='failed', reason=reason)
+            entry = next_entry()
+
+    def open_connection():
+        """Connect; while no worker is connected yet, retry a refusal for lack of connection slots.
+
+        The planning connection's backend may still be exiting when the
+        workers start, which matters when a role's CONNECTION LIMIT is as low
+        as the number of connections this run needs.
+        """
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return connect(params)
+            except PostgresError as exc:
+                with lock:
+                    retry = not connected and attempt + 1 < CONNECT_ATTEMPTS and _out_of_slots(str(exc))
+                if not retry:
+                    raise
+            time.sleep(CONNECT_RETRY_S)
+        return None  # not reached: the last attempt raises
+
+    def worker():
+        try:
+            conn = open_connection()
+        except PostgresError as exc:
+            with lock:
+                refused.append(str(exc))
+            return
+        with lock:
+            connected.append(conn)
+        runner = Runner(conn)
+        try:
+            session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
+            entry = next_entry()
+            while entry is not None:
+                if budget.exhausted():
+                    entry.update(status='deferred', reason='max_duration_s reached before this table started')
+                else:
+                    work_table(runner, entry, check_mode)
+                entry = next_entry()
+        except psycopg2.Error as exc:  # the session itself broke (settings refused, connection lost)
+            fail_rest(_error_reason(exc)[1])
+        finally:
+            conn.close()
+            with lock:
+                executed.extend(runner.executed)
+
+    threads = [threading.Thread(target=worker, name='pg_vacuum-%d' % i)
+               for i in range(max(1, min(options['jobs'], len(entries))))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if not connected:
+        fail_rest(refused[0])
+        return executed, []
+    return executed, list(dict.fromkeys(refused))
+
+
+def _out_of_slots(message):
+    return 'too many connections' in message or 'remaining connection slots' in message
+
+
+def public_entry(entry):
+    return dict((key, value) for key, value in entry.items() if not key.startswith('_'))
+
+
+def totals(entries):
+    """Sums over the tables that were done; ANALYZE removes nothing, so it adds no dead tuples removed."""
+    done = [e for e in entries if e['status'] == 'done']
+    worked = [e for e in done if e['action'] != 'analyze']
+    return dict(
+        tables_processed=len(done),
+        dead_tuples_removed=sum(max(0, (e['dead_tuples_before'] or 0) - (e['dead_tuples_after'] or 0)) for e in worked),
+        bytes_reclaimed=sum(max(0, (e['size_bytes_before'] or 0) - (e['size_bytes_after'] or 0)) for e in worked),
+    )
+
+
+def count_by(entries, key):
+    counts = {}
+    for entry in entries:
+        counts[entry[key]] = counts.get(entry[key], 0) + 1
+    return counts

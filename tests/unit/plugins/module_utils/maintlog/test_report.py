@@ -1,0 +1,84 @@
+"""The report's reading and rendering on a synthetic history in the callback's schema."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog import report as _report
+from tests.harness.maintenance_log import synthetic_events, write_history
+
+
+def make_history(tmp_path, corrupt_after=None, events=None):
+    write_history(str(tmp_path / 'maintenance.jsonl'), events if events is not None else synthetic_events(),
+                  corrupt_after)
+    return _report.read_history(str(tmp_path))
+
+
+def test_corrupt_and_foreign_lines_are_skipped_and_named(tmp_path):
+    history = make_history(tmp_path, corrupt_after=5)
+    with open(tmp_path / 'maintenance.jsonl', 'a') as handle:
+        handle.write('[1, 2]\n{"event": "task"}\n\n')
+    assert len(history.events) == len(synthetic_events())
+    history = _report.read_history(str(tmp_path))
+    assert [s['where'] for s in history.skipped] == ['maintenance.jsonl line 6', 'maintenance.jsonl line %d'
+                                                     % (len(synthetic_events()) + 2), 'maintenance.jsonl line %d'
+                                                     % (len(synthetic_events()) + 3)]
+    assert history.skipped[0]['reason'].startswith('not valid JSON')
+    assert history.skipped[1]['reason'].startswith('not a maintenance log event')
+    page, figures = _report.render(history, 'T')
+    assert figures['lines_skipped'] == 3 and '3 lines of the history could not be read and were skipped' in page
+
+
+def test_figures_and_open_violations(tmp_path):
+    page, figures = _report.render(make_history(tmp_path), 'Ops <report>')
+    assert figures == dict(runs=14, hosts=3, events=len(synthetic_events()), lines_skipped=0, failed_tasks=2,
+                           open_violations=4, charts=figures['charts'])
+    assert '<title>Ops &lt;report&gt;</title>' in page
+    views = dict((v.host, v) for v in (_report.HostView(h, _report.build_runs(synthetic_events()))
+                                       for h in ('db1', 'app1', 'app2')))
+    app1 = dict((v['what'], v) for v in views['app1'].open_violations())
+    assert set(app1) == {'log /var/log/nginx/access.log', 'probe uploads'}
+    nginx = app1['log /var/log/nginx/access.log']
+    assert nginx['status'] == 'violation' and nginx['since'].strftime('%m-%d') == '11-11'  # open since day 10
+    assert 'probe api' not in app1  # degraded earlier, healthy in the latest result
+    assert [t['module'] for _r, t in views['db1'].failures] == ['engineroom.maintenance.snapshot_archive']
+
+
+def test_every_metric_is_charted_with_units(tmp_path):
+    page, _figures = _report.render(make_history(tmp_path), 'T')
+    charts = re.findall(r'<svg class="chart" data-metric="([^"]+)" data-module="([^"]+)"', page)
+    assert ('size_bytes', 'engineroom.maintenance.snapshot_archive') in charts
+    assert ('tables_processed', 'engineroom.maintenance.pg_vacuum') in charts
+    assert ('probe uploads: /srv used_pct', 'engineroom.maintenance.health_probe') in charts
+    assert 'http://' not in page and 'https://' not in page and '<script' not in page
+
+
+def test_same_history_same_page(tmp_path):
+    first, _f = _report.render(make_history(tmp_path), 'T')
+    second, _f = _report.render(make_history(tmp_path), 'T')
+    assert first == second
+
+
+def test_run_without_end_is_incomplete_and_empty_history_renders(tmp_path):
+    events = [e for e in synthetic_events(days=1) if e['event'] != 'run_end']
+    runs = _report.build_runs(events)
+    assert runs[0].status is None and runs[0].status_of('db1') == 'incomplete'
+    page, figures = _report.render(make_history(tmp_path, events=events), 'T')
+    assert figures['runs'] == 1 and 'incomplete' in page
+    os.unlink(tmp_path / 'maintenance.jsonl')
+    page, figures = _report.render(_report.read_history(str(tmp_path)), 'T')
+    assert figures['runs'] == 0 and 'no runs recorded yet' in page
+
+
+def test_values_are_shown_in_the_unit_of_their_key():
+    assert _report.format_value('size_bytes', 536870912) == '512.0 MB'
+    assert _report.format_value('probe x: /srv used_pct', 82.04) == '82.0 %'
+    assert _report.format_value('duration_ms', 1400.2) == '1.4 s'
+    assert _report.format_value('duration_ms', 35.2) == '35.2 ms'
+    assert _report.format_value('dead_tuples_removed', 1400000) == '1.4 M'
+    assert _report.format_value('tables_processed', 7) == '7'
+    when = _report.parse_time('2026-11-23T02:00:00.123Z')
+    assert when == datetime.datetime(2026, 11, 23, 2, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+    assert _report.parse_time('yesterday') is None
