@@ -83,6 +83,7 @@ from ansible.plugins.callback import CallbackBase
 from ansible.utils.vars import load_extra_vars
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import (
     JSONL_NAME,
     MARKDOWN_NAME,
@@ -102,11 +103,6 @@ AWX_USER_VARS = ('awx_user_name', 'tower_user_name')
 HOST_STATUS_ORDER = ('unreachable', 'failed', 'changed', 'ok', 'skipped')
 # Top-level result lists that are open findings as a whole (security audit, pg_insight).
 VIOLATION_KEYS = dict(violations='violation', findings='finding')
-
-
-def utc_now():
-    now = time.time()
-    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(now)) + '.%03dZ' % (int(now * 1000) % 1000)
 
 
 def clip(text, limit=TEXT_LIMIT):
@@ -337,7 +333,7 @@ class CallbackModule(CallbackBase):
                           self.get_option('max_bytes'), self.get_option('keep'), header)
 
     def emit(self, event, **fields):
-        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id, time=utc_now())
+        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id, time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
         record.update(fields)
         self.append(JSONL_NAME, json.dumps(record, sort_keys=False, default=str, ensure_ascii=False) + '\n')
 

@@ -268,7 +268,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.hygi
     public_volume,
     read_engine,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 

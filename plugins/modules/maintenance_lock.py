@@ -312,9 +312,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.lock.record
     remove_file,
     replace_record,
     seconds_left,
-    utc_now,
     write_flag,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     HAS_PSYCOPG2,
     PSYCOPG2_IMPORT_ERROR,

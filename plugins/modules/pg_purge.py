@@ -223,7 +223,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import iso_utc, utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import Runner
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     connect_or_fail,

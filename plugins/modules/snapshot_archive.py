@@ -373,11 +373,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
     MANIFEST_SUFFIX,
     ManifestError,
     artifact_name,
-    iso_utc,
     load_manifest,
     parse_artifact_name,
-    utc_now,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     postgres_argument_spec,

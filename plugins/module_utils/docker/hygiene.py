@@ -28,6 +28,8 @@ from __future__ import annotations
 import datetime
 import fnmatch
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc
+
 try:
     import docker.errors
 except ImportError:  # the module reports the missing library through missing_required_lib
@@ -68,10 +70,6 @@ def docker_time(text):
         return None
     stamp = text.rstrip('Z').split('.')[0]
     return datetime.datetime.strptime(stamp, '%Y-%m-%dT%H:%M:%S').replace(tzinfo=datetime.timezone.utc)
-
-
-def iso(moment):
-    return moment.strftime('%Y-%m-%dT%H:%M:%SZ') if moment else None
 
 
 def read_engine(client):
@@ -142,7 +140,7 @@ def plan(containers, images, volumes, options, now):
                 entry['reason'] = 'stopped %.1f h ago, under min_age_h %s' % (
                     (now - stopped).total_seconds() / 3600.0, options['min_age_h'])
             else:
-                entry.update(action='remove', reason='%s since %s' % (item['status'], iso(stopped) or 'unknown'))
+                entry.update(action='remove', reason='%s since %s' % (item['status'], iso_utc(stopped) or 'unknown'))
         entries.append(entry)
     staying = [e for e in entries if e['action'] == 'keep']
     used_images = set(e['image_id'] for e in staying)
@@ -230,12 +228,12 @@ def attention(containers, warn_restart_count):
 def public_container(entry):
     return dict(name=entry['name'], id=entry['id'][:12], image=entry['image'], status=entry['status'],
                 health=entry['health'], restart_count=entry['restart_count'], size_bytes=entry['size_bytes'],
-                stopped_at=iso(entry['finished']) if entry['status'] in STOPPED_STATES else None,
+                stopped_at=iso_utc(entry['finished']) if entry['status'] in STOPPED_STATES else None,
                 outcome=entry['outcome'], reason=entry['reason'])
 
 
 def public_image(entry):
-    return dict(id=entry['id'], created=iso(entry['created']), size_bytes=entry['size_bytes'],
+    return dict(id=entry['id'], created=iso_utc(entry['created']), size_bytes=entry['size_bytes'],
                 labels=entry['labels'], outcome=entry['outcome'], reason=entry['reason'])
 
 

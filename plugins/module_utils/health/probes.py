@@ -27,8 +27,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.lock.record
     describe_holder,
     read_record,
     seconds_left,
-    utc_now,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     StatementRunner,

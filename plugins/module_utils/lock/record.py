@@ -25,8 +25,9 @@ import fcntl
 import json
 import os
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, parse_iso_utc
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import (
     atomic_write,
     check_writable_dir,
@@ -37,24 +38,8 @@ SCHEMA_VERSION = 1
 DEFAULT_LOCK_FILE = '/var/lib/engineroom/maintenance.json'
 REQUIRED_KEYS = ('schema_version', 'owner', 'started_at', 'expires_at')
 FLAG_MARKER = 'engineroom_maintenance_flag'
-ISO_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
-
-
 class LockCorrupt(Exception):
     """The lock file exists but does not hold a lock record this collection can read."""
-
-
-def utc_now():
-    """The current time, UTC, whole seconds (records carry second precision)."""
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def iso(moment):
-    return moment.astimezone(timezone.utc).strftime(ISO_FORMAT)
-
-
-def parse_iso(text):
-    return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=timezone.utc)
 
 
 def new_record(owner, reason, run_id, controller, host, ttl_s, now, readonly_roles=None, flag_file=None,
@@ -67,8 +52,8 @@ def new_record(owner, reason, run_id, controller, host, ttl_s, now, readonly_rol
         run_id=run_id,
         controller=controller,
         host=host,
-        started_at=iso(now),
-        expires_at=iso(now + timedelta(seconds=ttl_s)),
+        started_at=iso_utc(now),
+        expires_at=iso_utc(now + timedelta(seconds=ttl_s)),
         ttl_s=ttl_s,
         readonly_roles=list(readonly_roles or []),
         flag_file=flag_file,
@@ -78,7 +63,7 @@ def new_record(owner, reason, run_id, controller, host, ttl_s, now, readonly_rol
 
 def seconds_left(record, now):
     """Seconds until the record expires (negative once expired)."""
-    return int((parse_iso(record['expires_at']) - now).total_seconds())
+    return int((parse_iso_utc(record['expires_at']) - now).total_seconds())
 
 
 def is_expired(record, now):
@@ -102,8 +87,8 @@ def parse_record(data, path):
         raise LockCorrupt('lock file %s has schema_version %r, this collection reads up to %d (written by a newer '
                           'version?)' % (path, record['schema_version'], SCHEMA_VERSION))
     try:
-        parse_iso(record['expires_at'])
-        parse_iso(record['started_at'])
+        parse_iso_utc(record['expires_at'])
+        parse_iso_utc(record['started_at'])
     except (TypeError, ValueError):
         raise LockCorrupt('lock file %s has unreadable timestamps (started_at %r, expires_at %r)'
                           % (path, record['started_at'], record['expires_at'])) from None

@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime
 import json
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import is_number, parse_time
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import is_number
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, parse_time
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 
 DAYS_PER_MONTH = 365.2425 / 12   # the mean Gregorian month: growth "per month" whatever the month's length
@@ -37,10 +38,6 @@ TIERS = ('database', 'full')
 DISK_FIGURES = ('used_pct', 'used_bytes', 'free_bytes')
 GOOD_TASK_STATUSES = ('ok', 'changed')
 PROJECTION_ORDER = ('reached', 'projected', 'beyond_horizon', 'not_growing', 'not_enough_history')
-
-
-def iso(when):
-    return when.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
 def month_of(when):
@@ -148,7 +145,7 @@ def growth_of(points, fields):
     times = [when for when, _figures in points]
     growth = dict(status='not_enough_history', reason=None, samples=len(points),
                   months=len(set(month_of(t) for t in times)),
-                  first=iso(times[0]) if times else None, last=iso(times[-1]) if times else None)
+                  first=iso_utc(times[0]) if times else None, last=iso_utc(times[-1]) if times else None)
     growth.update(('%s_latest' % field, points[-1][1][field] if points else None) for field in fields)
     growth.update(('%s_per_month' % field, None) for field in fields)
     growth['reason'] = history_gap(times) if times else 'no samples in the maintenance log'
@@ -183,7 +180,7 @@ def project_disk(path, points, growth, threshold_pct):
     target = threshold_pct / 100.0 * capacity
     projection = dict(path=path, status=None, date=None, days=None, reason=None, used_pct=latest['used_pct'],
                       used_bytes=latest['used_bytes'], capacity_bytes=capacity, target_bytes=int(target),
-                      bytes_per_month=growth['used_bytes_per_month'], as_of=iso(when))
+                      bytes_per_month=growth['used_bytes_per_month'], as_of=iso_utc(when))
     if disk_reached(latest, threshold_pct):
         since = when
         for earlier, figures in reversed(points):
@@ -293,7 +290,7 @@ def review(events, host, threshold_pct, months):
     projection = overall_projection(projections, threshold_pct)
     projection['disks'] = projections
     as_of = max(when for _series, when, _figures in samples) if samples else None
-    return dict(host=host, as_of=iso(as_of) if as_of else None, threshold_pct=threshold_pct,
+    return dict(host=host, as_of=iso_utc(as_of) if as_of else None, threshold_pct=threshold_pct,
                 months=monthly_table(series_points, covered),
                 growth=dict(database=database, snapshots=snapshots, disks=disks),
                 projection=projection, samples=len(samples))

@@ -14,12 +14,12 @@ works offline, attached to a mail or opened from a share.
 
 from __future__ import annotations
 
-import datetime
 import html
 import json
 import os
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_time
 
 EVENTS = ('run_start', 'task', 'run_end')
 # Statuses of list entries that need nobody's attention; any other status is an open violation.
@@ -67,15 +67,6 @@ def read_history(log_dir):
                     continue
                 history.events.append(record)
     return history
-
-
-def parse_time(text):
-    for layout in ('%Y-%m-%dT%H:%M:%S.%fZ', '%Y-%m-%dT%H:%M:%SZ'):
-        try:
-            return datetime.datetime.strptime(str(text), layout).replace(tzinfo=datetime.timezone.utc)
-        except ValueError:
-            pass
-    return None
 
 
 def is_number(value):

@@ -34,9 +34,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
     ManifestError,
     latest_verified,
     load_manifest,
-    parse_iso_utc,
-    utc_now,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc, utc_now
 
 # Operator name -> SQL text; the only operator text that ever reaches SQL.
 OPERATORS = {

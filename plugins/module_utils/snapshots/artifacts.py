@@ -41,8 +41,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
     ManifestError,
     iter_manifests,
     parse_artifact_name,
-    parse_iso_utc,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
 
 PLAIN_TRAILER = b'-- PostgreSQL database dump complete'

@@ -34,30 +34,18 @@ import json
 import os
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc, utc_now
+
 SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = '.manifest.json'
 TIERS = ('database', 'full')
 STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
-ISO_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
 ARTIFACT_NAME = re.compile(r'^(?P<prefix>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<tier>database|full)-'
                            r'(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>[A-Za-z0-9.]+)$')
 
 
 class ManifestError(ValueError):
     """A manifest that cannot be trusted (unreadable, not JSON, wrong schema)."""
-
-
-def utc_now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-
-
-def iso_utc(moment):
-    """``2026-11-23T02:00:00Z``: the one timestamp format of records and manifests."""
-    return moment.astimezone(datetime.timezone.utc).strftime(ISO_FORMAT)
-
-
-def parse_iso_utc(text):
-    return datetime.datetime.strptime(text, ISO_FORMAT).replace(tzinfo=datetime.timezone.utc)
 
 
 def artifact_name(prefix, tier, moment, ext):

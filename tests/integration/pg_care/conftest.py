@@ -20,6 +20,7 @@ import pytest
 from psycopg2 import sql
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import manifest as mf
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 from tests.harness.postgres import PostgresCluster
 
 VACUUM_DB = 'care_vacuum'
@@ -208,15 +209,15 @@ def purge_db(purge_database):
 
 def write_snapshot(dest, database, age_h=1.0, verified=True, size_ok=True, with_artifact=True):
     """A snapshot as the snapshot module writes it: artifact, then its manifest (schema 1)."""
-    moment = mf.utc_now() - datetime.timedelta(hours=age_h)
+    moment = clock.utc_now() - datetime.timedelta(hours=age_h)
     name = mf.artifact_name(database, 'database', moment, 'dump.zst')
     body = b'snapshot of %s' % database.encode()
     if with_artifact:
         with open(os.path.join(dest, name), 'wb') as handle:
             handle.write(body)
     manifest = dict(
-        schema_version=mf.SCHEMA_VERSION, tier='database', created_at=mf.iso_utc(moment),
-        verified_at=mf.iso_utc(moment + datetime.timedelta(minutes=1)) if verified else None, host='db1',
+        schema_version=mf.SCHEMA_VERSION, tier='database', created_at=clock.iso_utc(moment),
+        verified_at=clock.iso_utc(moment + datetime.timedelta(minutes=1)) if verified else None, host='db1',
         artifact=dict(file=name, size_bytes=len(body) if size_ok else len(body) + 1, sha256='0' * 64,
                       format='custom', compression='zstd'),
         database=dict(name=database, server_version='15', pg_dump_version='15', tables={}))

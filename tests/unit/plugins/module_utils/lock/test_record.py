@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 from ansible_collections.engineroom.maintenance.plugins.module_utils.lock import record as lock
 from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import run_probe
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.readonly_roles import (
@@ -128,12 +129,12 @@ def test_maintenance_probe_statuses(tmp_path):
     probe = dict(name='m', kind='maintenance', lock_file=path)
     off = run_probe(probe, {}, 5)
     assert off['status'] == 'healthy' and off['details']['locked'] is False
-    lock.create_record(path, lock.new_record('alice', 'upgrade', 'r', 'c', 'h', 600, lock.utc_now()))
+    lock.create_record(path, lock.new_record('alice', 'upgrade', 'r', 'c', 'h', 600, clock.utc_now()))
     on = run_probe(probe, {}, 5)
     assert on['status'] == 'degraded' and on['details']['owner'] == 'alice' and on['details']['expired'] is False
     assert 'maintenance on: lock held by alice' in on['message']
     lock.replace_record(path, lock.new_record('alice', 'upgrade', 'r', 'c', 'h', 60,
-                                              lock.utc_now() - timedelta(hours=2)))
+                                              clock.utc_now() - timedelta(hours=2)))
     forgotten = run_probe(probe, {}, 5)
     assert forgotten['status'] == 'unhealthy' and forgotten['details']['expired'] is True
     assert 'forgotten?' in forgotten['message']

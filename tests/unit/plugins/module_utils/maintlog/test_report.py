@@ -7,6 +7,7 @@ import os
 import re
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog import report as _report
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 from tests.harness.maintenance_log import synthetic_events, write_history
 
 
@@ -79,6 +80,6 @@ def test_values_are_shown_in_the_unit_of_their_key():
     assert _report.format_value('duration_ms', 35.2) == '35.2 ms'
     assert _report.format_value('dead_tuples_removed', 1400000) == '1.4 M'
     assert _report.format_value('tables_processed', 7) == '7'
-    when = _report.parse_time('2026-11-23T02:00:00.123Z')
+    when = clock.parse_time('2026-11-23T02:00:00.123Z')
     assert when == datetime.datetime(2026, 11, 23, 2, 0, 0, 123000, tzinfo=datetime.timezone.utc)
-    assert _report.parse_time('yesterday') is None
+    assert clock.parse_time('yesterday') is None

@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import manifest as mf
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres import purge as pu
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, 0, tzinfo=datetime.timezone.utc)
 
@@ -18,8 +19,8 @@ def snapshot(dest, database='app', verified_h=2.0, verified=True, size=4, write_
     name = mf.artifact_name(database, 'database', moment, 'dump.zst')
     if write_artifact:
         (dest / name).write_bytes(b'dump')
-    manifest = dict(schema_version=1, tier='database', created_at=mf.iso_utc(moment),
-                    verified_at=mf.iso_utc(NOW - datetime.timedelta(hours=verified_h)) if verified else None,
+    manifest = dict(schema_version=1, tier='database', created_at=clock.iso_utc(moment),
+                    verified_at=clock.iso_utc(NOW - datetime.timedelta(hours=verified_h)) if verified else None,
                     host='db1', artifact=dict(file=name, size_bytes=size, sha256='x'), database=dict(name=database))
     path = dest / (name + mf.MANIFEST_SUFFIX)
     path.write_text(json.dumps(manifest))

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import manifest as mf
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 
 MOMENT = datetime.datetime(2026, 11, 23, 2, 0, 0, tzinfo=datetime.timezone.utc)
 
@@ -16,8 +17,8 @@ def write_snapshot(dest, prefix='app', tier='database', moment=MOMENT, verified=
     name = mf.artifact_name(prefix, tier, moment, 'dump.zst')
     (dest / name).write_bytes(b'dump')
     manifest = body if body is not None else dict(
-        schema_version=1, tier=tier, created_at=mf.iso_utc(moment),
-        verified_at=mf.iso_utc(moment + datetime.timedelta(minutes=1)) if verified else None,
+        schema_version=1, tier=tier, created_at=clock.iso_utc(moment),
+        verified_at=clock.iso_utc(moment + datetime.timedelta(minutes=1)) if verified else None,
         host='db1', artifact=dict(file=name, size_bytes=4, sha256='x'), database=dict(name=database))
     (dest / (name + mf.MANIFEST_SUFFIX)).write_text(manifest if isinstance(manifest, str) else json.dumps(manifest))
     return dest / name
