@@ -71,7 +71,6 @@ options:
 import datetime
 import functools
 import getpass
-import json
 import os
 import socket
 import time
@@ -90,182 +89,17 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.fi
     DirectoryLock,
     append_record,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.markdown import MARKDOWN_HEADER, HostLines, run_section
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
+    SCHEMA_VERSION,
+    host_status,
+    json_line,
+    overall_status,
+    record_fields,
+)
 
-SCHEMA_VERSION = 1
-MARKDOWN_HEADER = (b'# Maintenance log\n\nOne section per playbook run, newest last, written by the '
-                   b'engineroom.maintenance.maintenance_log callback; the same runs in detail are in maintenance.jsonl.\n')
-TEXT_LIMIT = 600          # characters kept of a msg or summary
-ITEMS_LIMIT = 100         # entries kept of a name/status list (probes, tables, ...)
-ITEM_METRICS_LIMIT = 20   # numbers kept per list entry
-UNIT_SUFFIXES = ('_pct', '_bytes', '_ms', '_s', '_count', '_total')
 AWX_JOB_ID_VARS = ('awx_job_id', 'tower_job_id')
 AWX_USER_VARS = ('awx_user_name', 'tower_user_name')
-HOST_STATUS_ORDER = ('unreachable', 'failed', 'changed', 'ok', 'skipped')
-# Top-level result lists that are open findings as a whole (security audit, pg_insight).
-VIOLATION_KEYS = dict(violations='violation', findings='finding')
-
-
-def clip(text, limit=TEXT_LIMIT):
-    """One line of at most ``limit`` characters: the log is for reading, not for raw output."""
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + '…'
-
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def numeric_leaves(value, prefix='', depth=0):
-    """Numbers with a unit suffix in a list entry (or its ``details``), flattened to ``label key`` names.
-
-    Lists of dicts are labelled by their ``path`` or ``name`` so that a disk probe's
-    ``details.paths[].used_pct`` becomes ``/srv used_pct``: charts over time need stable names.
-    """
-    found = {}
-    if depth > 3:
-        return found
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if is_number(item) and str(key).endswith(UNIT_SUFFIXES):
-                found[(prefix + ' ' + str(key)).strip()] = item
-            elif isinstance(item, (dict, list)):
-                found.update(numeric_leaves(item, prefix, depth + 1))
-    elif isinstance(value, list):
-        for index, entry in enumerate(value):
-            if isinstance(entry, dict):
-                label = entry.get('path') or entry.get('name') or str(index)
-                found.update(numeric_leaves(entry, (prefix + ' ' + str(label)).strip(), depth + 1))
-    return found
-
-
-def entry_label(entry):
-    """What a list entry is about: its ``name``, ``path``, or ``database.schema.table``."""
-    for key in ('name', 'path'):
-        if isinstance(entry.get(key), str):
-            return entry[key]
-    if isinstance(entry.get('table'), str):
-        return '.'.join(str(entry[key]) for key in ('database', 'schema', 'table') if entry.get(key))
-    return None
-
-
-def entry_status(entry):
-    """An entry's ``status``, or whether its own ``violations`` list is empty (log policies)."""
-    if isinstance(entry.get('status'), str):
-        return entry['status']
-    if isinstance(entry.get('violations'), list):
-        return 'violation' if entry['violations'] else 'compliant'
-    return None
-
-
-def entry_message(entry):
-    if isinstance(entry.get('message'), str):
-        return entry['message']
-    if isinstance(entry.get('violations'), list) and entry['violations']:
-        return '; '.join(str(v.get('message') or v.get('code')) if isinstance(v, dict) else str(v)
-                         for v in entry['violations'])
-    return entry.get('reason') if isinstance(entry.get('reason'), str) else None
-
-
-def is_status_list(value):
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(e, dict) and entry_label(e) is not None and entry_status(e) is not None for e in value))
-
-
-def status_items(entries):
-    """A compact copy of a list of entries with a name and a status (probes, tables, log policies...)."""
-    items = []
-    for entry in entries[:ITEMS_LIMIT]:
-        item = dict(name=clip(entry_label(entry), 120), status=clip(entry_status(entry), 40))
-        message = entry_message(entry)
-        if message:
-            item['message'] = clip(message, 240)
-        numbers = numeric_leaves({k: v for k, v in entry.items() if is_number(v)})
-        numbers.update(numeric_leaves(entry.get('details')))
-        numbers = dict(sorted(numbers.items())[:ITEM_METRICS_LIMIT])
-        if numbers:
-            item['metrics'] = numbers
-        items.append(item)
-    return items
-
-
-def violation_items(entries, kind):
-    """A compact copy of a module's ``violations`` or ``findings``: scalar fields of dicts, strings as messages."""
-    items = []
-    for entry in entries[:ITEMS_LIMIT]:
-        if isinstance(entry, dict):
-            item = dict((str(k), clip(v, 240) if isinstance(v, str) else v) for k, v in entry.items()
-                        if isinstance(v, (str, int, float, bool)) or v is None)
-        else:
-            item = dict(message=clip(entry, 240))
-        item['kind'] = kind
-        items.append(item)
-    return items
-
-
-def failure_message(result):
-    """``msg`` of a result, with the tail of ``stderr`` when the module gave one (command failures)."""
-    parts = []
-    if result.get('msg'):
-        parts.append(str(result['msg']))
-    if isinstance(result.get('results'), list):
-        # A failed loop says only "One or more items failed": keep the failed items' own reasons (not no_log ones).
-        parts.extend(str(item['msg']) for item in result['results']
-                     if isinstance(item, dict) and item.get('failed') and item.get('msg')
-                     and not item.get('_ansible_no_log'))
-    if result.get('rc') not in (None, 0):
-        parts.append('rc %s' % result['rc'])
-    stderr = result.get('stderr')
-    if isinstance(stderr, str) and stderr.strip():
-        parts.append(stderr.strip()[-300:])
-    return clip(': '.join(parts)) if parts else ''
-
-
-def record_fields(result, failed=False):
-    """What the log keeps of one module result: summary, metrics, msg and name/status lists.
-
-    Generic by design (docs/DESIGN.md): every collection module returns ``summary`` and
-    ``metrics``; any list of entries with a name (``name``, ``path`` or ``table``) and a status
-    (``status``, or their own ``violations`` list) - health probes, vacuumed tables, log
-    policies - and ``violations``/``findings`` lists are kept in compact form for the report.
-    """
-    fields = {}
-    if isinstance(result.get('summary'), str):
-        fields['summary'] = clip(result['summary'])
-    if isinstance(result.get('metrics'), dict):
-        fields['metrics'] = dict((str(k), v) for k, v in result['metrics'].items() if is_number(v))
-    # ansible-core 2.19 strips ``failed`` from the results callbacks see: the event says it.
-    message = failure_message(result) if failed else result.get('msg')
-    if message and isinstance(message, str):
-        fields['msg'] = clip(message)
-    if isinstance(result.get('status'), str):
-        fields['result_status'] = clip(result['status'], 40)
-    lists = {}
-    for key, value in result.items():
-        if key in VIOLATION_KEYS and isinstance(value, list):
-            fields.setdefault('violations', []).extend(violation_items(value, VIOLATION_KEYS[key]))
-        elif key != 'results' and is_status_list(value):
-            lists[key] = status_items(value)
-    if lists:
-        fields['items'] = lists
-    if 'summary' not in fields and isinstance(result.get('results'), list):
-        # A loop: keep the items' own summaries, skipping hidden (no_log) items.
-        summaries = [r['summary'] for r in result['results']
-                     if isinstance(r, dict) and isinstance(r.get('summary'), str) and not r.get('_ansible_no_log')]
-        if summaries:
-            fields['summary'] = clip('; '.join(summaries))
-    return fields
-
-
-def host_status(stats):
-    if stats.get('unreachable'):
-        return 'unreachable'
-    if stats.get('failures'):
-        return 'failed'
-    if stats.get('changed'):
-        return 'changed'
-    if stats.get('ok'):
-        return 'ok'
-    return 'skipped'
 
 
 def guarded(method):
@@ -300,7 +134,7 @@ class CallbackModule(CallbackBase):
         self.run_started = None
         self.play = None
         self.task_starts = {}
-        self.host_lines = {}
+        self.host_lines = HostLines()
         self.counted = {}
 
     # --- plumbing --------------------------------------------------------------------
@@ -333,9 +167,10 @@ class CallbackModule(CallbackBase):
                           self.get_option('max_bytes'), self.get_option('keep'), header)
 
     def emit(self, event, **fields):
-        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id, time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id,
+                      time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
         record.update(fields)
-        self.append(JSONL_NAME, json.dumps(record, sort_keys=False, default=str, ensure_ascii=False) + '\n')
+        self.append(JSONL_NAME, json_line(record))
 
     # --- run ------------------------------------------------------------------------
     @guarded
@@ -347,7 +182,7 @@ class CallbackModule(CallbackBase):
             self.invocation_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
             self.open_log_dir(path)
         self.run_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
-        self.playbook, self.run_started, self.host_lines = path, time.monotonic(), {}
+        self.playbook, self.run_started, self.host_lines = path, time.monotonic(), HostLines()
         try:
             extra_vars = load_extra_vars(playbook._loader)
         except Exception:  # pylint: disable=broad-except
@@ -413,20 +248,7 @@ class CallbackModule(CallbackBase):
         elif status != 'skipped':
             fields.update(record_fields(result.result, failed=status in ('failed', 'unreachable')))
         self.emit('task', **fields)
-        self.remember(host, status, fields)
-
-    def remember(self, host, status, fields):
-        """Keep the Markdown lines of a host: failures, summaries and changes without one."""
-        lines = self.host_lines.setdefault(host, dict(failures=[], done=[]))
-        label = fields['task'] if fields['task'] == fields['module'] else '%s (%s)' % (fields['task'], fields['module'])
-        if status in ('failed', 'unreachable'):
-            reason = 'output hidden by no_log' if fields.get('no_log') else fields.get('msg') or 'no message'
-            flag = status.upper() + (', ignored' if fields.get('ignored') else '')
-            lines['failures'].append('**%s** %s: %s' % (flag, label, reason))
-        elif fields.get('summary'):
-            lines['done'].append(fields['summary'])
-        elif status == 'changed':
-            lines['done'].append('%s: changed%s' % (label, ' (output hidden by no_log)' if fields.get('no_log') else ''))
+        self.host_lines.add(host, status, fields)
 
     @guarded
     def v2_playbook_on_stats(self, stats):
@@ -441,8 +263,7 @@ class CallbackModule(CallbackBase):
             self.counted[host] = total
             if any(delta.values()):
                 hosts[host] = dict(delta, status=host_status(delta))
-        statuses = [h['status'] for h in hosts.values()]
-        overall = next((s for s in HOST_STATUS_ORDER if s in statuses), 'ok')
+        overall = overall_status([h['status'] for h in hosts.values()])
         duration_ms = round((time.monotonic() - self.run_started) * 1000.0, 1)
         self.emit('run_end', invocation_id=self.invocation_id, playbook=self.playbook, status=overall, hosts=hosts,
                   duration_ms=duration_ms)
@@ -450,20 +271,6 @@ class CallbackModule(CallbackBase):
 
     def markdown(self, hosts, overall, duration_ms):
         started = datetime.datetime.strptime(self.run_id[:16], '%Y%m%dT%H%M%SZ')
-        cli = context.CLIARGS
-        out = ['', '## %s — %s: %s%s' % (started.strftime('%Y-%m-%d'), os.path.basename(self.playbook), overall,
-                                         ' (check mode)' if cli.get('check') else ''), '']
-        out.append('- when: %s UTC, %.1f s (run %s)'
-                   % (started.strftime('%Y-%m-%d %H:%M:%S'), duration_ms / 1000.0, self.run_id))
-        out.append('- playbook: %s' % self.playbook)
-        out.append('- who: %s on %s' % (self.user, socket.gethostname()))
-        ordered = sorted(hosts, key=lambda h: (HOST_STATUS_ORDER.index(hosts[h]['status']), h))
-        out.append('- hosts: %s' % (', '.join('%s %s' % (h, hosts[h]['status']) for h in ordered) or 'none'))
-        for host in ordered:
-            stats = hosts[host]
-            lines = self.host_lines.get(host, dict(failures=[], done=[]))
-            out += ['', '### %s: %s' % (host, stats['status']), '']
-            out += ['- %s' % line for line in lines['failures'] + lines['done']]
-            out.append('- %d ok, %d changed, %d failed, %d unreachable, %d skipped' % (
-                stats['ok'], stats['changed'], stats['failures'], stats['unreachable'], stats['skipped']))
-        return '\n'.join(out) + '\n'
+        run = dict(run_id=self.run_id, playbook=self.playbook, user=self.user, controller=socket.gethostname(),
+                   check_mode=bool(context.CLIARGS.get('check')))
+        return run_section(started, run, hosts, self.host_lines, overall, duration_ms)

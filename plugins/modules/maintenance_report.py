@@ -116,15 +116,14 @@ executed_commands:
   sample: []
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write, check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import read_history, render
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import write_if_changed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import LogError, load_history
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import render
 
 
 def plural(count, word):
@@ -147,33 +146,16 @@ def main():
     for name in ('max_runs', 'max_failures'):
         if params[name] < 1:
             module.fail_json(msg='%s must be at least 1 (got %d)' % (name, params[name]))
-    if not os.path.isdir(params['log_dir']):
-        module.fail_json(msg='log_dir %s is not a directory: point it at the maintenance_log callback\'s log_dir '
-                             '(nothing was written)' % params['log_dir'])
-    if not history_paths(os.path.join(params['log_dir'], JSONL_NAME)):
-        module.fail_json(msg='no maintenance log in %s (%s missing): enable the engineroom.maintenance.maintenance_log '
-                             'callback for the runs to report on, or point log_dir at its log_dir'
-                             % (params['log_dir'], JSONL_NAME))
-    problem = check_writable_dir(os.path.dirname(os.path.abspath(params['dest'])))
-    if problem:
-        module.fail_json(msg='dest %s cannot be written: %s' % (params['dest'], problem))
-
     try:
-        history = read_history(params['log_dir'])
-    except OSError as exc:
-        module.fail_json(msg='cannot read the maintenance log in %s: %s' % (params['log_dir'], exc.strerror or exc))
+        history = load_history(params['log_dir'], params['dest'])
+    except LogError as exc:
+        module.fail_json(msg=str(exc))
     page, figures = render(history, params['title'], params['max_runs'], params['max_failures'])
     data = page.encode('utf-8')
     try:
-        with open(params['dest'], 'rb') as handle:
-            changed = handle.read() != data
-    except OSError:
-        changed = True
-    if changed and not module.check_mode:
-        try:
-            atomic_write(params['dest'], data, mode=0o644)
-        except OSError as exc:
-            module.fail_json(msg='dest %s could not be written: %s' % (params['dest'], exc.strerror or exc))
+        changed = write_if_changed(params['dest'], data, module.check_mode)
+    except LogError as exc:
+        module.fail_json(msg=str(exc))
     for skipped in history.skipped:
         module.warn('maintenance log %s skipped: %s' % (skipped['where'], skipped['reason']))
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: engineroom.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The maintenance report: one self-contained HTML page from ``maintenance.jsonl``.
+"""The maintenance report: one self-contained HTML page from the history of ``maintenance.jsonl``.
 
 No per-module code, like the callback that writes the log: every module's
 ``metrics`` become a chart per key over time per host, every list of
@@ -15,13 +15,12 @@ works offline, attached to a mail or opened from a share.
 from __future__ import annotations
 
 import html
-import json
 import os
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_time
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import build_runs, hosts_of
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import is_number
 
-EVENTS = ('run_start', 'task', 'run_end')
 # Statuses of list entries that need nobody's attention; any other status is an open violation.
 GOOD_STATUSES = frozenset(('healthy', 'ok', 'pass', 'passed', 'compliant', 'done', 'planned', 'skipped',
                            'unchanged', 'changed', 'verified', 'kept', 'removed', 'vacuumed', 'analyzed',
@@ -35,107 +34,6 @@ STATUS_COLOURS = dict(ok='#2f9e62', changed='#3a7fc4', failed='#d94841', unreach
 NEUTRAL_BAD = '#d94841'
 ITEM_CHART_LIMIT = 12
 WARNING_STATUSES = frozenset(('degraded', 'warning', 'warn', 'stale', 'incomplete', 'deferred', 'reported'))
-
-
-class History:
-    """The parsed log: events in file order, and the lines that could not be used, with why."""
-
-    def __init__(self):
-        self.events = []
-        self.skipped = []
-        self.files = []
-
-
-def read_history(log_dir):
-    """Read every file of the log (rotated ones first); skip, and note, what is not a valid event."""
-    history = History()
-    for path in history_paths(os.path.join(log_dir, JSONL_NAME)):
-        history.files.append(path)
-        with open(path, 'rb') as handle:
-            for number, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
-                where = '%s line %d' % (os.path.basename(path), number)
-                try:
-                    record = json.loads(raw.decode('utf-8'))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    history.skipped.append(dict(where=where, reason='not valid JSON (%s)' % exc))
-                    continue
-                if not isinstance(record, dict) or record.get('event') not in EVENTS or not record.get('run_id'):
-                    history.skipped.append(dict(where=where, reason='not a maintenance log event '
-                                                                    '(no known "event" and "run_id")'))
-                    continue
-                history.events.append(record)
-    return history
-
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class Run:
-    def __init__(self, run_id):
-        self.run_id = run_id
-        self.start = None
-        self.time = None
-        self.playbook = ''
-        self.user = None
-        self.controller = None
-        self.check_mode = False
-        self.awx_job_id = None
-        self.status = None
-        self.duration_ms = None
-        self.host_status = {}
-        self.tasks = []
-
-    @property
-    def complete(self):
-        return self.status is not None
-
-    def status_of(self, host):
-        """The host's status in this run; a run without its end record is ``incomplete``."""
-        if host in self.host_status:
-            return self.host_status[host]
-        statuses = set(t.get('status') for t in self.tasks if t.get('host') == host)
-        for status in ('unreachable', 'failed'):
-            if status in statuses:
-                return status
-        return 'incomplete'
-
-
-def build_runs(events):
-    """Group events by run, oldest run first."""
-    runs = {}
-    for event in events:
-        run = runs.get(event['run_id'])
-        if run is None:
-            run = runs[event['run_id']] = Run(event['run_id'])
-        when = parse_time(event.get('time'))
-        if when is not None and (run.time is None or when < run.time):
-            run.time = when
-        kind = event['event']
-        if kind == 'run_start':
-            run.playbook = str(event.get('playbook', ''))
-            run.user, run.controller = event.get('user'), event.get('controller')
-            run.check_mode, run.awx_job_id = bool(event.get('check_mode')), event.get('awx_job_id')
-        elif kind == 'task' and isinstance(event.get('host'), str):
-            run.tasks.append(dict(event, _time=when))
-        elif kind == 'run_end':
-            run.status = str(event.get('status'))
-            run.duration_ms = event.get('duration_ms') if is_number(event.get('duration_ms')) else None
-            hosts = event.get('hosts') if isinstance(event.get('hosts'), dict) else {}
-            run.host_status = dict((h, str(s.get('status'))) for h, s in hosts.items() if isinstance(s, dict))
-    ordered = [r for r in runs.values() if r.time is not None]
-    ordered.sort(key=lambda r: r.time)
-    return ordered
-
-
-def hosts_of(runs):
-    names = set()
-    for run in runs:
-        names.update(run.host_status)
-        names.update(t['host'] for t in run.tasks)
-    return sorted(names)
 
 
 def short_module(name):

@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: engineroom.maintenance contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The sections of ``MAINTENANCE_LOG.md``: one per run, in operator language.
+
+Per host the failures come first, then the one-line summaries of what was done,
+then the host's counts. The callback builds a run's lines as its results arrive
+(``HostLines``); the same lines are rebuilt from the recorded task events for a
+run that ended without a summary (``unfinished_section``).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import HOST_STATUS_ORDER
+
+MARKDOWN_HEADER = (b'# Maintenance log\n\nOne section per playbook run, newest last, written by the '
+                   b'engineroom.maintenance.maintenance_log callback; the same runs in detail are in maintenance.jsonl.\n')
+
+
+def task_label(fields):
+    return fields['task'] if fields['task'] == fields['module'] else '%s (%s)' % (fields['task'], fields['module'])
+
+
+class HostLines:
+    """The Markdown lines of each host of a run: failures, then summaries and changes without one."""
+
+    def __init__(self):
+        self.hosts = {}
+
+    def lines(self, host):
+        return self.hosts.get(host, dict(failures=[], done=[]))
+
+    def add(self, host, status, fields):
+        lines = self.hosts.setdefault(host, dict(failures=[], done=[]))
+        label = task_label(fields)
+        if status in ('failed', 'unreachable'):
+            reason = 'output hidden by no_log' if fields.get('no_log') else fields.get('msg') or 'no message'
+            flag = status.upper() + (', ignored' if fields.get('ignored') else '')
+            lines['failures'].append('**%s** %s: %s' % (flag, label, reason))
+        elif fields.get('summary'):
+            lines['done'].append(fields['summary'])
+        elif status == 'changed':
+            lines['done'].append('%s: changed%s' % (label, ' (output hidden by no_log)' if fields.get('no_log') else ''))
+
+
+def host_order(hosts):
+    return sorted(hosts, key=lambda h: (HOST_STATUS_ORDER.index(hosts[h]['status'])
+                                        if hosts[h]['status'] in HOST_STATUS_ORDER else -1, h))
+
+
+def run_section(started, run, hosts, host_lines, overall, duration_ms):
+    """One run's section. ``started`` is the run's UTC start, ``run`` its run_start fields
+    (run_id, playbook, user, controller, check_mode), ``hosts`` the run_end's per-host counts."""
+    out = ['', '## %s — %s: %s%s' % (started.strftime('%Y-%m-%d'), os.path.basename(run['playbook']), overall,
+                                     ' (check mode)' if run.get('check_mode') else ''), '']
+    out.append('- when: %s UTC, %.1f s (run %s)'
+               % (started.strftime('%Y-%m-%d %H:%M:%S'), duration_ms / 1000.0, run['run_id']))
+    out.append('- playbook: %s' % run['playbook'])
+    out.append('- who: %s on %s' % (run.get('user'), run.get('controller')))
+    ordered = host_order(hosts)
+    out.append('- hosts: %s' % (', '.join('%s %s' % (h, hosts[h]['status']) for h in ordered) or 'none'))
+    for host in ordered:
+        stats = hosts[host]
+        lines = host_lines.lines(host)
+        out += ['', '### %s: %s' % (host, stats['status']), '']
+        out += ['- %s' % line for line in lines['failures'] + lines['done']]
+        out.append('- %d ok, %d changed, %d failed, %d unreachable, %d skipped' % (
+            stats['ok'], stats['changed'], stats['failures'], stats['unreachable'], stats['skipped']))
+    return '\n'.join(out) + '\n'
