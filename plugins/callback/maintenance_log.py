@@ -68,11 +68,13 @@ options:
         key: keep
 '''
 
+import atexit
 import datetime
 import functools
 import getpass
 import os
 import socket
+import sys
 import time
 import uuid
 
@@ -89,13 +91,22 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.fi
     DirectoryLock,
     append_record,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import build_runs
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.markdown import MARKDOWN_HEADER, HostLines, run_section
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
+    FAILURE_STATUSES,
     SCHEMA_VERSION,
     host_status,
     json_line,
     overall_status,
     record_fields,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.unfinished import (
+    REASON_AT_EXIT,
+    close_run,
+    close_unfinished,
+    process_start,
+    read_events,
 )
 
 AWX_JOB_ID_VARS = ('awx_job_id', 'tower_job_id')
@@ -116,6 +127,24 @@ def guarded(method):
     return wrapper
 
 
+def dispatching_stats():
+    """Ansible's AggregateStats, from the TaskQueueManager whose ``send_callback`` is calling us.
+
+    Ansible counts a failure as ``rescued``, ``ignored`` or ``failures`` just before it sends
+    ``v2_runner_on_failed``; reading its counters is the only way to match the recap exactly.
+    None when the caller is not a TaskQueueManager (then ``ignore_errors`` decides alone).
+    """
+    frame = sys._getframe(1)  # pylint: disable=protected-access
+    for _depth in range(12):
+        if frame is None:
+            return None
+        stats = getattr(frame.f_locals.get('self'), '_stats', None)
+        if frame.f_code.co_name == 'send_callback' and hasattr(stats, 'summarize'):
+            return stats
+        frame = frame.f_back
+    return None
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'notification'
@@ -129,13 +158,18 @@ class CallbackModule(CallbackBase):
         self.lock = None
         self.invocation_id = None
         self.run_id = None
+        self.run_ended = False
         self.playbook = None
         self.user = None
         self.run_started = None
         self.play = None
+        self.stats = None
+        self.started_task = None
+        self.pid = os.getpid()
         self.task_starts = {}
         self.host_lines = HostLines()
         self.counted = {}
+        self.failure_counts = {}
 
     # --- plumbing --------------------------------------------------------------------
     def disable(self, reason):
@@ -178,10 +212,19 @@ class CallbackModule(CallbackBase):
         """Each playbook of an ansible-playbook call is one run; the call's ``invocation_id`` links them."""
         path = getattr(playbook, '_file_name', None) or 'playbook'
         now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-        if self.invocation_id is None:
+        self.stats = self.stats or dispatching_stats()
+        first = self.invocation_id is None
+        if first:
             self.invocation_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
             self.open_log_dir(path)
         self.run_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
+        self.run_ended = False
+        if first:
+            # Earlier runs that never ended (killed, fatal error) get their end and Markdown section now.
+            with self.lock:
+                close_unfinished(self.log_dir, 'run %s at its start' % self.run_id,
+                                 max_bytes=self.get_option('max_bytes'), keep=self.get_option('keep'))
+            atexit.register(self.at_exit)
         self.playbook, self.run_started, self.host_lines = path, time.monotonic(), HostLines()
         try:
             extra_vars = load_extra_vars(playbook._loader)
@@ -199,7 +242,7 @@ class CallbackModule(CallbackBase):
                   limit=cli.get('subset') or None, tags=[t for t in (cli.get('tags') or ()) if t != 'all'],
                   extra_vars=sorted(str(name) for name in extra_vars),
                   awx_job_id=str(awx_job_id) if awx_job_id is not None else None,
-                  log_dir=self.log_dir)
+                  log_dir=self.log_dir, pid=self.pid, pid_start=process_start(self.pid))
 
     @staticmethod
     def os_user():
@@ -213,6 +256,14 @@ class CallbackModule(CallbackBase):
         self.play = play.get_name()
 
     @guarded
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.started_task = dict(task=task.get_name(), time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+
+    @guarded
+    def v2_playbook_on_handler_task_start(self, task):
+        self.started_task = dict(task=task.get_name(), time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+
+    @guarded
     def v2_runner_on_start(self, host, task):
         self.task_starts[(host.name, task._uuid)] = time.monotonic()
 
@@ -222,7 +273,7 @@ class CallbackModule(CallbackBase):
 
     @guarded
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self.record(result, 'failed', ignored=bool(ignore_errors))
+        self.record(result, self.failure_status(result.host.name, 'failed', bool(ignore_errors)))
 
     @guarded
     def v2_runner_on_skipped(self, result):
@@ -230,9 +281,23 @@ class CallbackModule(CallbackBase):
 
     @guarded
     def v2_runner_on_unreachable(self, result):
-        self.record(result, 'unreachable')
+        self.record(result, self.failure_status(result.host.name, 'unreachable',
+                                                bool(getattr(result.task, 'ignore_unreachable', False))))
 
-    def record(self, result, status, ignored=False):
+    def failure_status(self, host, status, ignored):
+        """``rescued``, ``ignored`` or ``status``: what ansible's own counters made of this failure."""
+        stats = self.stats or dispatching_stats()
+        if stats is None:
+            return 'ignored' if ignored else status
+        counts = stats.summarize(host)
+        before = self.failure_counts.get(host, {})
+        self.failure_counts[host] = counts
+        for key in ('rescued', 'ignored'):
+            if counts.get(key, 0) > before.get(key, 0):
+                return key
+        return status
+
+    def record(self, result, status):
         if self.run_id is None:
             return  # not a playbook run (an ad-hoc command)
         task, host = result.task, result.host.name
@@ -241,20 +306,15 @@ class CallbackModule(CallbackBase):
         module = task.resolved_action or task.action
         fields = dict(host=host, play=self.play, task=task.get_name(), module=module, status=status,
                       duration_ms=round((time.monotonic() - started) * 1000.0, 1) if started else None)
-        if ignored:
-            fields['ignored'] = True
         if hidden:
             fields['no_log'] = True
         elif status != 'skipped':
-            fields.update(record_fields(result.result, failed=status in ('failed', 'unreachable')))
+            fields.update(record_fields(result.result, failed=status in FAILURE_STATUSES))
         self.emit('task', **fields)
         self.host_lines.add(host, status, fields)
 
-    @guarded
-    def v2_playbook_on_stats(self, stats):
-        """End of one playbook. Ansible's stats add up over the call, so the run's own are the difference."""
-        if self.run_id is None:
-            return
+    def run_counts(self, stats):
+        """Per-host counts of this run alone: ansible's stats add up over the call, so the difference."""
         hosts = {}
         for host in sorted(stats.processed):
             total = stats.summarize(host)
@@ -262,11 +322,20 @@ class CallbackModule(CallbackBase):
             delta = dict((key, value - before.get(key, 0)) for key, value in total.items())
             self.counted[host] = total
             if any(delta.values()):
-                hosts[host] = dict(delta, status=host_status(delta))
+                hosts[host] = delta
+        return hosts
+
+    @guarded
+    def v2_playbook_on_stats(self, stats):
+        """End of one playbook."""
+        if self.run_id is None:
+            return
+        hosts = dict((host, dict(counts, status=host_status(counts))) for host, counts in self.run_counts(stats).items())
         overall = overall_status([h['status'] for h in hosts.values()])
         duration_ms = round((time.monotonic() - self.run_started) * 1000.0, 1)
         self.emit('run_end', invocation_id=self.invocation_id, playbook=self.playbook, status=overall, hosts=hosts,
                   duration_ms=duration_ms)
+        self.run_ended = True
         self.append(MARKDOWN_NAME, self.markdown(hosts, overall, duration_ms), header=MARKDOWN_HEADER)
 
     def markdown(self, hosts, overall, duration_ms):
@@ -274,3 +343,17 @@ class CallbackModule(CallbackBase):
         run = dict(run_id=self.run_id, playbook=self.playbook, user=self.user, controller=socket.gethostname(),
                    check_mode=bool(context.CLIARGS.get('check')))
         return run_section(started, run, hosts, self.host_lines, overall, duration_ms)
+
+    @guarded
+    def at_exit(self):
+        """ansible-playbook is exiting: a run without its summary (a fatal error, an interrupt) is closed now."""
+        if self.run_id is None or self.run_ended or os.getpid() != self.pid:
+            return
+        runs = build_runs(read_events(self.log_dir, {self.run_id}))
+        if not runs:
+            return
+        stats = self.run_counts(self.stats) if self.stats is not None else None
+        with self.lock:
+            close_run(self.log_dir, runs[0], REASON_AT_EXIT, 'the run itself at its exit', stats,
+                      self.get_option('max_bytes'), self.get_option('keep'), self.started_task)
+        self.run_ended = True

@@ -122,14 +122,15 @@ class Run:
         return self.tasks[-1] if self.tasks else None
 
     def status_of(self, host):
-        """The host's status in this run; a run without its end record is ``incomplete``."""
-        if self.host_status.get(host) not in (None, ENDED_WITHOUT_SUMMARY):
+        """The host's status in this run: its end's; for a run without a summary (or still ``running``),
+        ``failed``/``unreachable`` when a task said so, else ``ended_without_summary`` (or ``running``)."""
+        if host in self.host_status and not self.ended_without_summary:
             return self.host_status[host]
         statuses = set(t.get('status') for t in self.tasks if t.get('host') == host)
         for status in ('unreachable', 'failed'):
             if status in statuses:
                 return status
-        return ENDED_WITHOUT_SUMMARY if self.ended_without_summary else 'incomplete'
+        return ENDED_WITHOUT_SUMMARY if self.ended_without_summary else 'running'
 
     def add(self, event, when):
         """Take one event of this run into account."""

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import HOST_STATUS_ORDER
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
+    ENDED_WITHOUT_SUMMARY_TEXT,
+    FAILURE_STATUSES,
+    HOST_STATUS_ORDER,
+)
 
 MARKDOWN_HEADER = (b'# Maintenance log\n\nOne section per playbook run, newest last, written by the '
                    b'engineroom.maintenance.maintenance_log callback; the same runs in detail are in maintenance.jsonl.\n')
 
 
 def task_label(fields):
-    return fields['task'] if fields['task'] == fields['module'] else '%s (%s)' % (fields['task'], fields['module'])
+    task, module = fields.get('task') or '?', fields.get('module') or '?'
+    return task if task == module else '%s (%s)' % (task, module)
 
 
 class HostLines:
@@ -30,15 +35,16 @@ class HostLines:
         self.hosts = {}
 
     def lines(self, host):
-        return self.hosts.get(host, dict(failures=[], done=[]))
+        return self.hosts.get(host, dict(failures=[], handled=[], done=[]))
 
     def add(self, host, status, fields):
-        lines = self.hosts.setdefault(host, dict(failures=[], done=[]))
+        lines = self.hosts.setdefault(host, dict(failures=[], handled=[], done=[]))
         label = task_label(fields)
-        if status in ('failed', 'unreachable'):
+        if status in FAILURE_STATUSES:
+            # failed and unreachable first, then the failures a rescue or ignore_errors dealt with
             reason = 'output hidden by no_log' if fields.get('no_log') else fields.get('msg') or 'no message'
-            flag = status.upper() + (', ignored' if fields.get('ignored') else '')
-            lines['failures'].append('**%s** %s: %s' % (flag, label, reason))
+            line = '**%s** %s: %s' % (status.upper(), label, reason)
+            lines['failures' if status in ('failed', 'unreachable') else 'handled'].append(line)
         elif fields.get('summary'):
             lines['done'].append(fields['summary'])
         elif status == 'changed':
@@ -65,7 +71,42 @@ def run_section(started, run, hosts, host_lines, overall, duration_ms):
         stats = hosts[host]
         lines = host_lines.lines(host)
         out += ['', '### %s: %s' % (host, stats['status']), '']
-        out += ['- %s' % line for line in lines['failures'] + lines['done']]
-        out.append('- %d ok, %d changed, %d failed, %d unreachable, %d skipped' % (
-            stats['ok'], stats['changed'], stats['failures'], stats['unreachable'], stats['skipped']))
+        out += ['- %s' % line for line in lines['failures'] + lines['handled'] + lines['done']]
+        out.append('- %s' % counts_line(stats))
+    return '\n'.join(out) + '\n'
+
+
+def counts_line(stats):
+    """A host's counts in the words and order of ansible's recap."""
+    return '%d ok, %d changed, %d failed, %d unreachable, %d skipped, %d rescued, %d ignored' % tuple(
+        stats.get(key, 0) for key in ('ok', 'changed', 'failures', 'unreachable', 'skipped', 'rescued', 'ignored'))
+
+
+def unfinished_section(run, end):
+    """The section of a run that ended without ansible's summary, from what the log recorded of it.
+
+    ``run`` is a history Run; ``end`` the run_end record written for it (``hosts``, ``last_task``,
+    ``last_time``, ``reason``).
+    """
+    start = run.start or {}
+    out = ['', '## %s — %s: %s%s' % (run.time.strftime('%Y-%m-%d'), os.path.basename(run.playbook or 'playbook'),
+                                     ENDED_WITHOUT_SUMMARY_TEXT, ' (check mode)' if run.check_mode else ''), '']
+    out.append('- when: %s UTC, last record %s UTC (run %s)' % (
+        run.time.strftime('%Y-%m-%d %H:%M:%S'), end.get('last_time') or 'unknown', run.run_id))
+    out.append('- playbook: %s' % (run.playbook or 'unknown'))
+    out.append('- who: %s on %s' % (start.get('user') or 'unknown', start.get('controller') or 'unknown'))
+    last = end.get('last_task')
+    out.append('- last task: %s' % ('%s on %s: %s at %s' % (last['task'], last['host'], last['status'], last['time'])
+                                    if last else 'none recorded'))
+    out.append('- why no summary: %s' % end.get('reason'))
+    lines = HostLines()
+    for task in run.tasks:
+        lines.add(task['host'], task['status'], task)
+    hosts = end.get('hosts') or {}
+    out.append('- hosts: %s' % (', '.join('%s %s' % (h, hosts[h]['status']) for h in host_order(hosts)) or 'none'))
+    for host in host_order(hosts):
+        host_lines = lines.lines(host)
+        out += ['', '### %s: %s' % (host, hosts[host]['status']), '']
+        out += ['- %s' % line for line in host_lines['failures'] + host_lines['handled'] + host_lines['done']]
+        out.append('- %s (as recorded before the end)' % counts_line(hosts[host]))
     return '\n'.join(out) + '\n'

@@ -23,7 +23,7 @@ import math
 
 # 2: ``rescued`` and ``ignored`` task statuses (1 wrote ``failed`` with ``ignored: true``), ``non_finite``,
 # ``pid`` in run_start, runs closed as ``ended_without_summary``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENTS = ('run_start', 'task', 'run_end')
 TASK_STATUSES = ('ok', 'changed', 'failed', 'rescued', 'ignored', 'skipped', 'unreachable')
 # Task statuses whose reason the log keeps (a failure, even one a rescue or ignore_errors dealt with).
@@ -33,6 +33,8 @@ ENDED_WITHOUT_SUMMARY = 'ended_without_summary'
 ENDED_WITHOUT_SUMMARY_TEXT = 'ended without a summary (killed or fatal error)'
 # Per-host counts of a run_end, in ansible's recap order (``unreachable`` is ansible's ``dark``).
 STAT_KEYS = ('ok', 'changed', 'unreachable', 'failures', 'skipped', 'rescued', 'ignored')
+STAT_OF_STATUS = dict(changed='changed', failed='failures', rescued='rescued', ignored='ignored', skipped='skipped',
+                      unreachable='unreachable')
 
 TEXT_LIMIT = 600          # characters kept of a msg or summary
 ITEMS_LIMIT = 100         # entries kept of a name/status list (probes, tables, ...)
@@ -267,6 +269,21 @@ def host_status(stats):
 def overall_status(statuses):
     """A run's status: the worst of its hosts' statuses (``ok`` without hosts)."""
     return next((s for s in HOST_STATUS_ORDER if s in statuses), 'ok')
+
+
+def counts_of(statuses):
+    """Per-host counts, as ansible's recap keeps them, from a run's recorded task statuses.
+
+    An ignored failure counts as ok and ignored, a rescued one as rescued, like ansible's
+    strategy does; used for a run that ended without ansible's own summary.
+    """
+    counts = dict((key, 0) for key in STAT_KEYS)
+    for status in statuses:
+        if status in ('ok', 'changed', 'ignored'):
+            counts['ok'] += 1
+        if status in STAT_OF_STATUS:
+            counts[STAT_OF_STATUS[status]] += 1
+    return counts
 
 
 def task_status(event):
