@@ -68,7 +68,7 @@ def per_event_cost(directory, events=4000):
     from ansible.plugins.loader import callback_loader, init_plugin_loader
     init_plugin_loader([os.path.join(ROOT, 'collections')])
     callback = callback_loader.get(CALLBACK)
-    record_fields = sys.modules[type(callback).__module__].record_fields
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import record_fields
     callback.set_options(direct=dict(log_dir=os.path.join(directory, 'micro')))
     callback.open_log_dir(os.path.join(directory, 'bench.yml'))
     callback.run_id = callback.invocation_id = 'bench'

@@ -68,12 +68,13 @@ options:
         key: keep
 '''
 
+import atexit
 import datetime
 import functools
 import getpass
-import json
 import os
 import socket
+import sys
 import time
 import uuid
 
@@ -90,182 +91,26 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.fi
     DirectoryLock,
     append_record,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import build_runs
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.markdown import MARKDOWN_HEADER, HostLines, run_section
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
+    FAILURE_STATUSES,
+    SCHEMA_VERSION,
+    host_status,
+    json_line,
+    overall_status,
+    record_fields,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.unfinished import (
+    REASON_AT_EXIT,
+    close_run,
+    close_unfinished,
+    process_start,
+    read_events,
+)
 
-SCHEMA_VERSION = 1
-MARKDOWN_HEADER = (b'# Maintenance log\n\nOne section per playbook run, newest last, written by the '
-                   b'engineroom.maintenance.maintenance_log callback; the same runs in detail are in maintenance.jsonl.\n')
-TEXT_LIMIT = 600          # characters kept of a msg or summary
-ITEMS_LIMIT = 100         # entries kept of a name/status list (probes, tables, ...)
-ITEM_METRICS_LIMIT = 20   # numbers kept per list entry
-UNIT_SUFFIXES = ('_pct', '_bytes', '_ms', '_s', '_count', '_total')
 AWX_JOB_ID_VARS = ('awx_job_id', 'tower_job_id')
 AWX_USER_VARS = ('awx_user_name', 'tower_user_name')
-HOST_STATUS_ORDER = ('unreachable', 'failed', 'changed', 'ok', 'skipped')
-# Top-level result lists that are open findings as a whole (security audit, pg_insight).
-VIOLATION_KEYS = dict(violations='violation', findings='finding')
-
-
-def clip(text, limit=TEXT_LIMIT):
-    """One line of at most ``limit`` characters: the log is for reading, not for raw output."""
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + '…'
-
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def numeric_leaves(value, prefix='', depth=0):
-    """Numbers with a unit suffix in a list entry (or its ``details``), flattened to ``label key`` names.
-
-    Lists of dicts are labelled by their ``path`` or ``name`` so that a disk probe's
-    ``details.paths[].used_pct`` becomes ``/srv used_pct``: charts over time need stable names.
-    """
-    found = {}
-    if depth > 3:
-        return found
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if is_number(item) and str(key).endswith(UNIT_SUFFIXES):
-                found[(prefix + ' ' + str(key)).strip()] = item
-            elif isinstance(item, (dict, list)):
-                found.update(numeric_leaves(item, prefix, depth + 1))
-    elif isinstance(value, list):
-        for index, entry in enumerate(value):
-            if isinstance(entry, dict):
-                label = entry.get('path') or entry.get('name') or str(index)
-                found.update(numeric_leaves(entry, (prefix + ' ' + str(label)).strip(), depth + 1))
-    return found
-
-
-def entry_label(entry):
-    """What a list entry is about: its ``name``, ``path``, or ``database.schema.table``."""
-    for key in ('name', 'path'):
-        if isinstance(entry.get(key), str):
-            return entry[key]
-    if isinstance(entry.get('table'), str):
-        return '.'.join(str(entry[key]) for key in ('database', 'schema', 'table') if entry.get(key))
-    return None
-
-
-def entry_status(entry):
-    """An entry's ``status``, or whether its own ``violations`` list is empty (log policies)."""
-    if isinstance(entry.get('status'), str):
-        return entry['status']
-    if isinstance(entry.get('violations'), list):
-        return 'violation' if entry['violations'] else 'compliant'
-    return None
-
-
-def entry_message(entry):
-    if isinstance(entry.get('message'), str):
-        return entry['message']
-    if isinstance(entry.get('violations'), list) and entry['violations']:
-        return '; '.join(str(v.get('message') or v.get('code')) if isinstance(v, dict) else str(v)
-                         for v in entry['violations'])
-    return entry.get('reason') if isinstance(entry.get('reason'), str) else None
-
-
-def is_status_list(value):
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(e, dict) and entry_label(e) is not None and entry_status(e) is not None for e in value))
-
-
-def status_items(entries):
-    """A compact copy of a list of entries with a name and a status (probes, tables, log policies...)."""
-    items = []
-    for entry in entries[:ITEMS_LIMIT]:
-        item = dict(name=clip(entry_label(entry), 120), status=clip(entry_status(entry), 40))
-        message = entry_message(entry)
-        if message:
-            item['message'] = clip(message, 240)
-        numbers = numeric_leaves({k: v for k, v in entry.items() if is_number(v)})
-        numbers.update(numeric_leaves(entry.get('details')))
-        numbers = dict(sorted(numbers.items())[:ITEM_METRICS_LIMIT])
-        if numbers:
-            item['metrics'] = numbers
-        items.append(item)
-    return items
-
-
-def violation_items(entries, kind):
-    """A compact copy of a module's ``violations`` or ``findings``: scalar fields of dicts, strings as messages."""
-    items = []
-    for entry in entries[:ITEMS_LIMIT]:
-        if isinstance(entry, dict):
-            item = dict((str(k), clip(v, 240) if isinstance(v, str) else v) for k, v in entry.items()
-                        if isinstance(v, (str, int, float, bool)) or v is None)
-        else:
-            item = dict(message=clip(entry, 240))
-        item['kind'] = kind
-        items.append(item)
-    return items
-
-
-def failure_message(result):
-    """``msg`` of a result, with the tail of ``stderr`` when the module gave one (command failures)."""
-    parts = []
-    if result.get('msg'):
-        parts.append(str(result['msg']))
-    if isinstance(result.get('results'), list):
-        # A failed loop says only "One or more items failed": keep the failed items' own reasons (not no_log ones).
-        parts.extend(str(item['msg']) for item in result['results']
-                     if isinstance(item, dict) and item.get('failed') and item.get('msg')
-                     and not item.get('_ansible_no_log'))
-    if result.get('rc') not in (None, 0):
-        parts.append('rc %s' % result['rc'])
-    stderr = result.get('stderr')
-    if isinstance(stderr, str) and stderr.strip():
-        parts.append(stderr.strip()[-300:])
-    return clip(': '.join(parts)) if parts else ''
-
-
-def record_fields(result, failed=False):
-    """What the log keeps of one module result: summary, metrics, msg and name/status lists.
-
-    Generic by design (docs/DESIGN.md): every collection module returns ``summary`` and
-    ``metrics``; any list of entries with a name (``name``, ``path`` or ``table``) and a status
-    (``status``, or their own ``violations`` list) - health probes, vacuumed tables, log
-    policies - and ``violations``/``findings`` lists are kept in compact form for the report.
-    """
-    fields = {}
-    if isinstance(result.get('summary'), str):
-        fields['summary'] = clip(result['summary'])
-    if isinstance(result.get('metrics'), dict):
-        fields['metrics'] = dict((str(k), v) for k, v in result['metrics'].items() if is_number(v))
-    # ansible-core 2.19 strips ``failed`` from the results callbacks see: the event says it.
-    message = failure_message(result) if failed else result.get('msg')
-    if message and isinstance(message, str):
-        fields['msg'] = clip(message)
-    if isinstance(result.get('status'), str):
-        fields['result_status'] = clip(result['status'], 40)
-    lists = {}
-    for key, value in result.items():
-        if key in VIOLATION_KEYS and isinstance(value, list):
-            fields.setdefault('violations', []).extend(violation_items(value, VIOLATION_KEYS[key]))
-        elif key != 'results' and is_status_list(value):
-            lists[key] = status_items(value)
-    if lists:
-        fields['items'] = lists
-    if 'summary' not in fields and isinstance(result.get('results'), list):
-        # A loop: keep the items' own summaries, skipping hidden (no_log) items.
-        summaries = [r['summary'] for r in result['results']
-                     if isinstance(r, dict) and isinstance(r.get('summary'), str) and not r.get('_ansible_no_log')]
-        if summaries:
-            fields['summary'] = clip('; '.join(summaries))
-    return fields
-
-
-def host_status(stats):
-    if stats.get('unreachable'):
-        return 'unreachable'
-    if stats.get('failures'):
-        return 'failed'
-    if stats.get('changed'):
-        return 'changed'
-    if stats.get('ok'):
-        return 'ok'
-    return 'skipped'
 
 
 def guarded(method):
@@ -282,6 +127,24 @@ def guarded(method):
     return wrapper
 
 
+def dispatching_stats():
+    """Ansible's AggregateStats, from the TaskQueueManager whose ``send_callback`` is calling us.
+
+    Ansible counts a failure as ``rescued``, ``ignored`` or ``failures`` just before it sends
+    ``v2_runner_on_failed``; reading its counters is the only way to match the recap exactly.
+    None when the caller is not a TaskQueueManager (then ``ignore_errors`` decides alone).
+    """
+    frame = sys._getframe(1)  # pylint: disable=protected-access
+    for _depth in range(12):
+        if frame is None:
+            return None
+        stats = getattr(frame.f_locals.get('self'), '_stats', None)
+        if frame.f_code.co_name == 'send_callback' and hasattr(stats, 'summarize'):
+            return stats
+        frame = frame.f_back
+    return None
+
+
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
     CALLBACK_TYPE = 'notification'
@@ -295,13 +158,18 @@ class CallbackModule(CallbackBase):
         self.lock = None
         self.invocation_id = None
         self.run_id = None
+        self.run_ended = False
         self.playbook = None
         self.user = None
         self.run_started = None
         self.play = None
+        self.stats = None
+        self.started_task = None
+        self.pid = os.getpid()
         self.task_starts = {}
-        self.host_lines = {}
+        self.host_lines = HostLines()
         self.counted = {}
+        self.failure_counts = {}
 
     # --- plumbing --------------------------------------------------------------------
     def disable(self, reason):
@@ -333,9 +201,10 @@ class CallbackModule(CallbackBase):
                           self.get_option('max_bytes'), self.get_option('keep'), header)
 
     def emit(self, event, **fields):
-        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id, time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+        record = dict(schema_version=SCHEMA_VERSION, event=event, run_id=self.run_id,
+                      time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
         record.update(fields)
-        self.append(JSONL_NAME, json.dumps(record, sort_keys=False, default=str, ensure_ascii=False) + '\n')
+        self.append(JSONL_NAME, json_line(record))
 
     # --- run ------------------------------------------------------------------------
     @guarded
@@ -343,11 +212,20 @@ class CallbackModule(CallbackBase):
         """Each playbook of an ansible-playbook call is one run; the call's ``invocation_id`` links them."""
         path = getattr(playbook, '_file_name', None) or 'playbook'
         now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
-        if self.invocation_id is None:
+        self.stats = self.stats or dispatching_stats()
+        first = self.invocation_id is None
+        if first:
             self.invocation_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
             self.open_log_dir(path)
         self.run_id = '%s-%s' % (now, uuid.uuid4().hex[:8])
-        self.playbook, self.run_started, self.host_lines = path, time.monotonic(), {}
+        self.run_ended = False
+        if first:
+            # Earlier runs that never ended (killed, fatal error) get their end and Markdown section now.
+            with self.lock:
+                close_unfinished(self.log_dir, 'run %s at its start' % self.run_id,
+                                 max_bytes=self.get_option('max_bytes'), keep=self.get_option('keep'))
+            atexit.register(self.at_exit)
+        self.playbook, self.run_started, self.host_lines = path, time.monotonic(), HostLines()
         try:
             extra_vars = load_extra_vars(playbook._loader)
         except Exception:  # pylint: disable=broad-except
@@ -364,7 +242,7 @@ class CallbackModule(CallbackBase):
                   limit=cli.get('subset') or None, tags=[t for t in (cli.get('tags') or ()) if t != 'all'],
                   extra_vars=sorted(str(name) for name in extra_vars),
                   awx_job_id=str(awx_job_id) if awx_job_id is not None else None,
-                  log_dir=self.log_dir)
+                  log_dir=self.log_dir, pid=self.pid, pid_start=process_start(self.pid))
 
     @staticmethod
     def os_user():
@@ -378,6 +256,14 @@ class CallbackModule(CallbackBase):
         self.play = play.get_name()
 
     @guarded
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.started_task = dict(task=task.get_name(), time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+
+    @guarded
+    def v2_playbook_on_handler_task_start(self, task):
+        self.started_task = dict(task=task.get_name(), time=iso_utc_ms(datetime.datetime.now(datetime.timezone.utc)))
+
+    @guarded
     def v2_runner_on_start(self, host, task):
         self.task_starts[(host.name, task._uuid)] = time.monotonic()
 
@@ -387,7 +273,7 @@ class CallbackModule(CallbackBase):
 
     @guarded
     def v2_runner_on_failed(self, result, ignore_errors=False):
-        self.record(result, 'failed', ignored=bool(ignore_errors))
+        self.record(result, self.failure_status(result.host.name, 'failed', bool(ignore_errors)))
 
     @guarded
     def v2_runner_on_skipped(self, result):
@@ -395,9 +281,23 @@ class CallbackModule(CallbackBase):
 
     @guarded
     def v2_runner_on_unreachable(self, result):
-        self.record(result, 'unreachable')
+        self.record(result, self.failure_status(result.host.name, 'unreachable',
+                                                bool(getattr(result.task, 'ignore_unreachable', False))))
 
-    def record(self, result, status, ignored=False):
+    def failure_status(self, host, status, ignored):
+        """``rescued``, ``ignored`` or ``status``: what ansible's own counters made of this failure."""
+        stats = self.stats or dispatching_stats()
+        if stats is None:
+            return 'ignored' if ignored else status
+        counts = stats.summarize(host)
+        before = self.failure_counts.get(host, {})
+        self.failure_counts[host] = counts
+        for key in ('rescued', 'ignored'):
+            if counts.get(key, 0) > before.get(key, 0):
+                return key
+        return status
+
+    def record(self, result, status):
         if self.run_id is None:
             return  # not a playbook run (an ad-hoc command)
         task, host = result.task, result.host.name
@@ -406,33 +306,15 @@ class CallbackModule(CallbackBase):
         module = task.resolved_action or task.action
         fields = dict(host=host, play=self.play, task=task.get_name(), module=module, status=status,
                       duration_ms=round((time.monotonic() - started) * 1000.0, 1) if started else None)
-        if ignored:
-            fields['ignored'] = True
         if hidden:
             fields['no_log'] = True
         elif status != 'skipped':
-            fields.update(record_fields(result.result, failed=status in ('failed', 'unreachable')))
+            fields.update(record_fields(result.result, failed=status in FAILURE_STATUSES))
         self.emit('task', **fields)
-        self.remember(host, status, fields)
+        self.host_lines.add(host, status, fields)
 
-    def remember(self, host, status, fields):
-        """Keep the Markdown lines of a host: failures, summaries and changes without one."""
-        lines = self.host_lines.setdefault(host, dict(failures=[], done=[]))
-        label = fields['task'] if fields['task'] == fields['module'] else '%s (%s)' % (fields['task'], fields['module'])
-        if status in ('failed', 'unreachable'):
-            reason = 'output hidden by no_log' if fields.get('no_log') else fields.get('msg') or 'no message'
-            flag = status.upper() + (', ignored' if fields.get('ignored') else '')
-            lines['failures'].append('**%s** %s: %s' % (flag, label, reason))
-        elif fields.get('summary'):
-            lines['done'].append(fields['summary'])
-        elif status == 'changed':
-            lines['done'].append('%s: changed%s' % (label, ' (output hidden by no_log)' if fields.get('no_log') else ''))
-
-    @guarded
-    def v2_playbook_on_stats(self, stats):
-        """End of one playbook. Ansible's stats add up over the call, so the run's own are the difference."""
-        if self.run_id is None:
-            return
+    def run_counts(self, stats):
+        """Per-host counts of this run alone: ansible's stats add up over the call, so the difference."""
         hosts = {}
         for host in sorted(stats.processed):
             total = stats.summarize(host)
@@ -440,30 +322,38 @@ class CallbackModule(CallbackBase):
             delta = dict((key, value - before.get(key, 0)) for key, value in total.items())
             self.counted[host] = total
             if any(delta.values()):
-                hosts[host] = dict(delta, status=host_status(delta))
-        statuses = [h['status'] for h in hosts.values()]
-        overall = next((s for s in HOST_STATUS_ORDER if s in statuses), 'ok')
+                hosts[host] = delta
+        return hosts
+
+    @guarded
+    def v2_playbook_on_stats(self, stats):
+        """End of one playbook."""
+        if self.run_id is None:
+            return
+        hosts = dict((host, dict(counts, status=host_status(counts))) for host, counts in self.run_counts(stats).items())
+        overall = overall_status([h['status'] for h in hosts.values()])
         duration_ms = round((time.monotonic() - self.run_started) * 1000.0, 1)
         self.emit('run_end', invocation_id=self.invocation_id, playbook=self.playbook, status=overall, hosts=hosts,
                   duration_ms=duration_ms)
+        self.run_ended = True
         self.append(MARKDOWN_NAME, self.markdown(hosts, overall, duration_ms), header=MARKDOWN_HEADER)
 
     def markdown(self, hosts, overall, duration_ms):
         started = datetime.datetime.strptime(self.run_id[:16], '%Y%m%dT%H%M%SZ')
-        cli = context.CLIARGS
-        out = ['', '## %s — %s: %s%s' % (started.strftime('%Y-%m-%d'), os.path.basename(self.playbook), overall,
-                                         ' (check mode)' if cli.get('check') else ''), '']
-        out.append('- when: %s UTC, %.1f s (run %s)'
-                   % (started.strftime('%Y-%m-%d %H:%M:%S'), duration_ms / 1000.0, self.run_id))
-        out.append('- playbook: %s' % self.playbook)
-        out.append('- who: %s on %s' % (self.user, socket.gethostname()))
-        ordered = sorted(hosts, key=lambda h: (HOST_STATUS_ORDER.index(hosts[h]['status']), h))
-        out.append('- hosts: %s' % (', '.join('%s %s' % (h, hosts[h]['status']) for h in ordered) or 'none'))
-        for host in ordered:
-            stats = hosts[host]
-            lines = self.host_lines.get(host, dict(failures=[], done=[]))
-            out += ['', '### %s: %s' % (host, stats['status']), '']
-            out += ['- %s' % line for line in lines['failures'] + lines['done']]
-            out.append('- %d ok, %d changed, %d failed, %d unreachable, %d skipped' % (
-                stats['ok'], stats['changed'], stats['failures'], stats['unreachable'], stats['skipped']))
-        return '\n'.join(out) + '\n'
+        run = dict(run_id=self.run_id, playbook=self.playbook, user=self.user, controller=socket.gethostname(),
+                   check_mode=bool(context.CLIARGS.get('check')))
+        return run_section(started, run, hosts, self.host_lines, overall, duration_ms)
+
+    @guarded
+    def at_exit(self):
+        """ansible-playbook is exiting: a run without its summary (a fatal error, an interrupt) is closed now."""
+        if self.run_id is None or self.run_ended or os.getpid() != self.pid:
+            return
+        runs = build_runs(read_events(self.log_dir, {self.run_id}))
+        if not runs:
+            return
+        stats = self.run_counts(self.stats) if self.stats is not None else None
+        with self.lock:
+            close_run(self.log_dir, runs[0], REASON_AT_EXIT, 'the run itself at its exit', stats,
+                      self.get_option('max_bytes'), self.get_option('keep'), self.started_task)
+        self.run_ended = True

@@ -276,11 +276,11 @@ executed_commands:
   sample: []
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.capacity import (
     TIERS,
     render_json,
@@ -288,10 +288,13 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.ca
     review,
     summary_of,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write, check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import hosts_of, build_runs, read_history
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import write_if_changed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import (
+    LogError,
+    build_runs,
+    hosts_of,
+    load_history,
+)
 
 SKIPPED_WARNINGS = 5
 # What a JSON report holds: the review itself, nothing about this run (so the same history writes the same file).
@@ -308,38 +311,6 @@ def validate(module):
                              % params['months'])
     if not params['host'].strip():
         module.fail_json(msg='host is empty: give the inventory host name whose history to review')
-    log_dir = params['log_dir']
-    if not os.path.isdir(log_dir):
-        module.fail_json(msg='log_dir %s %s: point it at the maintenance_log callback\'s log_dir '
-                             '(ENGINEROOM_MAINTENANCE_LOG_DIR or [callback_maintenance_log] log_dir in ansible.cfg)'
-                             % (log_dir, 'is not a directory' if os.path.exists(log_dir) else 'does not exist'))
-    try:
-        found = history_paths(os.path.join(log_dir, JSONL_NAME))
-    except OSError as exc:
-        module.fail_json(msg='log_dir %s cannot be read: %s: check its permissions for the user running Ansible '
-                             'on the controller' % (log_dir, exc.strerror or exc))
-    if not found:
-        module.fail_json(msg='no maintenance log in %s (%s missing): enable the engineroom.maintenance.maintenance_log '
-                             'callback for the runs to review, or point log_dir at its log_dir' % (log_dir, JSONL_NAME))
-    if params['dest']:
-        problem = check_writable_dir(os.path.dirname(os.path.abspath(params['dest'])))
-        if problem:
-            module.fail_json(msg='dest %s cannot be written: %s' % (params['dest'], problem))
-
-
-def write_report(module, dest, data):
-    """Write ``dest`` when its content differs; return whether it did (or would, in check mode)."""
-    try:
-        with open(dest, 'rb') as handle:
-            changed = handle.read() != data
-    except OSError:
-        changed = True
-    if changed and not module.check_mode:
-        try:
-            atomic_write(dest, data, mode=0o644)
-        except OSError as exc:
-            module.fail_json(msg='dest %s could not be written: %s' % (dest, exc.strerror or exc))
-    return changed
 
 
 def flat_metrics(result, history, started):
@@ -377,10 +348,9 @@ def main():
     started = time.monotonic()
     validate(module)
     try:
-        history = read_history(params['log_dir'])
-    except OSError as exc:
-        module.fail_json(msg='cannot read the maintenance log in %s: %s: check that its files are readable by the user '
-                             'running Ansible on the controller' % (params['log_dir'], exc.strerror or exc))
+        history = load_history(params['log_dir'], params['dest'])
+    except LogError as exc:
+        module.fail_json(msg=str(exc))
     result = review(history.events, params['host'], params['threshold_pct'], params['months'])
     result['summary'] = summary_of(result)
     if not result['samples']:
@@ -398,7 +368,10 @@ def main():
         public = dict((key, result[key]) for key in REPORT_KEYS)
         text = render_json(public) if params['format'] == 'json' else render_markdown(result)
         data = text.encode('utf-8')
-        changed = write_report(module, params['dest'], data)
+        try:
+            changed = write_if_changed(params['dest'], data, module.check_mode)
+        except LogError as exc:
+            module.fail_json(msg=str(exc))
         written = len(data) if changed and not module.check_mode else 0
     metrics = flat_metrics(result, history, started)
     metrics['bytes_written'] = written

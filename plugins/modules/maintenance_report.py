@@ -21,6 +21,8 @@ description:
     collection returns.
   - A line of the log that is not a valid event (a torn write, a hand edit) is skipped; the report
     and the result (RV(skipped_lines)) say which and why, and the module warns.
+  - A run that started and never ended (killed, or stopped by a fatal error) is closed first, in both
+    files of the log, as ended without a summary with its last recorded task (RV(closed_runs)).
   - Run it on the controller, where the log is (C(playbooks/report.yml) does, on C(localhost)).
 author:
   - engineroom maintainers (@engineroom)
@@ -106,29 +108,53 @@ metrics:
   description: Flat numbers for the report itself; keys carry their unit.
   returned: always
   type: dict
-  sample: {duration_ms: 48.2, runs: 14, hosts: 3, events: 1220, lines_skipped: 1, failed_tasks: 2,
+  sample: {duration_ms: 48.2, runs: 14, hosts: 3, events: 1220, lines_skipped: 1, failed_tasks: 2, rescued_tasks: 1, ignored_tasks: 0,
            open_violations: 1, charts: 31, bytes_written: 81234}
+closed_runs:
+  description:
+    - Run ids of the runs that had started and ended without a summary (killed, or stopped by a fatal error)
+      and were closed now - a C(run_end) of status C(ended_without_summary) in C(maintenance.jsonl) and a
+      section in C(MAINTENANCE_LOG.md), both with the last recorded task. In check mode, the runs that would be.
+    - A run still going (its process alive on this controller, or a run of another controller with records
+      in the last 24 hours) is left alone - the report's own run among them.
+  returned: always
+  type: list
+  elements: str
+  sample: [20261123T020004Z-3f2a1c9e]
 executed_commands:
-  description: Always empty - the module only reads the log and writes O(dest).
+  description: Always empty - the module only reads the log, closes runs that ended without a summary and writes O(dest).
   returned: always
   type: list
   elements: str
   sample: []
 '''
 
-import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write, check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import read_history, render
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import DirectoryLock, write_if_changed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import LogError, load_history
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import render
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.unfinished import close_unfinished
 
 
 def plural(count, word):
     return '%d %s%s' % (count, word, '' if count == 1 else 's')
+
+
+def close_runs(log_dir, check_mode):
+    """Close the runs that ended without a summary (killed, fatal error) in both files; their run ids."""
+    try:
+        lock = DirectoryLock(log_dir)
+        try:
+            with lock:
+                return [end['run_id'] for end in close_unfinished(log_dir, 'maintenance_report', check_mode=check_mode)]
+        finally:
+            lock.close()
+    except OSError as exc:
+        raise LogError('cannot close the runs that ended without a summary in %s: %s' % (log_dir, exc.strerror or exc)) from None
 
 
 def main():
@@ -147,33 +173,19 @@ def main():
     for name in ('max_runs', 'max_failures'):
         if params[name] < 1:
             module.fail_json(msg='%s must be at least 1 (got %d)' % (name, params[name]))
-    if not os.path.isdir(params['log_dir']):
-        module.fail_json(msg='log_dir %s is not a directory: point it at the maintenance_log callback\'s log_dir '
-                             '(nothing was written)' % params['log_dir'])
-    if not history_paths(os.path.join(params['log_dir'], JSONL_NAME)):
-        module.fail_json(msg='no maintenance log in %s (%s missing): enable the engineroom.maintenance.maintenance_log '
-                             'callback for the runs to report on, or point log_dir at its log_dir'
-                             % (params['log_dir'], JSONL_NAME))
-    problem = check_writable_dir(os.path.dirname(os.path.abspath(params['dest'])))
-    if problem:
-        module.fail_json(msg='dest %s cannot be written: %s' % (params['dest'], problem))
-
     try:
-        history = read_history(params['log_dir'])
-    except OSError as exc:
-        module.fail_json(msg='cannot read the maintenance log in %s: %s' % (params['log_dir'], exc.strerror or exc))
+        history = load_history(params['log_dir'], params['dest'])
+        closed = close_runs(params['log_dir'], module.check_mode)
+        if closed and not module.check_mode:
+            history = load_history(params['log_dir'])
+    except LogError as exc:
+        module.fail_json(msg=str(exc))
     page, figures = render(history, params['title'], params['max_runs'], params['max_failures'])
     data = page.encode('utf-8')
     try:
-        with open(params['dest'], 'rb') as handle:
-            changed = handle.read() != data
-    except OSError:
-        changed = True
-    if changed and not module.check_mode:
-        try:
-            atomic_write(params['dest'], data, mode=0o644)
-        except OSError as exc:
-            module.fail_json(msg='dest %s could not be written: %s' % (params['dest'], exc.strerror or exc))
+        changed = write_if_changed(params['dest'], data, module.check_mode)
+    except LogError as exc:
+        module.fail_json(msg=str(exc))
     for skipped in history.skipped:
         module.warn('maintenance log %s skipped: %s' % (skipped['where'], skipped['reason']))
 
@@ -182,7 +194,10 @@ def main():
                                               plural(figures['open_violations'], 'open violation'))
     if history.skipped:
         summary += ', %s skipped' % plural(len(history.skipped), 'unreadable line')
-    module.exit_json(changed=changed, dest=params['dest'], summary=summary, skipped_lines=history.skipped,
+    if closed:
+        summary += ', %s closed as ended without a summary' % plural(len(closed), 'run')
+    module.exit_json(changed=changed or bool(closed), dest=params['dest'], summary=summary, skipped_lines=history.skipped,
+                     closed_runs=closed,
                      metrics=dict(figures, duration_ms=elapsed_ms(started), bytes_written=len(data) if changed else 0),
                      executed_commands=[])
 

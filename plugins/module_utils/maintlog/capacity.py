@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.report import is_number
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import is_number
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, parse_time
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 

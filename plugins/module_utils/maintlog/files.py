@@ -18,11 +18,17 @@ import fcntl
 import os
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
+
 LOCK_NAME = '.maintenance-log.lock'
 # The maintenance log's two files (written by the maintenance_log callback, read by maintenance_report).
 JSONL_NAME = 'maintenance.jsonl'
 MARKDOWN_NAME = 'MAINTENANCE_LOG.md'
 FILE_MODE = 0o640
+
+
+class LogError(Exception):
+    """The log directory or a destination beside it cannot be used; the message says what to do."""
 
 
 class DirectoryLock:
@@ -111,3 +117,21 @@ def history_paths(path):
     if os.path.exists(path):
         paths.append(path)
     return paths
+
+
+def write_if_changed(dest, data, check_mode=False):
+    """Write ``data`` to ``dest`` atomically when its content differs; return whether it did (or would).
+
+    A report depends only on the log, so the same history leaves the file alone. LogError when it cannot be written.
+    """
+    try:
+        with open(dest, 'rb') as handle:
+            changed = handle.read() != data
+    except OSError:
+        changed = True
+    if changed and not check_mode:
+        try:
+            atomic_write(dest, data, mode=0o644)
+        except OSError as exc:
+            raise LogError('dest %s could not be written: %s' % (dest, exc.strerror or exc)) from None
+    return changed

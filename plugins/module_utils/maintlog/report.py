@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: engineroom.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The maintenance report: one self-contained HTML page from ``maintenance.jsonl``.
+"""The maintenance report: one self-contained HTML page from the history of ``maintenance.jsonl``.
 
 No per-module code, like the callback that writes the log: every module's
 ``metrics`` become a chart per key over time per host, every list of
@@ -15,13 +15,17 @@ works offline, attached to a mail or opened from a share.
 from __future__ import annotations
 
 import html
-import json
 import os
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME, history_paths
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_time
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import build_runs, hosts_of
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
+    ENDED_WITHOUT_SUMMARY,
+    ENDED_WITHOUT_SUMMARY_TEXT,
+    FAILURE_STATUSES,
+    is_number,
+)
 
-EVENTS = ('run_start', 'task', 'run_end')
 # Statuses of list entries that need nobody's attention; any other status is an open violation.
 GOOD_STATUSES = frozenset(('healthy', 'ok', 'pass', 'passed', 'compliant', 'done', 'planned', 'skipped',
                            'unchanged', 'changed', 'verified', 'kept', 'removed', 'vacuumed', 'analyzed',
@@ -30,112 +34,12 @@ GOOD_STATUSES = frozenset(('healthy', 'ok', 'pass', 'passed', 'compliant', 'done
 # charted too, under "All figures".
 FEATURED_KEYS = ('size_bytes', 'bytes_written', 'dead_tuples_removed', 'used_pct', 'free_pct')
 STATUS_COLOURS = dict(ok='#2f9e62', changed='#3a7fc4', failed='#d94841', unreachable='#8155ba',
-                      skipped='#a3acb5', incomplete='#6f8fb3', healthy='#2f9e62', degraded='#e0a526',
+                      skipped='#a3acb5', incomplete='#6f8fb3', running='#6f8fb3', rescued='#e0a526', ignored='#8a96a3',
+                      ended_without_summary='#b5562b', healthy='#2f9e62', degraded='#e0a526',
                       unhealthy='#d94841')
 NEUTRAL_BAD = '#d94841'
 ITEM_CHART_LIMIT = 12
 WARNING_STATUSES = frozenset(('degraded', 'warning', 'warn', 'stale', 'incomplete', 'deferred', 'reported'))
-
-
-class History:
-    """The parsed log: events in file order, and the lines that could not be used, with why."""
-
-    def __init__(self):
-        self.events = []
-        self.skipped = []
-        self.files = []
-
-
-def read_history(log_dir):
-    """Read every file of the log (rotated ones first); skip, and note, what is not a valid event."""
-    history = History()
-    for path in history_paths(os.path.join(log_dir, JSONL_NAME)):
-        history.files.append(path)
-        with open(path, 'rb') as handle:
-            for number, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
-                where = '%s line %d' % (os.path.basename(path), number)
-                try:
-                    record = json.loads(raw.decode('utf-8'))
-                except (ValueError, UnicodeDecodeError) as exc:
-                    history.skipped.append(dict(where=where, reason='not valid JSON (%s)' % exc))
-                    continue
-                if not isinstance(record, dict) or record.get('event') not in EVENTS or not record.get('run_id'):
-                    history.skipped.append(dict(where=where, reason='not a maintenance log event '
-                                                                    '(no known "event" and "run_id")'))
-                    continue
-                history.events.append(record)
-    return history
-
-
-def is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class Run:
-    def __init__(self, run_id):
-        self.run_id = run_id
-        self.start = None
-        self.time = None
-        self.playbook = ''
-        self.user = None
-        self.controller = None
-        self.check_mode = False
-        self.awx_job_id = None
-        self.status = None
-        self.duration_ms = None
-        self.host_status = {}
-        self.tasks = []
-
-    @property
-    def complete(self):
-        return self.status is not None
-
-    def status_of(self, host):
-        """The host's status in this run; a run without its end record is ``incomplete``."""
-        if host in self.host_status:
-            return self.host_status[host]
-        statuses = set(t.get('status') for t in self.tasks if t.get('host') == host)
-        for status in ('unreachable', 'failed'):
-            if status in statuses:
-                return status
-        return 'incomplete'
-
-
-def build_runs(events):
-    """Group events by run, oldest run first."""
-    runs = {}
-    for event in events:
-        run = runs.get(event['run_id'])
-        if run is None:
-            run = runs[event['run_id']] = Run(event['run_id'])
-        when = parse_time(event.get('time'))
-        if when is not None and (run.time is None or when < run.time):
-            run.time = when
-        kind = event['event']
-        if kind == 'run_start':
-            run.playbook = str(event.get('playbook', ''))
-            run.user, run.controller = event.get('user'), event.get('controller')
-            run.check_mode, run.awx_job_id = bool(event.get('check_mode')), event.get('awx_job_id')
-        elif kind == 'task' and isinstance(event.get('host'), str):
-            run.tasks.append(dict(event, _time=when))
-        elif kind == 'run_end':
-            run.status = str(event.get('status'))
-            run.duration_ms = event.get('duration_ms') if is_number(event.get('duration_ms')) else None
-            hosts = event.get('hosts') if isinstance(event.get('hosts'), dict) else {}
-            run.host_status = dict((h, str(s.get('status'))) for h, s in hosts.items() if isinstance(s, dict))
-    ordered = [r for r in runs.values() if r.time is not None]
-    ordered.sort(key=lambda r: r.time)
-    return ordered
-
-
-def hosts_of(runs):
-    names = set()
-    for run in runs:
-        names.update(run.host_status)
-        names.update(t['host'] for t in run.tasks)
-    return sorted(names)
 
 
 def short_module(name):
@@ -178,8 +82,11 @@ class HostView:
             self.grids.setdefault((module, list_key), []).append((when, cells))
         if isinstance(task.get('violations'), list):
             self.latest_violations[module] = (when, [v for v in task['violations'] if isinstance(v, dict)])
-        if task.get('status') in ('failed', 'unreachable'):
+        if task.get('status') in FAILURE_STATUSES:
             self.failures.append((run, task))
+
+    def count(self, *statuses):
+        return sum(1 for _run, task in self.failures if task['status'] in statuses)
 
     def open_violations(self):
         """Non-good entries in the latest result of each list, with the time they have been so since."""
@@ -255,7 +162,22 @@ def colour(status):
 
 
 def pill(status):
-    return '<span class="pill" style="background:%s">%s</span>' % (colour(status.split(' ')[0]), esc(status))
+    label = ENDED_WITHOUT_SUMMARY_TEXT if status == ENDED_WITHOUT_SUMMARY else status
+    return '<span class="pill" style="background:%s">%s</span>' % (colour(status.split(' ')[0]), esc(label))
+
+
+def run_status(run):
+    """A run's status for the page: its end's, or ``running`` (the report's own run among them) without one."""
+    return run.status or 'running'
+
+
+def last_task_note(run):
+    """Where a run that ended without a summary stopped: its last recorded task."""
+    last = (run.end or {}).get('last_task') if run.ended_without_summary else None
+    if not last:
+        return ''
+    return '<div class="mod">last task: %s on %s (%s) at %s</div>' % (
+        esc(last.get('task')), esc(last.get('host')), esc(last.get('status')), esc(last.get('time')))
 
 
 def line_chart(module, key, points):
@@ -366,7 +288,7 @@ def slug(name):
 
 
 def host_section(view, max_runs, max_failures):
-    latest = view.timeline[-1][1] if view.timeline else 'incomplete'
+    latest = view.timeline[-1][1] if view.timeline else 'running'
     out = ['<section class="host" id="host-%s" data-host="%s"><div class="hosthead"><h2>%s</h2>%s</div>'
            % (esc(slug(view.host)), esc(view.host), esc(view.host), pill(latest))]
     out.append('<h3>Run timeline</h3>' + timeline_svg(view.host, view.timeline[-max_runs:]))
@@ -400,11 +322,11 @@ def host_section(view, max_runs, max_failures):
             out.append('<tr><td>%s</td><td>%s</td><td>%s<div class="mod">%s</div></td><td>%s</td><td class="msg">%s</td></tr>'
                        % (esc(task['_time'].strftime('%Y-%m-%d %H:%M')),
                           esc(os.path.basename(run.playbook)), esc(task.get('task', '')),
-                          esc(task.get('module', '')), pill(task['status'] + (' (ignored)' if task.get('ignored') else '')),
+                          esc(task.get('module', '')), pill(task['status']),
                           esc('output hidden by no_log' if task.get('no_log') else task.get('msg') or 'no message')))
         out.append('</tbody></table>')
     else:
-        out.append('<p class="none">No failed or unreachable task recorded.</p>')
+        out.append('<p class="none">No failed, unreachable, rescued or ignored task recorded.</p>')
     if rest:
         out.append('<details class="more"><summary>All figures (%d charts)</summary><div class="charts">%s</div></details>'
                    % (len(rest), ''.join(line_chart(m, k, charts[(m, k)][-max_runs:]) for m, k in rest)))
@@ -416,7 +338,7 @@ def runs_table(runs, hosts, max_runs):
     out = ['<table class="runs"><thead><tr><th>started (UTC)</th><th>playbook</th><th>who</th><th>duration</th>'
            '<th>status</th><th>hosts</th></tr></thead><tbody>']
     for run in list(reversed(runs))[:max_runs]:
-        status = run.status or 'incomplete'
+        status = run_status(run)
         host_pills = ' '.join('<span class="dot-host" style="background:%s" title="%s"></span>%s'
                               % (colour(run.status_of(h)), esc(run.status_of(h)), esc(h))
                               for h in hosts if h in run.host_status or any(t['host'] == h for t in run.tasks))
@@ -425,7 +347,7 @@ def runs_table(runs, hosts, max_runs):
             ' <span class="tag">check</span>' if run.check_mode else '',
             esc(run.user or '?') + (' · AWX job %s' % esc(run.awx_job_id) if run.awx_job_id else ''),
             esc(format_value('duration_ms', run.duration_ms)) if run.duration_ms is not None else '–',
-            pill(status), host_pills))
+            pill(status) + last_task_note(run), host_pills))
     out.append('</tbody></table>')
     return ''.join(out)
 
@@ -484,9 +406,11 @@ def render(history, title, max_runs=60, max_failures=20):
     runs = build_runs(history.events)
     hosts = hosts_of(runs)
     views = [HostView(host, runs) for host in hosts]
-    failures = sum(len(v.failures) for v in views)
+    failures = sum(v.count('failed', 'unreachable') for v in views)
     open_violations = sum(len(v.open_violations()) for v in views)
     latest = runs[-1] if runs else None
+    # The last run that is over: a run still going (this report's own run) says nothing yet.
+    last_done = next((run for run in reversed(runs) if run.complete), None)
     span = ('%s to %s' % (runs[0].time.strftime('%Y-%m-%d %H:%M'), latest.time.strftime('%Y-%m-%d %H:%M UTC'))
             if runs else 'no runs recorded yet')
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
@@ -496,13 +420,14 @@ def render(history, title, max_runs=60, max_failures=20):
                % (esc(title), esc(span), len(runs), '' if len(runs) == 1 else 's', len(hosts),
                   '' if len(hosts) == 1 else 's'))
     kpis = [('runs', len(runs)), ('hosts', len(hosts)),
-            ('last run', pill(latest.status or 'incomplete') if latest else '–'),
-            ('failed tasks', failures), ('open violations', open_violations)]
+            ('last run', pill(last_done.status) if last_done else '–'),
+            ('failed tasks', failures), ('rescued tasks', sum(v.count('rescued') for v in views)),
+            ('ignored failures', sum(v.count('ignored') for v in views)), ('open violations', open_violations)]
     out.append('<div class="kpis">%s</div>' % ''.join(
         '<div class="kpi" data-kpi="%s"><b>%s</b><span>%s</span></div>'
         % (esc(name), value if name == 'last run' else esc(value), esc(name)) for name, value in kpis))
     out.append('<nav class="hostnav">%s</nav>' % ''.join(
-        '<a href="#host-%s">%s%s</a>' % (esc(slug(v.host)), pill(v.timeline[-1][1] if v.timeline else 'incomplete'),
+        '<a href="#host-%s">%s%s</a>' % (esc(slug(v.host)), pill(v.timeline[-1][1] if v.timeline else 'running'),
                                          esc(v.host)) for v in views))
     if history.skipped:
         out.append('<div class="notice skipped"><b>%d line%s of the history could not be read and %s skipped:</b><ul>%s'
@@ -512,13 +437,16 @@ def render(history, title, max_runs=60, max_failures=20):
                                             for s in history.skipped[:50])))
     out.append('<section class="card" id="runs"><h2>Recent runs</h2>%s<div class="legend">%s</div></section>'
                % (runs_table(runs, hosts, max_runs), ''.join(
-                   '<span><i style="background:%s"></i>%s</span>' % (STATUS_COLOURS[s], s)
-                   for s in ('ok', 'changed', 'failed', 'unreachable', 'skipped', 'incomplete'))))
+                   '<span><i style="background:%s"></i>%s</span>' % (STATUS_COLOURS[s], s.replace('_', ' '))
+                   for s in ('ok', 'changed', 'failed', 'unreachable', 'skipped', 'rescued', 'ignored', 'running',
+                             'ended_without_summary'))))
     out += [host_section(view, max_runs, max_failures) for view in views]
     out.append('</main><footer>Rendered by engineroom.maintenance.maintenance_report from %s; history up to %s.</footer>'
                '</body></html>' % (esc(', '.join(os.path.basename(p) for p in history.files) or JSONL_NAME),
                                    esc(latest.time.strftime('%Y-%m-%dT%H:%M:%SZ') if latest else 'nothing')))
     figures = dict(runs=len(runs), hosts=len(hosts), events=len(history.events),
-                   lines_skipped=len(history.skipped), failed_tasks=failures, open_violations=open_violations,
+                   lines_skipped=len(history.skipped), failed_tasks=failures,
+                   rescued_tasks=sum(v.count('rescued') for v in views), ignored_tasks=sum(v.count('ignored') for v in views),
+                   open_violations=open_violations,
                    charts=sum(len(v.series) for v in views))
     return '\n'.join(out) + '\n', figures

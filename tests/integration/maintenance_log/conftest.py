@@ -28,7 +28,7 @@ class LoggedRun:
         while text[position:].strip():
             document, position = decoder.raw_decode(text, len(text) - len(text[position:].lstrip()))
             documents.append(document)
-        self.report = documents[-1]
+        self.report = documents[-1] if documents else None  # a fatal error prints no JSON
 
     def statuses(self):
         """{(host, task name): status} as ansible.posix.json saw them (the run's own view)."""

@@ -64,13 +64,15 @@ def test_every_status_is_recorded_including_unreachable(recorded):
     assert run.rc != 0  # the second playbook failed on purpose
     tasks = tasks_of(events)
     recorded_statuses = dict((key, e['status']) for key, e in tasks.items())
-    assert recorded_statuses == run.statuses()  # exactly what the run itself saw
+    # exactly what the run itself saw; a failure that ignore_errors or a rescue dealt with says so
+    assert recorded_statuses == dict((key, 'ignored' if (status == 'failed' and key == ('localhost', 'Secret failure'))
+                                      else status) for key, status in run.statuses().items())
     assert recorded_statuses[('localhost', 'Say hello')] == 'ok'
     assert recorded_statuses[('localhost', 'Change something')] == 'changed'
     assert recorded_statuses[('localhost', 'Never runs')] == 'skipped'
     assert recorded_statuses[('unreach', 'Reach every host')] == 'unreachable'
     assert recorded_statuses[('localhost', 'Break on purpose')] == 'failed'
-    assert tasks[('localhost', 'Secret failure')]['ignored'] is True
+    assert recorded_statuses[('localhost', 'Secret failure')] == 'ignored'
     unreachable = tasks[('unreach', 'Reach every host')]
     assert 'Connection refused' in unreachable['msg'] or 'connect' in unreachable['msg']
     broken = tasks[('localhost', 'Break on purpose')]
@@ -87,7 +89,7 @@ def test_two_playbooks_in_one_call_are_two_runs_of_valid_jsonl(recorded):
     assert len(set(e['invocation_id'] for e in events if 'invocation_id' in e)) == 1
     first_id, second_id = events[0]['run_id'], events[-1]['run_id']
     assert first_id != second_id
-    assert all(e['schema_version'] == 1 and e['time'].endswith('Z') for e in events)
+    assert all(e['schema_version'] == 2 and e['time'].endswith('Z') for e in events)
     start = events[0]
     assert start['extra_vars'] == ['db_password'] and start['ansible_version'].startswith('2.19')
     assert start['user'] and start['controller'] and start['inventory'][0].endswith('inventory.ini')
@@ -151,11 +153,11 @@ def test_markdown_sections_list_failures_first_in_operator_language(recorded):
     first, second = text.split('\n## ')[1:]
     assert recorded['events'][0]['run_id'] in first and '- hosts: localhost changed' in first
     localhost = first.split('### localhost: changed\n\n')[1].split('\n\n')[0].splitlines()
-    assert localhost[0] == '- **FAILED, ignored** Secret failure (ansible.builtin.fail): output hidden by no_log'
+    assert localhost[0] == '- **IGNORED** Secret failure (ansible.builtin.fail): output hidden by no_log'
     probe = tasks_of(recorded['events'])[('localhost', 'Probe with a password')]
     assert localhost[1:4] == ['- Change something (ansible.builtin.command): changed', '- %s' % probe['summary'],
                               '- Secret command (ansible.builtin.command): changed (output hidden by no_log)']
-    assert localhost[-1] == '- 5 ok, 2 changed, 0 failed, 0 unreachable, 1 skipped'
+    assert localhost[-1] == '- 5 ok, 2 changed, 0 failed, 0 unreachable, 1 skipped, 0 rescued, 1 ignored'
     assert '- hosts: unreach unreachable, localhost failed' in second
     failed = second.split('### localhost: failed\n\n')[1].splitlines()
     assert failed[0].startswith('- **FAILED** Break on purpose (ansible.builtin.command): non-zero return code: rc 2: ')

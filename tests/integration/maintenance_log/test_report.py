@@ -138,8 +138,10 @@ def test_bad_inputs_fail_clearly_and_write_nothing(history):
                              'engineroom.maintenance.maintenance_log callback for the runs to report on, or point '
                              'log_dir at its log_dir' % missing_log)
     assert os.listdir(missing_log) == []
-    assert run.result('no log dir')['msg'] == ('log_dir %s-absent is not a directory: point it at the maintenance_log '
-                                               'callback\'s log_dir (nothing was written)' % missing_log)
+    assert run.result('no log dir')['msg'] == ('log_dir %s-absent does not exist: point it at the maintenance_log '
+                                               'callback\'s log_dir (ENGINEROOM_MAINTENANCE_LOG_DIR or '
+                                               '[callback_maintenance_log] log_dir in ansible.cfg); nothing was written'
+                                               % missing_log)
     assert not os.path.exists(missing_log + '-absent') and not os.path.exists(planned)
     no_dir = run.result('no dest dir')
     assert no_dir['failed'] is True

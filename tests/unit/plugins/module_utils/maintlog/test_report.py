@@ -6,7 +6,7 @@ import datetime
 import os
 import re
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog import report as _report
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog import history as _history, report as _report
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 from tests.harness.maintenance_log import synthetic_events, write_history
 
@@ -14,7 +14,7 @@ from tests.harness.maintenance_log import synthetic_events, write_history
 def make_history(tmp_path, corrupt_after=None, events=None):
     write_history(str(tmp_path / 'maintenance.jsonl'), events if events is not None else synthetic_events(),
                   corrupt_after)
-    return _report.read_history(str(tmp_path))
+    return _history.read_history(str(tmp_path))
 
 
 def test_corrupt_and_foreign_lines_are_skipped_and_named(tmp_path):
@@ -22,7 +22,7 @@ def test_corrupt_and_foreign_lines_are_skipped_and_named(tmp_path):
     with open(tmp_path / 'maintenance.jsonl', 'a') as handle:
         handle.write('[1, 2]\n{"event": "task"}\n\n')
     assert len(history.events) == len(synthetic_events())
-    history = _report.read_history(str(tmp_path))
+    history = _history.read_history(str(tmp_path))
     assert [s['where'] for s in history.skipped] == ['maintenance.jsonl line 6', 'maintenance.jsonl line %d'
                                                      % (len(synthetic_events()) + 2), 'maintenance.jsonl line %d'
                                                      % (len(synthetic_events()) + 3)]
@@ -35,9 +35,9 @@ def test_corrupt_and_foreign_lines_are_skipped_and_named(tmp_path):
 def test_figures_and_open_violations(tmp_path):
     page, figures = _report.render(make_history(tmp_path), 'Ops <report>')
     assert figures == dict(runs=14, hosts=3, events=len(synthetic_events()), lines_skipped=0, failed_tasks=2,
-                           open_violations=4, charts=figures['charts'])
+                           rescued_tasks=0, ignored_tasks=0, open_violations=4, charts=figures['charts'])
     assert '<title>Ops &lt;report&gt;</title>' in page
-    views = dict((v.host, v) for v in (_report.HostView(h, _report.build_runs(synthetic_events()))
+    views = dict((v.host, v) for v in (_report.HostView(h, _history.build_runs(synthetic_events()))
                                        for h in ('db1', 'app1', 'app2')))
     app1 = dict((v['what'], v) for v in views['app1'].open_violations())
     assert set(app1) == {'log /var/log/nginx/access.log', 'probe uploads'}
@@ -62,14 +62,15 @@ def test_same_history_same_page(tmp_path):
     assert first == second
 
 
-def test_run_without_end_is_incomplete_and_empty_history_renders(tmp_path):
+def test_run_without_end_is_running_never_incomplete_and_empty_history_renders(tmp_path):
     events = [e for e in synthetic_events(days=1) if e['event'] != 'run_end']
-    runs = _report.build_runs(events)
-    assert runs[0].status is None and runs[0].status_of('db1') == 'incomplete'
+    runs = _history.build_runs(events)
+    assert runs[0].status is None and runs[0].status_of('db1') == 'running'
     page, figures = _report.render(make_history(tmp_path, events=events), 'T')
-    assert figures['runs'] == 1 and 'incomplete' in page
+    assert figures['runs'] == 1 and '>running<' in page and 'incomplete' not in page
+    assert '<div class="kpi" data-kpi="last run"><b>–</b>' in page  # no run is over yet
     os.unlink(tmp_path / 'maintenance.jsonl')
-    page, figures = _report.render(_report.read_history(str(tmp_path)), 'T')
+    page, figures = _report.render(_history.read_history(str(tmp_path)), 'T')
     assert figures['runs'] == 0 and 'no runs recorded yet' in page
 
 
