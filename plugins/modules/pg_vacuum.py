@@ -275,13 +275,13 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.table_patterns import select_tables
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
-    Runner,
     connect_and_resolve,
     default_database,
     params_for,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
+    StatementRunner,
     connect,
     postgres_argument_spec,
 )
@@ -359,7 +359,7 @@ def make_plan(module, databases, runner):
             if database == default_database(p):
                 rows = catalog_rows(runner)
             else:
-                other = Runner(connect(params_for(p, database)))
+                other = StatementRunner(connect(params_for(p, database)))
                 try:
                     rows = catalog_rows(other)
                 finally:

@@ -36,8 +36,11 @@ try:
 except ImportError:  # reported by the module through missing_required_lib
     pass
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import PostgresError, connect
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import Runner
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
+    PostgresError,
+    StatementRunner,
+    connect,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 MODES = ('analyze', 'vacuum', 'vacuum_analyze', 'full', 'freeze')
@@ -219,35 +222,39 @@ class Budget:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
 
-def run_database(params, entries, options, budget, check_mode):
-    """Work through one database's entries over ``jobs`` connections, largest first.
+class DatabaseWork:
+    """One database's entries worked through by ``jobs`` threads, each with its own connection.
 
-    Returns (statements run, connection problems). Each worker takes the
-    next table from the shared list; when the budget is exhausted the tables
-    not yet started are marked ``deferred``. A worker whose connection cannot
-    be opened (``max_connections``, a role's CONNECTION LIMIT) just stops and
-    leaves the list to the workers that did connect: its connection message is
-    returned among the problems, distinct messages once each. Only when no
-    worker connected at all are the tables marked ``failed`` with that message
-    (and no problem is returned, the tables say it).
+    Each worker takes the next table from the shared list; when the budget is
+    exhausted the tables not yet started are marked ``deferred``. A worker
+    whose connection cannot be opened (``max_connections``, a role's
+    CONNECTION LIMIT) just stops and leaves the list to the workers that did
+    connect.
     """
-    pending = list(entries)
-    lock = threading.Lock()
-    executed = []
-    refused = []
-    connected = []
 
-    def next_entry():
-        with lock:
-            return pending.pop(0) if pending else None
+    def __init__(self, params, entries, options, budget, check_mode):
+        self.params = params
+        self.entries = entries
+        self.options = options
+        self.budget = budget
+        self.check_mode = check_mode
+        self.pending = list(entries)
+        self.lock = threading.Lock()
+        self.executed = []
+        self.refused = []
+        self.connected = []
 
-    def fail_rest(reason):
-        entry = next_entry()
+    def next_entry(self):
+        with self.lock:
+            return self.pending.pop(0) if self.pending else None
+
+    def fail_rest(self, reason):
+        entry = self.next_entry()
         while entry is not None:
             entry.update(status='failed', reason=reason)
-            entry = next_entry()
+            entry = self.next_entry()
 
-    def open_connection():
+    def open_connection(self):
         """Connect; while no worker is connected yet, retry a refusal for lack of connection slots.
 
         The planning connection's backend may still be exiting when the
@@ -256,51 +263,62 @@ def run_database(params, entries, options, budget, check_mode):
         """
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                return connect(params)
+                return connect(self.params)
             except PostgresError as exc:
-                with lock:
-                    retry = not connected and attempt + 1 < CONNECT_ATTEMPTS and _out_of_slots(str(exc))
+                with self.lock:
+                    retry = not self.connected and attempt + 1 < CONNECT_ATTEMPTS and _out_of_slots(str(exc))
                 if not retry:
                     raise
             time.sleep(CONNECT_RETRY_S)
         return None  # not reached: the last attempt raises
 
-    def worker():
+    def worker(self):
         try:
-            conn = open_connection()
+            conn = self.open_connection()
         except PostgresError as exc:
-            with lock:
-                refused.append(str(exc))
+            with self.lock:
+                self.refused.append(str(exc))
             return
-        with lock:
-            connected.append(conn)
-        runner = Runner(conn)
+        with self.lock:
+            self.connected.append(conn)
+        runner = StatementRunner(conn)
         try:
-            session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
-            entry = next_entry()
+            session_settings(runner, self.options['lock_timeout_ms'], self.options['statement_timeout_ms'])
+            entry = self.next_entry()
             while entry is not None:
-                if budget.exhausted():
+                if self.budget.exhausted():
                     entry.update(status='deferred', reason='max_duration_s reached before this table started')
                 else:
-                    work_table(runner, entry, check_mode)
-                entry = next_entry()
+                    work_table(runner, entry, self.check_mode)
+                entry = self.next_entry()
         except psycopg2.Error as exc:  # the session itself broke (settings refused, connection lost)
-            fail_rest(_error_reason(exc)[1])
+            self.fail_rest(_error_reason(exc)[1])
         finally:
             conn.close()
-            with lock:
-                executed.extend(runner.executed)
+            with self.lock:
+                self.executed.extend(runner.executed)
 
-    threads = [threading.Thread(target=worker, name='pg_vacuum-%d' % i)
-               for i in range(max(1, min(options['jobs'], len(entries))))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if not connected:
-        fail_rest(refused[0])
-        return executed, []
-    return executed, list(dict.fromkeys(refused))
+    def run(self):
+        """(statements run, connection problems: distinct messages once each).
+
+        Only when no worker connected at all are the tables marked ``failed``
+        with the connection message (and no problem is returned, the tables say it).
+        """
+        threads = [threading.Thread(target=self.worker, name='pg_vacuum-%d' % i)
+                   for i in range(max(1, min(self.options['jobs'], len(self.entries))))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not self.connected:
+            self.fail_rest(self.refused[0])
+            return self.executed, []
+        return self.executed, list(dict.fromkeys(self.refused))
+
+
+def run_database(params, entries, options, budget, check_mode):
+    """Work through one database's entries over ``jobs`` connections, largest first (see :class:`DatabaseWork`)."""
+    return DatabaseWork(params, entries, options, budget, check_mode).run()
 
 
 def _out_of_slots(message):
