@@ -12,13 +12,18 @@ version_added: 0.1.0
 description:
   - Collects what the weekly and monthly database review looks at, in one task and without changing anything.
   - Cluster sections (asked once) are V(database_sizes), V(connections) (by state against C(max_connections)),
-    V(long_queries) (running longer than O(long_query_s)), V(blocking) (blocked/blocking session pairs from
-    C(pg_locks) with the lock waited for), V(autovacuum) (its settings) and V(wraparound) (transaction ID age per database).
+    V(long_queries) (sessions whose transaction has been open longer than O(long_query_s), with the age of the
+    transaction ID and snapshot they hold), V(blocking) (blocked/blocking session pairs from
+    C(pg_locks) with the lock waited for), V(autovacuum) (its settings) and V(wraparound) (transaction ID age per
+    database and its distance to forced autovacuum and to the stop limit).
   - Database sections (asked in each of O(databases)) are V(largest_tables) (total, table, index and TOAST size),
-    V(bloat) (dead tuples, dead ratio, last (auto)vacuum/analyze; RV(bloat[].candidate) uses pg_vacuum's thresholds),
+    V(bloat) (dead tuples of each table and of its TOAST table, measured by C(pgstattuple_approx) when the
+    extension C(pgstattuple) is installed in the database, else the statistics' estimates, RV(bloat[].source) says
+    which; RV(bloat[].candidate) uses pg_vacuum's thresholds on the heap and on the TOAST table each),
     V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes),
     V(seq_scans) (tables read mostly sequentially although not small, so an index is probably missing),
-    V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings) and
+    V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings, for the table or its TOAST
+    table) and
     V(statements) (top queries by total time from C(pg_stat_statements); reported absent when the extension
     is not installed or not loaded, which is not an error).
   - The session is read-only (C(default_transaction_read_only)) and bounded by O(lock_timeout_ms) and
@@ -62,13 +67,20 @@ options:
   top_n:
     description:
       - How many entries the ranked sections (largest tables, bloat, sequential scans, statements) keep per database.
+      - The bloat section lists every candidate even beyond O(top_n), so the summary's count never depends on it.
     type: int
     default: 10
   long_query_s:
     description:
-      - Seconds after which a running (not idle) query counts as long.
+      - Seconds after which a session's open transaction counts as long, measured from the transaction's start
+        (C(xact_start)), so a transaction kept open by short statements or left C(idle in transaction) counts too.
     type: float
     default: 300
+  wraparound_warn_pct:
+    description:
+      - Percent of C(autovacuum_freeze_max_age) from which a database's transaction ID age is a finding.
+    type: float
+    default: 50
   min_dead_tuples:
     description:
       - Dead tuples from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
@@ -152,14 +164,23 @@ connections:
   type: dict
   sample: {by_state: {active: 1, idle: 11}, total: 12, max_connections: 100, superuser_reserved: 3, used_pct: 12.0}
 long_queries:
-  description: Queries running longer than O(long_query_s) (pid, user, database, state, duration_s, wait_event_type, wait_event, query).
+  description:
+    - Sessions whose transaction has been open longer than O(long_query_s), oldest first (pid, user, database,
+      state, application, duration_s (age of the transaction), query_duration_s (age of the current or last statement),
+      xid_age (age of its transaction ID, V(null) before it writes), xmin_age (age of its snapshot), wait_event_type,
+      wait_event, query).
   returned: when the section is collected
   type: list
   elements: dict
 blocking:
   description:
     - Blocked/blocking pairs (blocked_pid, blocked_user, database, waiting_s, blocked_query, locktype, mode, relation,
-      blocking_pid, blocking_user, blocking_state, blocking_query).
+      relation_oid, page, tuple, blocking_pid, blocking_user, blocking_state, blocking_query, root_blocking_pid).
+    - C(relation) is C(schema.table), named in the blocked session's own database (a connection is opened there when
+      it is not reviewed anyway); V(null) with only C(relation_oid) when that database cannot be reached.
+    - A wait on a C(transactionid) is a wait for a row: C(relation), C(page) and C(tuple) then say which row,
+      from the C(tuple) lock PostgreSQL keeps for it.
+    - C(root_blocking_pid) is the session at the head of the chain (it waits for nobody); the findings name it once.
   returned: when the section is collected
   type: list
   elements: dict
@@ -173,7 +194,8 @@ wraparound:
   returned: when the section is collected
   type: list
   elements: dict
-  sample: [{database: app, xid_age: 51234, mxid_age: 0, pct_of_freeze_max_age: 0.0, pct_of_wraparound: 0.0}]
+  sample: [{database: app, xid_age: 51234, mxid_age: 0, pct_of_freeze_max_age: 0.0, pct_of_wraparound: 0.0,
+            xids_to_forced_autovacuum: 199948766, xids_to_stop_limit: 2144432414, autovacuum_freeze_max_age: 200000000}]
 largest_tables:
   description: Per database, the O(top_n) largest tables (database, schema, table, total_bytes, table_bytes, index_bytes, toast_bytes, estimated_rows).
   returned: when the section is collected
@@ -181,15 +203,31 @@ largest_tables:
   elements: dict
 bloat:
   description:
-    - Per database, the O(top_n) tables with most dead tuples (database, schema, table, live_tuples, dead_tuples, dead_ratio,
-      candidate, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze).
+    - Per database, every bloat candidate, then the tables with most dead tuples up to O(top_n) rows, most dead
+      tuples (heap and TOAST) first.
+    - Heap and TOAST table separately (database, schema, table, live_tuples, dead_tuples, dead_ratio, heap_bytes,
+      dead_bytes, toast_live_tuples, toast_dead_tuples, toast_dead_ratio, toast_bytes, toast_dead_bytes, candidate,
+      candidate_by, source, source_note, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze).
   returned: when the section is collected
   type: list
   elements: dict
   contains:
     candidate:
-      description: Whether the table reaches O(min_dead_tuples) and O(min_dead_ratio), so pg_vacuum would select it.
+      description: Whether the heap or the TOAST table reaches O(min_dead_tuples) and O(min_dead_ratio), so pg_vacuum would select it.
       type: bool
+    candidate_by:
+      description: Which parts made it a candidate, V(heap) and/or V(toast).
+      type: list
+      elements: str
+    source:
+      description:
+        - V(pgstattuple_approx) when the figures were measured (dead tuples exact, live tuples estimated for
+          all-visible pages, sizes and dead bytes exact), V(statistics) for the cumulative statistics' estimates
+          (sizes from C(pg_class.relpages), dead bytes V(null)).
+      type: str
+    source_note:
+      description: Why the figures are the statistics' (extension not installed, or the measurement refused), else V(null).
+      type: str
 unused_indexes:
   description: Per database, indexes never scanned (database, schema, table, index, size_bytes, scans), largest first.
   returned: when the section is collected
@@ -203,7 +241,9 @@ seq_scans:
   type: list
   elements: dict
 autovacuum_disabled:
-  description: Per database, tables with their own autovacuum settings (database, schema, table, autovacuum_enabled, settings).
+  description:
+    - Per database, tables with their own autovacuum settings on the table or its TOAST table
+      (database, schema, table, autovacuum_enabled, settings, toast_autovacuum_enabled, toast_settings).
   returned: when the section is collected
   type: list
   elements: dict
@@ -235,6 +275,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.in
     CLUSTER_SECTIONS,
     DATABASE_SECTIONS,
     SECTIONS,
+    name_lock_targets,
     run_section,
     session_settings,
 )
@@ -264,6 +305,7 @@ def argument_spec():
         sections=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
         top_n=dict(type='int', default=10),
         long_query_s=dict(type='float', default=300),
+        wraparound_warn_pct=dict(type='float', default=50),
         min_dead_tuples=dict(type='int', default=1000),
         min_dead_ratio=dict(type='float', default=0.2),
         seq_scan_min_rows=dict(type='int', default=10000),
@@ -277,7 +319,7 @@ def check_options(module):
     p = module.params
     if p['top_n'] < 1:
         module.fail_json(msg='top_n must be at least 1 (got %s)' % p['top_n'])
-    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows'):
+    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows', 'wraparound_warn_pct'):
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
     for name in ('lock_timeout_ms', 'statement_timeout_ms'):
@@ -319,6 +361,29 @@ def collect_database(module, database, main_runner, options, result, errors):
     return runner.executed if conn is not None else []
 
 
+def name_blocked_relations(module, main_runner, options, rows):
+    """Name the relations of lock waits in each waiter's database; returns the statements run elsewhere."""
+    opened = []
+
+    def runner_for(database):
+        if database == default_database(module.params):
+            return main_runner
+        try:
+            other = StatementRunner(connect(params_for(module.params, database)))
+        except PostgresError:
+            return None
+        opened.append(other)
+        session_settings(other, options['lock_timeout_ms'], options['statement_timeout_ms'])
+        return other
+
+    try:
+        name_lock_targets(rows or [], runner_for)
+    finally:
+        for other in opened:
+            other.conn.close()
+    return [statement for other in opened for statement in other.executed]
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_options(module)
@@ -343,6 +408,7 @@ def main():
                 result[section] = data
         for database in databases:
             executed.extend(collect_database(module, database, runner, options, result, errors))
+        executed.extend(name_blocked_relations(module, runner, options, result.get('blocking')))
     finally:
         conn.close()
 
@@ -352,7 +418,7 @@ def main():
     result.update(
         changed=False,
         summary=summary_of(result, databases, errors, metrics),
-        findings=findings_of(result),
+        findings=findings_of(result, p['wraparound_warn_pct']),
         databases=databases,
         sections=sections,
         errors=errors,

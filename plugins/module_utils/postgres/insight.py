@@ -15,15 +15,17 @@ from __future__ import annotations
 try:
     import psycopg2
     import psycopg2.errors
+    from psycopg2 import sql
 except ImportError:  # reported by the module through missing_required_lib
     pass
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import dead_ratio, is_bloated
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import bloated_parts, dead_ratio
 
 CLUSTER_SECTIONS = ('database_sizes', 'connections', 'long_queries', 'blocking', 'autovacuum', 'wraparound')
 DATABASE_SECTIONS = ('largest_tables', 'bloat', 'unused_indexes', 'seq_scans', 'autovacuum_disabled', 'statements')
 SECTIONS = CLUSTER_SECTIONS + DATABASE_SECTIONS
 WRAPAROUND_LIMIT = 2 ** 31
+STOP_LIMIT_MARGIN = 3000000
 QUERY_TEXT_CHARS = 200
 FALSE_WORDS = ('false', 'off', 'no', '0', 'f', 'n')
 
@@ -70,30 +72,93 @@ def connections(runner, options):
 
 
 def long_queries(runner, options):
-    rows = _dicts(runner, "SELECT pid, usename, datname, state, "
-                          "round(extract(epoch FROM now() - query_start)::numeric, 1)::float8, "
-                          "wait_event_type, wait_event, left(query, %(chars)s) FROM pg_stat_activity "
-                          "WHERE state <> 'idle' AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-                          "AND now() - query_start > make_interval(secs => %(secs)s) ORDER BY query_start",
-                  ('pid', 'user', 'database', 'state', 'duration_s', 'wait_event_type', 'wait_event', 'query'),
+    """Sessions whose transaction has been open longer than ``long_query_s``, busy or idle in it.
+
+    The age is the transaction's (``xact_start``), not the current
+    statement's: a transaction that runs ``SELECT 1`` every few seconds is as
+    old as its first statement, and it is the transaction that holds back
+    VACUUM (``backend_xmin``) and freezing (``backend_xid``).
+    """
+    return _dicts(runner, """
+SELECT pid, usename, datname, state, application_name,
+       round(extract(epoch FROM now() - coalesce(xact_start, query_start))::numeric, 1)::float8,
+       round(extract(epoch FROM now() - query_start)::numeric, 1)::float8,
+       age(backend_xid), age(backend_xmin), wait_event_type, wait_event, left(query, %(chars)s)
+FROM pg_stat_activity
+WHERE state <> 'idle' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+  AND now() - coalesce(xact_start, query_start) > make_interval(secs => %(secs)s)
+ORDER BY coalesce(xact_start, query_start)""",
+                  ('pid', 'user', 'database', 'state', 'application', 'duration_s', 'query_duration_s', 'xid_age',
+                   'xmin_age', 'wait_event_type', 'wait_event', 'query'),
                   dict(chars=QUERY_TEXT_CHARS, secs=options['long_query_s']))
-    return rows
 
 
 def blocking(runner, options):
-    """Blocked/blocking pairs: pg_blocking_pids() over pg_locks, with the lock the blocked one waits for."""
-    return _dicts(runner, """
+    """Blocked/blocking pairs: pg_blocking_pids() over pg_locks, with the lock the blocked one waits for.
+
+    The relation is an OID here, valid only in the blocked session's database
+    (see :func:`name_lock_targets`). A wait on a ``transactionid`` is a wait
+    for a row: the waiter holds (or waits for) the ``tuple`` lock of that row,
+    whose relation says which table. Each pair also names the root of its
+    chain: the first blocker, followed blocker to blocker, that waits for no one.
+    """
+    rows = _dicts(runner, """
 SELECT a.pid, a.usename, a.datname, round(extract(epoch FROM now() - a.query_start)::numeric, 1)::float8,
-       left(a.query, %(chars)s), l.locktype, l.mode, l.relation::regclass::text,
+       left(a.query, %(chars)s), l.locktype, l.mode, coalesce(l.relation, t.relation)::bigint, t.page, t.tuple,
        b.pid, b.usename, b.state, left(b.query, %(chars)s)
 FROM pg_stat_activity a
 CROSS JOIN LATERAL unnest(pg_blocking_pids(a.pid)) AS blocker(pid)
 JOIN pg_stat_activity b ON b.pid = blocker.pid
 LEFT JOIN LATERAL (SELECT locktype, mode, relation FROM pg_locks
                    WHERE pid = a.pid AND NOT granted LIMIT 1) l ON true
-ORDER BY a.query_start""", ('blocked_pid', 'blocked_user', 'database', 'waiting_s', 'blocked_query', 'locktype',
-                            'mode', 'relation', 'blocking_pid', 'blocking_user', 'blocking_state', 'blocking_query'),
+LEFT JOIN LATERAL (SELECT relation, page, tuple FROM pg_locks
+                   WHERE pid = a.pid AND locktype = 'tuple' LIMIT 1) t ON true
+ORDER BY a.query_start, a.pid, b.pid""", ('blocked_pid', 'blocked_user', 'database', 'waiting_s', 'blocked_query',
+                                          'locktype', 'mode', 'relation_oid', 'page', 'tuple', 'blocking_pid',
+                                          'blocking_user', 'blocking_state', 'blocking_query'),
                   dict(chars=QUERY_TEXT_CHARS))
+    blockers = {}
+    for row in rows:
+        blockers.setdefault(row['blocked_pid'], []).append(row['blocking_pid'])
+    for row in rows:
+        row['relation'] = None
+        row['root_blocking_pid'] = root_of(row['blocking_pid'], blockers)
+    return rows
+
+
+def root_of(pid, blockers):
+    """Follow the first blocker of each pid until one that waits for nobody (a cycle ends where it closes)."""
+    seen = set()
+    while pid in blockers and pid not in seen:
+        seen.add(pid)
+        pid = blockers[pid][0]
+    return pid
+
+
+RELATION_NAMES = ('SELECT c.oid::bigint, n.nspname || \'.\' || c.relname FROM pg_class c '
+                  'JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s)')
+
+
+def name_lock_targets(rows, runner_for):
+    """Fill ``relation`` (schema.table) of blocking rows, each asked in the blocked session's own database.
+
+    ``runner_for(database)`` returns a runner on that database, or None when
+    it cannot be reached; those rows keep only ``relation_oid``.
+    """
+    by_database = {}
+    for row in rows:
+        if row['relation_oid']:
+            by_database.setdefault(row['database'], []).append(row)
+    for database, waiting in sorted(by_database.items()):
+        runner = runner_for(database)
+        if runner is None:
+            continue
+        try:
+            names = dict(runner.rows(RELATION_NAMES, (sorted(set(r['relation_oid'] for r in waiting)),)))
+        except psycopg2.Error:
+            continue  # the OID stays: naming is a courtesy, the pair is reported either way
+        for row in waiting:
+            row['relation'] = names.get(row['relation_oid'])
 
 
 def autovacuum(runner, options):
@@ -103,12 +168,21 @@ def autovacuum(runner, options):
 
 
 def wraparound(runner, options):
+    """Transaction ID age per database and its distance to forced autovacuum and to the stop limit.
+
+    PostgreSQL forces an anti-wraparound autovacuum when ``age(datfrozenxid)``
+    passes ``autovacuum_freeze_max_age`` and refuses new transaction IDs
+    3,000,000 before the 2^31 wraparound limit.
+    """
     freeze_max_age = int(runner.scalar("SELECT current_setting('autovacuum_freeze_max_age')"))
     rows = _dicts(runner, 'SELECT datname, age(datfrozenxid), mxid_age(datminmxid) FROM pg_database ORDER BY 2 DESC',
                   ('database', 'xid_age', 'mxid_age'))
     for row in rows:
         row['pct_of_freeze_max_age'] = round(100.0 * row['xid_age'] / freeze_max_age, 1)
         row['pct_of_wraparound'] = round(100.0 * row['xid_age'] / WRAPAROUND_LIMIT, 2)
+        row['xids_to_forced_autovacuum'] = freeze_max_age - row['xid_age']
+        row['xids_to_stop_limit'] = WRAPAROUND_LIMIT - STOP_LIMIT_MARGIN - row['xid_age']
+        row['autovacuum_freeze_max_age'] = freeze_max_age
     return rows
 
 
@@ -133,18 +207,76 @@ ORDER BY 3 DESC, 1, 2 LIMIT %(n)s""", ('schema', 'table', 'total_bytes', 'table_
     return rows
 
 
+BLOAT_QUERY = """
+SELECT c.oid, n.nspname, c.relname, c.reltoastrelid::bigint,
+       pg_stat_get_live_tuples(c.oid), pg_stat_get_dead_tuples(c.oid),
+       pg_stat_get_live_tuples(c.reltoastrelid), pg_stat_get_dead_tuples(c.reltoastrelid),
+       c.relpages::bigint * current_setting('block_size')::bigint,
+       coalesce(t.relpages, 0)::bigint * current_setting('block_size')::bigint,
+       pg_stat_get_last_vacuum_time(c.oid), pg_stat_get_last_autovacuum_time(c.oid),
+       pg_stat_get_last_analyze_time(c.oid), pg_stat_get_last_autoanalyze_time(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_toast' AND c.relpersistence <> 't'
+  AND (pg_stat_get_dead_tuples(c.oid) > 0 OR pg_stat_get_dead_tuples(c.reltoastrelid) > 0)
+"""
+BLOAT_KEYS = ('_oid', 'schema', 'table', '_toast_oid', 'live_tuples', 'dead_tuples', 'toast_live_tuples',
+              'toast_dead_tuples', 'heap_bytes', 'toast_bytes', 'last_vacuum', 'last_autovacuum', 'last_analyze',
+              'last_autoanalyze')
+APPROX = 'SELECT round(approx_tuple_count)::bigint, dead_tuple_count, table_len, dead_tuple_len FROM {}(%s::oid)'
+
+
+def pgstattuple_function(runner):
+    """``schema.pgstattuple_approx`` as an Identifier when the extension is installed here, else None."""
+    schema = runner.scalar("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                           "WHERE e.extname = 'pgstattuple'")
+    return sql.Identifier(schema, 'pgstattuple_approx') if schema else None
+
+
+def measure(runner, function, row):
+    """Replace the statistics' estimates of ``row`` (heap and TOAST) by pgstattuple_approx's measurement.
+
+    pgstattuple_approx reads every page the visibility map does not mark
+    all-visible, so its dead tuple count is exact and its live count an
+    estimate for the all-visible pages. A refusal (privilege, lock_timeout,
+    statement_timeout) leaves the statistics in place and says why.
+    """
+    try:
+        for prefix, oid in (('', row['_oid']), ('toast_', row['_toast_oid'])):
+            if not oid:
+                continue
+            live, dead, length, dead_length = runner.rows(sql.SQL(APPROX).format(function), (oid,))[0]
+            row.update({prefix + 'live_tuples': live, prefix + 'dead_tuples': dead,
+                        ('toast_bytes' if prefix else 'heap_bytes'): length, prefix + 'dead_bytes': dead_length})
+        row['source'] = 'pgstattuple_approx'
+    except psycopg2.Error as exc:
+        row['source_note'] = 'pgstattuple_approx refused: %s' % (str(exc).strip().splitlines() or [''])[0]
+
+
 def bloat(runner, options):
-    rows = _dicts(runner, 'SELECT schemaname, relname, n_live_tup, n_dead_tup, last_vacuum, last_autovacuum, '
-                          'last_analyze, last_autoanalyze FROM pg_stat_user_tables WHERE n_dead_tup > 0 '
-                          'ORDER BY n_dead_tup DESC, 1, 2 LIMIT %(n)s',
-                  ('schema', 'table', 'live_tuples', 'dead_tuples', 'last_vacuum', 'last_autovacuum', 'last_analyze',
-                   'last_autoanalyze'), dict(n=options['top_n']))
+    """Dead tuples of each table and of its TOAST table, measured by pgstattuple_approx when installed.
+
+    Every candidate is listed (the summary counts them whatever ``top_n``),
+    then the largest other tables up to ``top_n`` rows.
+    """
+    rows = _dicts(runner, BLOAT_QUERY, BLOAT_KEYS)
+    function = pgstattuple_function(runner) if rows else None
     for row in rows:
+        row.update(source='statistics', source_note=None if function else 'extension pgstattuple is not installed',
+                   dead_bytes=None, toast_dead_bytes=None)
+        if function is not None:
+            measure(runner, function, row)
         for key in ('last_vacuum', 'last_autovacuum', 'last_analyze', 'last_autoanalyze'):
             row[key] = _iso(row[key])
         row['dead_ratio'] = round(dead_ratio(row), 3)
-        row['candidate'] = is_bloated(row, options['min_dead_tuples'], options['min_dead_ratio'])
-    return rows
+        row['toast_dead_ratio'] = round(dead_ratio(row, 'toast_'), 3)
+        row['candidate_by'] = bloated_parts(row, options['min_dead_tuples'], options['min_dead_ratio'])
+        row['candidate'] = bool(row['candidate_by'])
+    rows.sort(key=lambda r: (-(r['dead_tuples'] + r['toast_dead_tuples']), r['schema'], r['table']))
+    candidates = [r for r in rows if r['candidate']]
+    others = [r for r in rows if not r['candidate']][:max(0, options['top_n'] - len(candidates))]
+    kept = set(id(r) for r in candidates + others)
+    return [dict((k, v) for k, v in r.items() if not k.startswith('_')) for r in rows if id(r) in kept]
 
 
 def unused_indexes(runner, options):
@@ -177,17 +309,22 @@ def parse_reloptions(options):
 
 
 def autovacuum_disabled(runner, options):
-    """Tables with autovacuum switched off, and tables with their own autovacuum settings."""
-    rows = runner.rows('SELECT n.nspname, c.relname, c.reloptions FROM pg_class c '
-                       'JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.reloptions IS NOT NULL AND '
-                       + USER_TABLES + ' ORDER BY 1, 2')
+    """Tables with autovacuum switched off, and tables with their own autovacuum settings, TOAST tables' included."""
+    rows = runner.rows('SELECT n.nspname, c.relname, c.reloptions, t.reloptions FROM pg_class c '
+                       'JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_class t ON t.oid = c.reltoastrelid '
+                       'WHERE (c.reloptions IS NOT NULL OR t.reloptions IS NOT NULL) AND ' + USER_TABLES + ' ORDER BY 1, 2')
     found = []
-    for schema, table, reloptions in rows:
+    for schema, table, reloptions, toast_reloptions in rows:
         settings = dict((k, v) for k, v in parse_reloptions(reloptions).items() if k.startswith('autovacuum_'))
-        if settings:
-            enabled = settings.get('autovacuum_enabled', 'true').lower() not in FALSE_WORDS
-            found.append(dict(schema=schema, table=table, autovacuum_enabled=enabled, settings=settings))
+        toast = dict((k, v) for k, v in parse_reloptions(toast_reloptions).items() if k.startswith('autovacuum_'))
+        if settings or toast:
+            found.append(dict(schema=schema, table=table, autovacuum_enabled=_enabled(settings), settings=settings,
+                              toast_autovacuum_enabled=_enabled(toast), toast_settings=toast))
     return found
+
+
+def _enabled(settings):
+    return settings.get('autovacuum_enabled', 'true').lower() not in FALSE_WORDS
 
 
 def statements(runner, options):

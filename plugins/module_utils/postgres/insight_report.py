@@ -13,13 +13,17 @@ from __future__ import annotations
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 
 
-def findings_of(result):
+def findings_of(result, warn_pct=50):
     """The review's notable points, in an operator's words."""
     found = []
     for row in result.get('bloat', []):
-        if row['candidate']:
+        if 'heap' in row['candidate_by']:
             found.append('%s: %s.%s has %d dead tuples (%.0f %% of live): vacuum it' % (
                 row['database'], row['schema'], row['table'], row['dead_tuples'], row['dead_ratio'] * 100))
+        if 'toast' in row['candidate_by']:
+            found.append('%s: the TOAST table of %s.%s has %d dead tuples (%.0f %% of live; %s): vacuum it' % (
+                row['database'], row['schema'], row['table'], row['toast_dead_tuples'], row['toast_dead_ratio'] * 100,
+                'measured by pgstattuple_approx' if row['source'] == 'pgstattuple_approx' else 'statistics estimate'))
     unused = {}
     for row in result.get('unused_indexes', []):
         count, size = unused.get(row['database'], (0, 0))
@@ -32,6 +36,9 @@ def findings_of(result):
     for row in result.get('autovacuum_disabled', []):
         if not row['autovacuum_enabled']:
             found.append('%s: autovacuum is off for %s.%s' % (row['database'], row['schema'], row['table']))
+        if not row['toast_autovacuum_enabled']:
+            found.append('%s: autovacuum is off for the TOAST table of %s.%s (toast.autovacuum_enabled)' % (
+                row['database'], row['schema'], row['table']))
     if result.get('autovacuum', {}).get('autovacuum') == 'off':
         found.append('autovacuum is off for the whole cluster')
     connections = result.get('connections')
@@ -39,16 +46,47 @@ def findings_of(result):
         found.append('connections at %.0f %% of max_connections (%d/%d)' % (
             connections['used_pct'], connections['total'], connections['max_connections']))
     for row in result.get('long_queries', []):
-        found.append('pid %d (%s on %s) has been %s for %.0f s' % (
-            row['pid'], row['user'], row['database'], row['state'], row['duration_s']))
-    for row in result.get('blocking', []):
-        found.append('pid %d waits %.0f s for a %s on %s held by pid %d (%s)' % (
-            row['blocked_pid'], row['waiting_s'] or 0, row['mode'], row['relation'] or row['locktype'],
-            row['blocking_pid'], row['blocking_state']))
+        holds = ', '.join(text for text in (
+            'xid age %d' % row['xid_age'] if row['xid_age'] is not None else '',
+            'snapshot age %d xids' % row['xmin_age'] if row['xmin_age'] is not None else '') if text)
+        found.append('pid %d (%s on %s) has had a transaction open for %.0f s, now %s%s' % (
+            row['pid'], row['user'], row['database'], row['duration_s'], row['state'],
+            ' (%s: holds back VACUUM)' % holds if holds else ''))
+    found.extend(blocking_findings(result.get('blocking', [])))
     for row in result.get('wraparound', []):
-        if row['pct_of_freeze_max_age'] >= 50:
-            found.append('database %s is at %.0f %% of autovacuum_freeze_max_age (xid age %d)' % (
-                row['database'], row['pct_of_freeze_max_age'], row['xid_age']))
+        if row['pct_of_freeze_max_age'] >= warn_pct:
+            found.append('database %s is at %.0f %% of autovacuum_freeze_max_age (xid age %s, %s xids before forced '
+                         'anti-wraparound autovacuum, %s before PostgreSQL stops assigning xids): VACUUM (FREEZE) it' % (
+                             row['database'], row['pct_of_freeze_max_age'], '{:,}'.format(row['xid_age']),
+                             '{:,}'.format(max(0, row['xids_to_forced_autovacuum'])),
+                             '{:,}'.format(row['xids_to_stop_limit'])))
+    return found
+
+
+def lock_target(row):
+    """What a blocked session waits for, in words: a table, a row of a table, or the lock type."""
+    table = row['relation'] or ('relation OID %s in %s' % (row['relation_oid'], row['database'])
+                                if row['relation_oid'] else None)
+    if row['locktype'] in ('transactionid', 'tuple') and table:
+        return 'a row of %s (%s lock)' % (table, row['locktype'])
+    return table or row['locktype'] or 'a lock'
+
+
+def blocking_findings(rows):
+    """One finding per blocked pair, then one per root of a blocking chain."""
+    found = []
+    waiters = {}
+    for row in rows:
+        found.append('pid %d waits %.0f s for a %s on %s held by pid %d (%s)' % (
+            row['blocked_pid'], row['waiting_s'] or 0, row['mode'], lock_target(row), row['blocking_pid'],
+            row['blocking_state']))
+        waiters.setdefault(row['root_blocking_pid'], set()).add(row['blocked_pid'])
+    for root, blocked in sorted(waiters.items()):
+        about = [r for r in rows if r['blocking_pid'] == root][:1]
+        detail = ' (%s, %s: %s)' % (about[0]['blocking_user'], about[0]['blocking_state'], about[0]['blocking_query']) \
+            if about else ''
+        found.append('pid %d%s is the root of a blocking chain: %d session(s) wait behind it' % (
+            root, detail, len(blocked)))
     return found
 
 
@@ -64,7 +102,8 @@ def metrics_of(result, databases, errors, duration_ms):
             r['blocked_pid'] for r in result.get('blocking', []))),
         bloat_candidates=sum(1 for r in result.get('bloat', []) if r['candidate']),
         unused_indexes=len(unused), unused_index_bytes=sum(r['size_bytes'] or 0 for r in unused),
-        autovacuum_disabled_tables=sum(1 for r in result.get('autovacuum_disabled', []) if not r['autovacuum_enabled']),
+        autovacuum_disabled_tables=sum(1 for r in result.get('autovacuum_disabled', [])
+                                       if not (r['autovacuum_enabled'] and r['toast_autovacuum_enabled'])),
         max_xid_age=max([r['xid_age'] for r in result.get('wraparound', [])] or [0]),
         section_errors=len(errors),
     )
