@@ -20,7 +20,12 @@ description:
     V(bloat) (dead tuples of each table and of its TOAST table, measured by C(pgstattuple_approx) when the
     extension C(pgstattuple) is installed in the database, else the statistics' estimates, RV(bloat[].source) says
     which; RV(bloat[].candidate) uses pg_vacuum's thresholds on the heap and on the TOAST table each),
-    V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes),
+    V(stale_statistics) (tables and partitioned parents never analyzed, modified since their last analyze, or whose
+    row estimate is off the live rows, by O(analyze_threshold_ratio)),
+    V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes and how long the
+    statistics have been counting), V(duplicate_indexes) (indexes another index of the same table makes redundant:
+    exact duplicates and leading-column prefixes, constraint indexes never judged redundant), V(index_bloat) (leaf
+    density of the O(top_n) largest B-tree indexes from C(pgstatindex), when C(pgstattuple) is installed),
     V(seq_scans) (tables read mostly sequentially although not small, so an index is probably missing),
     V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings, for the table or its TOAST
     table) and
@@ -61,9 +66,11 @@ options:
     type: list
     elements: str
     choices: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
-              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+              largest_tables, bloat, stale_statistics, unused_indexes, duplicate_indexes, index_bloat, seq_scans,
+              autovacuum_disabled, statements]
     default: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
-              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+              largest_tables, bloat, stale_statistics, unused_indexes, duplicate_indexes, index_bloat, seq_scans,
+              autovacuum_disabled, statements]
   top_n:
     description:
       - How many entries the ranked sections (largest tables, bloat, sequential scans, statements) keep per database.
@@ -76,6 +83,13 @@ options:
         (C(xact_start)), so a transaction kept open by short statements or left C(idle in transaction) counts too.
     type: float
     default: 300
+  analyze_threshold_ratio:
+    description:
+      - Rows modified since the last analyze, or the gap between the planner's row estimate (C(reltuples)) and the
+        live rows, per live row, over which a table's statistics count as stale (as in pg_vacuum, which analyzes
+        such tables).
+    type: float
+    default: 0.1
   wraparound_warn_pct:
     description:
       - Percent of C(autovacuum_freeze_max_age) from which a database's transaction ID age is a finding.
@@ -228,8 +242,33 @@ bloat:
     source_note:
       description: Why the figures are the statistics' (extension not installed, or the measurement refused), else V(null).
       type: str
+stale_statistics:
+  description:
+    - Per database, every table or partitioned parent whose planner statistics are stale (database, schema, table,
+      partitioned, live_tuples, estimated_rows, modified_since_analyze, analyzed, reason), most live rows first.
+  returned: when the section is collected
+  type: list
+  elements: dict
 unused_indexes:
-  description: Per database, indexes never scanned (database, schema, table, index, size_bytes, scans), largest first.
+  description:
+    - Per database, indexes never scanned (database, schema, table, index, size_bytes, scans, stats_since,
+      stats_age_s), largest first. C(stats_since) is when the statistics were last reset (or the server started).
+  returned: when the section is collected
+  type: list
+  elements: dict
+duplicate_indexes:
+  description:
+    - Per database, redundant indexes (database, schema, table, index, kind, covered_by, size_bytes); C(kind) is
+      V(duplicate) (same columns, operator classes, collations, expressions and predicate as C(covered_by)) or
+      V(overlapping) (its columns lead those of the B-tree C(covered_by)).
+  returned: when the section is collected
+  type: list
+  elements: dict
+index_bloat:
+  description:
+    - Per database, whether pgstatindex could be used (available, reason) and the O(top_n) largest B-tree indexes
+      (schema, table, index, size_bytes, avg_leaf_density, leaf_fragmentation, bloat_bytes below the 90 % a fresh
+      B-tree holds, reason when the measurement was refused).
   returned: when the section is collected
   type: list
   elements: dict
@@ -258,8 +297,9 @@ metrics:
   returned: always
   type: dict
   sample: {duration_ms: 85.1, databases: 1, database_bytes_total: 1288490188, connections_total: 12, connections_used_pct: 12.0,
-           long_queries: 0, blocked_sessions: 0, bloat_candidates: 2, unused_indexes: 3, unused_index_bytes: 50331648,
-           autovacuum_disabled_tables: 1, max_xid_age: 51234, section_errors: 0}
+           long_queries: 0, blocked_sessions: 0, bloat_candidates: 2, stale_statistics_tables: 1, unused_indexes: 3, unused_index_bytes: 50331648,
+           autovacuum_disabled_tables: 1, max_xid_age: 51234, section_errors: 0, redundant_indexes: 1,
+           redundant_index_bytes: 16384}
 executed_commands:
   description: Every SQL statement run.
   returned: always
@@ -306,6 +346,7 @@ def argument_spec():
         top_n=dict(type='int', default=10),
         long_query_s=dict(type='float', default=300),
         wraparound_warn_pct=dict(type='float', default=50),
+        analyze_threshold_ratio=dict(type='float', default=0.1),
         min_dead_tuples=dict(type='int', default=1000),
         min_dead_ratio=dict(type='float', default=0.2),
         seq_scan_min_rows=dict(type='int', default=10000),
@@ -319,7 +360,8 @@ def check_options(module):
     p = module.params
     if p['top_n'] < 1:
         module.fail_json(msg='top_n must be at least 1 (got %s)' % p['top_n'])
-    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows', 'wraparound_warn_pct'):
+    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows', 'wraparound_warn_pct',
+                 'analyze_threshold_ratio'):
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
     for name in ('lock_timeout_ms', 'statement_timeout_ms'):
@@ -390,7 +432,8 @@ def main():
     p = module.params
     started = time.monotonic()
     options = dict((k, p[k]) for k in ('top_n', 'long_query_s', 'min_dead_tuples', 'min_dead_ratio',
-                                       'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms'))
+                                       'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms',
+                                       'analyze_threshold_ratio'))
     sections = [s for s in SECTIONS if s in p['sections']]
 
     conn, runner, databases = connect_and_resolve(module)

@@ -19,10 +19,17 @@ try:
 except ImportError:  # reported by the module through missing_required_lib
     pass
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import bloated_parts, dead_ratio
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
+    CATALOG_COLUMNS,
+    CATALOG_QUERY,
+    bloated_parts,
+    dead_ratio,
+    stale_reason,
+)
 
 CLUSTER_SECTIONS = ('database_sizes', 'connections', 'long_queries', 'blocking', 'autovacuum', 'wraparound')
-DATABASE_SECTIONS = ('largest_tables', 'bloat', 'unused_indexes', 'seq_scans', 'autovacuum_disabled', 'statements')
+DATABASE_SECTIONS = ('largest_tables', 'bloat', 'stale_statistics', 'unused_indexes', 'duplicate_indexes', 'index_bloat',
+                     'seq_scans', 'autovacuum_disabled', 'statements')
 SECTIONS = CLUSTER_SECTIONS + DATABASE_SECTIONS
 WRAPAROUND_LIMIT = 2 ** 31
 STOP_LIMIT_MARGIN = 3000000
@@ -279,14 +286,125 @@ def bloat(runner, options):
     return [dict((k, v) for k, v in r.items() if not k.startswith('_')) for r in rows if id(r) in kept]
 
 
+def stale_statistics(runner, options):
+    """Tables and partitioned parents whose planner statistics are stale, by pg_vacuum's rule (it analyzes them).
+
+    Never analyzed, rows modified since the last analyze over
+    ``analyze_threshold_ratio`` of the live rows, or a row estimate
+    (``reltuples``) that far from the live rows.
+    """
+    rows = [dict(zip(CATALOG_COLUMNS, row)) for row in runner.rows(CATALOG_QUERY.strip())]
+    found = []
+    for row in rows:
+        reason = stale_reason(row, options['analyze_threshold_ratio'])
+        if reason:
+            found.append(dict(schema=row['schema'], table=row['table'], partitioned=row['relkind'] == 'p',
+                              live_tuples=row['live_tuples'], estimated_rows=int(row['reltuples']),
+                              modified_since_analyze=row['mod_since_analyze'], analyzed=row['analyzed'],
+                              reason=reason))
+    found.sort(key=lambda r: (-(r['live_tuples'] or 0), r['schema'], r['table']))
+    return found
+
+
 def unused_indexes(runner, options):
-    """Indexes never scanned since the statistics were reset; unique, primary and constraint indexes excluded."""
-    return _dicts(runner, """
+    """Indexes never scanned since the statistics were reset; unique, primary and constraint indexes excluded.
+
+    ``stats_since`` says how long "never" is: the database's statistics reset,
+    or the server's start when they were never reset.
+    """
+    since, age_s = runner.rows("SELECT coalesce(stats_reset, pg_postmaster_start_time()), "
+                               "round(extract(epoch FROM now() - coalesce(stats_reset, pg_postmaster_start_time())))"
+                               "::bigint FROM pg_stat_database WHERE datname = current_database()")[0]
+    rows = _dicts(runner, """
 SELECT s.schemaname, s.relname, s.indexrelname, pg_relation_size(s.indexrelid), s.idx_scan
 FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
 WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary
   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = s.indexrelid)
 ORDER BY 4 DESC, 1, 2, 3""", ('schema', 'table', 'index', 'size_bytes', 'scans'))
+    for row in rows:
+        row.update(stats_since=_iso(since), stats_age_s=age_s)
+    return rows
+
+
+INDEX_DEFINITIONS = """
+SELECT n.nspname, t.relname, c.relname, i.indkey::text, i.indclass::text, i.indcollation::text,
+       coalesce(pg_get_expr(i.indexprs, i.indrelid), ''), coalesce(pg_get_expr(i.indpred, i.indrelid), ''),
+       am.amname, i.indisunique OR i.indisprimary OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid),
+       c.relpages::bigint * current_setting('block_size')::bigint, i.indexrelid::bigint
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = c.relam
+WHERE i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+ORDER BY 1, 2, 3"""
+INDEX_KEYS = ('schema', 'table', 'index', 'columns', 'opclasses', 'collations', 'expressions', 'predicate', 'method',
+              'enforces', 'size_bytes', 'oid')
+
+
+def redundant_pair(a, b):
+    """'duplicate' when ``a`` repeats ``b`` exactly, 'overlapping' when ``a``'s columns lead ``b``'s, else None.
+
+    Only ``a`` is judged redundant, and never when it enforces a constraint
+    (unique, primary key, exclusion): ``b`` can answer every query ``a`` can.
+    """
+    if a['enforces'] or a['method'] != b['method'] or (a['expressions'], a['predicate']) != (b['expressions'], b['predicate']):
+        return None
+    keys = [(a[k].split(), b[k].split()) for k in ('columns', 'opclasses', 'collations')]
+    if all(mine == theirs for mine, theirs in keys):
+        # Of two plain twins, the younger one (higher OID) is the redundant one; a twin that enforces is kept.
+        return 'duplicate' if b['enforces'] or a['oid'] > b['oid'] else None
+    if a['method'] == 'btree' and not a['expressions'] and all(
+            len(mine) < len(theirs) and theirs[:len(mine)] == mine for mine, theirs in keys):
+        return 'overlapping'
+    return None
+
+
+def duplicate_indexes(runner, options):
+    """Indexes another index of the same table makes redundant (exact duplicates, leading-column prefixes)."""
+    indexes = _dicts(runner, INDEX_DEFINITIONS, INDEX_KEYS)
+    by_table = {}
+    for index in indexes:
+        by_table.setdefault((index['schema'], index['table']), []).append(index)
+    found = []
+    for (schema, table), group in sorted(by_table.items()):
+        for a in group:
+            for b in group:
+                kind = redundant_pair(a, b) if a is not b else None
+                if kind:
+                    found.append(dict(schema=schema, table=table, index=a['index'], kind=kind, covered_by=b['index'],
+                                      size_bytes=a['size_bytes']))
+                    break
+    return found
+
+
+def index_bloat(runner, options):
+    """Leaf density of the ``top_n`` largest B-tree indexes from pgstatindex, when pgstattuple is installed.
+
+    A fresh B-tree is about 90 % full (its default fillfactor); the share
+    below that is free space the index carries, which REINDEX returns.
+    """
+    function = pgstattuple_function(runner)
+    if function is None:
+        return dict(available=False, reason='extension pgstattuple is not installed', indexes=[])
+    rows = _dicts(runner, """
+SELECT n.nspname, t.relname, c.relname, c.oid::bigint, c.relpages::bigint * current_setting('block_size')::bigint
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_am am ON am.oid = c.relam
+WHERE am.amname = 'btree' AND i.indisvalid AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+ORDER BY 5 DESC, 1, 2, 3 LIMIT %(n)s""", ('schema', 'table', 'index', '_oid', 'size_bytes'), dict(n=options['top_n']))
+    statindex = sql.Identifier(function.strings[0], 'pgstatindex')
+    for row in rows:
+        try:
+            size, density, fragmentation = runner.rows(sql.SQL(
+                'SELECT index_size, avg_leaf_density, leaf_fragmentation FROM {}(%s::regclass)').format(statindex),
+                (row.pop('_oid'),))[0]
+        except psycopg2.Error as exc:
+            row.update(avg_leaf_density=None, leaf_fragmentation=None, bloat_bytes=None,
+                       reason=(str(exc).strip().splitlines() or [''])[0])
+            continue
+        density = None if density != density else density  # NaN for an empty index
+        row.update(size_bytes=size, avg_leaf_density=density, leaf_fragmentation=fragmentation, reason=None,
+                   bloat_bytes=int(size * max(0.0, 1 - density / 90.0)) if density is not None else None)
+    return dict(available=True, reason=None, indexes=rows)
 
 
 def seq_scans(runner, options):
@@ -348,6 +466,7 @@ ORDER BY s.total_exec_time DESC LIMIT %(n)s""", ('query', 'calls', 'total_ms', '
 SECTION_FUNCTIONS = dict(
     database_sizes=database_sizes, connections=connections, long_queries=long_queries, blocking=blocking,
     autovacuum=autovacuum, wraparound=wraparound, largest_tables=largest_tables, bloat=bloat,
+    stale_statistics=stale_statistics, duplicate_indexes=duplicate_indexes, index_bloat=index_bloat,
     unused_indexes=unused_indexes, seq_scans=seq_scans, autovacuum_disabled=autovacuum_disabled,
     statements=statements,
 )

@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 
+# A B-tree leaf level under this density (percent, 90 when freshly built) is worth a REINDEX.
+INDEX_DENSITY_FINDING_PCT = 50
+
 
 def findings_of(result, warn_pct=50):
-    """The review's notable points, in an operator's words."""
+    """The review's notable points, in an operator's words: tables, then indexes, then sessions and the cluster."""
+    return table_findings(result) + index_findings(result) + cluster_findings(result, warn_pct)
+
+
+def table_findings(result):
     found = []
     for row in result.get('bloat', []):
         if 'heap' in row['candidate_by']:
@@ -24,21 +31,47 @@ def findings_of(result, warn_pct=50):
             found.append('%s: the TOAST table of %s.%s has %d dead tuples (%.0f %% of live; %s): vacuum it' % (
                 row['database'], row['schema'], row['table'], row['toast_dead_tuples'], row['toast_dead_ratio'] * 100,
                 'measured by pgstattuple_approx' if row['source'] == 'pgstattuple_approx' else 'statistics estimate'))
-    unused = {}
-    for row in result.get('unused_indexes', []):
-        count, size = unused.get(row['database'], (0, 0))
-        unused[row['database']] = (count + 1, size + (row['size_bytes'] or 0))
-    for database, (count, size) in sorted(unused.items()):
-        found.append('%s: %d unused indexes take %s' % (database, count, format_size(size)))
-    for row in result.get('seq_scans', []):
-        found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
-            row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
+    for row in result.get('stale_statistics', []):
+        found.append('%s: the planner statistics of %s%s.%s are stale (%s): ANALYZE it (pg_vacuum does)' % (
+            row['database'], 'partitioned table ' if row['partitioned'] else '', row['schema'], row['table'],
+            row['reason']))
     for row in result.get('autovacuum_disabled', []):
         if not row['autovacuum_enabled']:
             found.append('%s: autovacuum is off for %s.%s' % (row['database'], row['schema'], row['table']))
         if not row['toast_autovacuum_enabled']:
             found.append('%s: autovacuum is off for the TOAST table of %s.%s (toast.autovacuum_enabled)' % (
                 row['database'], row['schema'], row['table']))
+    return found
+
+
+def index_findings(result):
+    found = []
+    unused = {}
+    for row in result.get('unused_indexes', []):
+        count, size, age_s = unused.get(row['database'], (0, 0, row['stats_age_s']))
+        unused[row['database']] = (count + 1, size + (row['size_bytes'] or 0), age_s)
+    for database, (count, size, age_s) in sorted(unused.items()):
+        found.append('%s: %d unused indexes take %s (no scan in the %.1f days since the statistics were reset or '
+                     'the server started)' % (database, count, format_size(size), (age_s or 0) / 86400.0))
+    for row in result.get('duplicate_indexes', []):
+        found.append('%s: index %s.%s %s %s (%s): drop it' % (
+            row['database'], row['schema'], row['index'],
+            'duplicates' if row['kind'] == 'duplicate' else 'is covered by the leading columns of',
+            row['covered_by'], format_size(row['size_bytes'] or 0)))
+    for entry in result.get('index_bloat', []):
+        for row in entry['indexes']:
+            if row['avg_leaf_density'] is not None and row['avg_leaf_density'] < INDEX_DENSITY_FINDING_PCT:
+                found.append('%s: index %s.%s is %.0f %% full (%s of %s is free space): REINDEX CONCURRENTLY it' % (
+                    entry['database'], row['schema'], row['index'], row['avg_leaf_density'],
+                    format_size(row['bloat_bytes'] or 0), format_size(row['size_bytes'] or 0)))
+    for row in result.get('seq_scans', []):
+        found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
+            row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
+    return found
+
+
+def cluster_findings(result, warn_pct):
+    found = []
     if result.get('autovacuum', {}).get('autovacuum') == 'off':
         found.append('autovacuum is off for the whole cluster')
     connections = result.get('connections')
@@ -101,7 +134,10 @@ def metrics_of(result, databases, errors, duration_ms):
         long_queries=len(result.get('long_queries', [])), blocked_sessions=len(set(
             r['blocked_pid'] for r in result.get('blocking', []))),
         bloat_candidates=sum(1 for r in result.get('bloat', []) if r['candidate']),
+        stale_statistics_tables=len(result.get('stale_statistics', [])),
         unused_indexes=len(unused), unused_index_bytes=sum(r['size_bytes'] or 0 for r in unused),
+        redundant_indexes=len(result.get('duplicate_indexes', [])),
+        redundant_index_bytes=sum(r['size_bytes'] or 0 for r in result.get('duplicate_indexes', [])),
         autovacuum_disabled_tables=sum(1 for r in result.get('autovacuum_disabled', [])
                                        if not (r['autovacuum_enabled'] and r['toast_autovacuum_enabled'])),
         max_xid_age=max([r['xid_age'] for r in result.get('wraparound', [])] or [0]),
@@ -119,6 +155,8 @@ def summary_of(result, databases, errors, metrics):
         parts.append('connections %d/%d' % (connections['total'], connections['max_connections']))
     if 'bloat' in result:
         parts.append('%d bloat candidates' % metrics['bloat_candidates'])
+    if 'stale_statistics' in result:
+        parts.append('%d with stale statistics' % metrics['stale_statistics_tables'])
     if 'unused_indexes' in result:
         parts.append('%d unused indexes (%s)' % (metrics['unused_indexes'], format_size(metrics['unused_index_bytes'])))
     if 'long_queries' in result:

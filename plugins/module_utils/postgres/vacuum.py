@@ -150,16 +150,18 @@ def stale_reason(row, analyze_threshold_ratio):
     """
     if not row['analyzed']:
         return 'partitioned parent never analyzed' if row.get('relkind') == 'p' else 'never analyzed'
+    live, estimate = row['live_tuples'] or 0, row['reltuples']
+    off = estimate is not None and estimate >= 0 and abs(live - estimate) > analyze_threshold_ratio * max(live, 1)
     if row.get('relkind') == 'p':
-        live, estimate = row['live_tuples'] or 0, max(row['reltuples'] or 0, 0)
-        if abs(live - estimate) > analyze_threshold_ratio * max(live, 1):
-            return 'partitioned parent estimates %d rows, its partitions hold %d live' % (estimate, live)
-        return None
+        return 'partitioned parent estimates %d rows, its partitions hold %d live' % (estimate, live) if off else None
+    reasons = []
     modified = row['mod_since_analyze'] or 0
-    ratio = float(modified) / max(row['live_tuples'] or 0, 1)
+    ratio = float(modified) / max(live, 1)
     if modified and ratio > analyze_threshold_ratio:
-        return 'modified since analyze %d rows (%.2f > %s of live)' % (modified, ratio, analyze_threshold_ratio)
-    return None
+        reasons.append('modified since analyze %d rows (%.2f > %s of live)' % (modified, ratio, analyze_threshold_ratio))
+    if off and live:
+        reasons.append('row estimate %d against %d live rows' % (estimate, live))
+    return '; '.join(reasons) or None
 
 
 def plan_action(row, mode, thresholds, force=False):

@@ -10,10 +10,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.ta
 THRESHOLDS = dict(min_dead_tuples=1000, min_dead_ratio=0.2, analyze_threshold_ratio=0.1)
 
 
-def row(table='t', schema='public', live=10000, dead=0, mod=0, analyzed=True, pages=8192 * 100, reltuples=10000.0,
+def row(table='t', schema='public', live=10000, dead=0, mod=0, analyzed=True, pages=8192 * 100, reltuples=None,
         can_maintain=True, relkind='r', toast_live=0, toast_dead=0, ancestors=None):
     return dict(oid=1, schema=schema, table=table, live_tuples=live, dead_tuples=dead, mod_since_analyze=mod,
-                analyzed=analyzed, relpages_bytes=pages, reltuples=reltuples, can_maintain=can_maintain,
+                analyzed=analyzed, relpages_bytes=pages, reltuples=float(live) if reltuples is None else reltuples,
+                can_maintain=can_maintain,
                 relkind=relkind, toast_oid=2 if toast_live or toast_dead else 0, toast_live_tuples=toast_live,
                 toast_dead_tuples=toast_dead, ancestors=ancestors)
 
@@ -52,6 +53,8 @@ def test_select_tables_schemas_include_exclude_and_unmatched():
     (dict(mod=1001, live=10000), 'freeze', 'analyze'),                      # 0.1001 > 0.1
     (dict(mod=1000, live=10000), 'vacuum_analyze', None),                   # exactly 0.1 is not over
     (dict(dead=5000, live=5000), 'full', 'full'),
+    (dict(live=301000, reltuples=1000.0), 'vacuum_analyze', 'analyze'),    # estimate far off the live rows
+    (dict(live=10900, reltuples=10000.0), 'vacuum_analyze', None),         # 9 % off: fresh enough
 ])
 def test_plan_action(values, mode, expected):
     decided = vac.plan_action(row(**values), mode, THRESHOLDS)
