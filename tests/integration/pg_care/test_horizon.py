@@ -4,15 +4,21 @@ An open REPEATABLE READ transaction (or a prepared transaction) taken before
 rows are updated keeps their old versions visible: VACUUM cannot remove them.
 pg_vacuum must say so (table ``held_back``, the holder named), change nothing
 (``changed: false``, run after run), and clean the table once the holder is
-gone.
+gone. A replication slot whose standby (hot_standby_feedback) keeps an old
+snapshot holds the horizon the same way.
 """
 
 from __future__ import annotations
+
+import os
+import shutil
+import time
 
 import psycopg2
 import pytest
 
 from tests.harness.playbook import run_tasks
+from tests.harness.postgres import PostgresCluster
 from tests.integration.pg_care.conftest import connection_options, flush_and_close, pgstattuple, wait_for_stats
 
 DB = 'truth_horizon'
@@ -105,3 +111,49 @@ def test_a_prepared_transaction_holds_the_horizon_and_is_named(horizon_db):
     assert result['changed'] is False and entry['status'] == 'held_back'
     assert (entry['held_by']['kind'], entry['held_by']['name']) == ('prepared_transaction', 'maintenance-test-gid')
     assert 'ROLLBACK PREPARED' in entry['reason']
+
+
+@pytest.fixture
+def standby(horizon_db, scratch_dir):
+    """A streaming standby of the truth cluster through slot ``standby_slot``, with hot_standby_feedback on."""
+    pg = horizon_db
+    base = os.path.join(scratch_dir, 'pg-standby')
+    replica = PostgresCluster(base)
+    os.makedirs(replica.socket_dir, exist_ok=True)
+    replica._give_to_server_user(base)
+    replica._give_to_server_user(replica.socket_dir)
+    pg._run(['pg_basebackup', '-h', pg.socket_dir, '-p', str(pg.port), '-U', pg.superuser, '-D', replica.data_dir,
+             '-R', '-C', '-S', 'standby_slot', '-X', 'stream'])
+    with open(os.path.join(replica.data_dir, 'postgresql.conf'), 'a') as handle:
+        handle.write('\nhot_standby_feedback = on\nwal_receiver_status_interval = 1\n')
+    replica.start()
+    try:
+        yield replica
+    finally:
+        replica.stop()
+        pg.execute("SELECT pg_drop_replication_slot('standby_slot')")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_replication_slot_fed_back_by_a_standby_holds_the_horizon(horizon_db, standby):
+    pg = horizon_db
+    reader = psycopg2.connect(host=standby.socket_dir, port=standby.port, user=standby.superuser, dbname=DB)
+    reader.set_session(isolation_level='REPEATABLE READ')
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute('SELECT count(*) FROM accounts')  # the standby's snapshot, fed back to the slot
+        deadline = time.monotonic() + 30
+        while not pg.execute("SELECT xmin IS NOT NULL FROM pg_replication_slots WHERE slot_name = 'standby_slot'")[0][0]:
+            assert time.monotonic() < deadline, 'the standby never fed its xmin back'
+            time.sleep(0.2)
+        make_dead_tuples(pg)
+        result = run_tasks([vacuum('held', pg)]).result('held')
+        remaining = pgstattuple(pg, DB, 'accounts')[1]
+    finally:
+        reader.rollback()
+        reader.close()
+    assert remaining == UPDATED
+    entry = result['tables'][0]
+    assert result['changed'] is False and entry['status'] == 'held_back', entry
+    assert (entry['held_by']['kind'], entry['held_by']['name']) == ('replication_slot', 'standby_slot')
+    assert 'replication slot' in entry['reason'] and 'hot_standby_feedback' in entry['reason']
