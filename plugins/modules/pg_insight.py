@@ -105,9 +105,31 @@ options:
       - Dead tuples per live tuple from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
     type: float
     default: 0.2
+  state_file:
+    description:
+      - File on the managed host where the V(seq_scans) section keeps each table's scan counters between runs
+        (JSON, written atomically, mode C(0644); not written in check mode).
+      - With it, V(seq_scans) lists missing-index hints from the scans of the window since the previous run: at
+        least O(seq_scan_min_scans) sequential scans once index builds and table rewrites of the window are taken
+        off, at least O(seq_scan_min_rows) rows read per scan, more sequential than index scans, over at least
+        O(seq_scan_window_s). The first run only records.
+      - Without it, V(seq_scans) lists the counters since the statistics' reset, which every C(CREATE INDEX) and
+        dump inflates, and makes no finding of them.
+    type: path
+  seq_scan_window_s:
+    description:
+      - Seconds the window of O(state_file) must span before it gives hints.
+    type: int
+    default: 3600
+  seq_scan_min_scans:
+    description:
+      - Sequential scans a table must have had in the window (index builds taken off) to be a missing-index hint.
+    type: int
+    default: 3
   seq_scan_min_rows:
     description:
-      - Live rows a table must have for its sequential scans to count as heavy.
+      - Live rows a table must have for its sequential scans to count as heavy, and, with O(state_file), rows a
+        sequential scan of the window must read on average.
     type: int
     default: 10000
   lock_timeout_ms:
@@ -276,6 +298,8 @@ seq_scans:
   description:
     - Per database, tables of at least O(seq_scan_min_rows) rows scanned sequentially more often than by index
       (database, schema, table, seq_scans, seq_rows_read, index_scans, live_tuples, indexes, avg_rows_per_seq_scan).
+    - With O(state_file), only the missing-index hints of the window, with window_s and index_builds_discounted
+      (whole-table reads by index builds and rewrites taken off); each is a finding.
   returned: when the section is collected
   type: list
   elements: dict
@@ -336,6 +360,13 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.scan_window import (
+    SCHEMA_VERSION,
+    ScanStateError,
+    load_state,
+    save_state,
+)
 
 
 def argument_spec():
@@ -347,6 +378,9 @@ def argument_spec():
         long_query_s=dict(type='float', default=300),
         wraparound_warn_pct=dict(type='float', default=50),
         analyze_threshold_ratio=dict(type='float', default=0.1),
+        state_file=dict(type='path'),
+        seq_scan_window_s=dict(type='int', default=3600),
+        seq_scan_min_scans=dict(type='int', default=3),
         min_dead_tuples=dict(type='int', default=1000),
         min_dead_ratio=dict(type='float', default=0.2),
         seq_scan_min_rows=dict(type='int', default=10000),
@@ -361,7 +395,7 @@ def check_options(module):
     if p['top_n'] < 1:
         module.fail_json(msg='top_n must be at least 1 (got %s)' % p['top_n'])
     for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows', 'wraparound_warn_pct',
-                 'analyze_threshold_ratio'):
+                 'analyze_threshold_ratio', 'seq_scan_window_s', 'seq_scan_min_scans'):
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
     for name in ('lock_timeout_ms', 'statement_timeout_ms'):
@@ -391,7 +425,7 @@ def collect_database(module, database, main_runner, options, result, errors):
         session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
     try:
         for section in wanted:
-            data, error = run_section(runner, section, options)
+            data, error = run_section(runner, section, dict(options, database=database))
             if error:
                 errors['%s.%s' % (database, section)] = error
                 continue
@@ -401,6 +435,31 @@ def collect_database(module, database, main_runner, options, result, errors):
         if conn is not None:
             conn.close()
     return runner.executed if conn is not None else []
+
+
+def open_scan_window(module):
+    """The scan window of the seq_scans section (previous counters from O(state_file)), or None without one."""
+    p = module.params
+    if not p['state_file'] or 'seq_scans' not in p['sections']:
+        return None
+    try:
+        state = load_state(p['state_file'])
+    except ScanStateError as exc:
+        module.fail_json(msg=str(exc))
+    return dict(now=utc_now(), before=state['databases'], after={})
+
+
+def close_scan_window(module, window):
+    """Keep this run's counters (and those of databases not reviewed this time) for the next run."""
+    if window is None or module.check_mode:
+        return
+    databases = dict(window['before'], **window['after'])
+    try:
+        save_state(module.params['state_file'], dict(schema_version=SCHEMA_VERSION, taken_at=iso_utc(window['now']),
+                                                     databases=databases))
+    except OSError as exc:
+        module.warn('the scan counters could not be kept in state_file %s (%s): the next run starts a new window'
+                    % (module.params['state_file'], exc.strerror or exc))
 
 
 def name_blocked_relations(module, main_runner, options, rows):
@@ -433,8 +492,9 @@ def main():
     started = time.monotonic()
     options = dict((k, p[k]) for k in ('top_n', 'long_query_s', 'min_dead_tuples', 'min_dead_ratio',
                                        'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms',
-                                       'analyze_threshold_ratio'))
+                                       'analyze_threshold_ratio', 'seq_scan_window_s', 'seq_scan_min_scans'))
     sections = [s for s in SECTIONS if s in p['sections']]
+    options['scan_window'] = open_scan_window(module)
 
     conn, runner, databases = connect_and_resolve(module)
     session_settings(runner, p['lock_timeout_ms'], p['statement_timeout_ms'])
@@ -455,6 +515,7 @@ def main():
     finally:
         conn.close()
 
+    close_scan_window(module, options['scan_window'])
     for key, error in sorted(errors.items()):
         module.warn('pg_insight section %s not collected: %s' % (key, error))
     metrics = metrics_of(result, databases, errors, elapsed_ms(started))

@@ -19,6 +19,7 @@ try:
 except ImportError:  # reported by the module through missing_required_lib
     pass
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.scan_window import read_counters, window_hints
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
     CATALOG_COLUMNS,
     CATALOG_QUERY,
@@ -408,7 +409,18 @@ ORDER BY 5 DESC, 1, 2, 3 LIMIT %(n)s""", ('schema', 'table', 'index', '_oid', 's
 
 
 def seq_scans(runner, options):
-    """Tables read mostly by sequential scans although they are not small: an index is probably missing."""
+    """Tables read mostly by sequential scans although they are not small: an index is probably missing.
+
+    With a scan window (``options['scan_window']``, from the state file) the
+    rows are the window's hints (see :mod:`postgres.scan_window`) and the
+    current counters are left in the window for the next run; without one,
+    the counters since the statistics' reset, which are no hint by themselves.
+    """
+    window = options.get('scan_window')
+    if window is not None:
+        current = read_counters(runner, window['now'])
+        window['after'][options['database']] = current
+        return window_hints(window['before'].get(options['database'], {}), current, window['now'], options)
     keys = ('schema', 'table', 'seq_scans', 'seq_rows_read', 'index_scans', 'live_tuples', 'indexes')
     rows = _dicts(runner, """
 SELECT s.schemaname, s.relname, s.seq_scan, s.seq_tup_read, coalesce(s.idx_scan, 0), s.n_live_tup,

@@ -65,8 +65,13 @@ def index_findings(result):
                     entry['database'], row['schema'], row['index'], row['avg_leaf_density'],
                     format_size(row['bloat_bytes'] or 0), format_size(row['size_bytes'] or 0)))
     for row in result.get('seq_scans', []):
-        found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
-            row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
+        if row.get('window_s') is None:
+            continue  # counters since the last reset include every index build and dump: no hint by themselves
+        found.append('%s: %s.%s (%d rows) was read by %d sequential scans (%s rows, %s per scan) against %d index '
+                     'scans in the last %.1f h: an index is probably missing' % (
+                         row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'],
+                         '{:,}'.format(row['seq_rows_read']), '{:,}'.format(row['avg_rows_per_seq_scan']),
+                         row['index_scans'], row['window_s'] / 3600.0))
     return found
 
 
