@@ -53,14 +53,42 @@ options:
     type: str
     default: prefer
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description:
+      - File of the certificate authority (or authorities) that signed the server's certificate
+        (libpq C(sslrootcert)).
+      - Needed on the managed host with O(ssl_mode=verify-ca) or O(ssl_mode=verify-full), unless libpq's default
+        C(~/.postgresql/root.crt) holds it.
+      - With O(ssl_mode=verify-full) O(login_host) must be a name (or address) the server certificate carries.
+    type: path
+    aliases: [ssl_rootcert]
+  ssl_cert:
+    description:
+      - Client certificate file on the managed host, for servers that authenticate clients by certificate
+        (libpq C(sslcert)).
+    type: path
+  ssl_key:
+    description:
+      - Private key file of O(ssl_cert) on the managed host (libpq C(sslkey)); libpq refuses a key file readable by
+        group or others.
+    type: path
   connect_timeout:
     description:
       - Seconds to wait for the connection before failing.
     type: int
     default: 10
+attributes:
+  action_group:
+    description: Use C(group/engineroom.maintenance.postgres) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - engineroom.maintenance.postgres
 requirements:
   - psycopg2 (C(python3-psycopg2) or C(psycopg2-binary)) on the managed host
 notes:
+  - The modules taking these options form the action group C(engineroom.maintenance.postgres), so the options can be
+    set once for a play with C(module_defaults) and C(group/engineroom.maintenance.postgres), as with
+    community.postgresql.
   - Connection failures are reported with the target, the cause and the next step,
     for example a wrong password, a refused port or an unknown database.
 '''

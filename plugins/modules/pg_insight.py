@@ -12,13 +12,23 @@ version_added: 0.1.0
 description:
   - Collects what the weekly and monthly database review looks at, in one task and without changing anything.
   - Cluster sections (asked once) are V(database_sizes), V(connections) (by state against C(max_connections)),
-    V(long_queries) (running longer than O(long_query_s)), V(blocking) (blocked/blocking session pairs from
-    C(pg_locks) with the lock waited for), V(autovacuum) (its settings) and V(wraparound) (transaction ID age per database).
+    V(long_queries) (sessions whose transaction has been open longer than O(long_query_s), with the age of the
+    transaction ID and snapshot they hold), V(blocking) (blocked/blocking session pairs from
+    C(pg_locks) with the lock waited for), V(autovacuum) (its settings) and V(wraparound) (transaction ID age per
+    database and its distance to forced autovacuum and to the stop limit).
   - Database sections (asked in each of O(databases)) are V(largest_tables) (total, table, index and TOAST size),
-    V(bloat) (dead tuples, dead ratio, last (auto)vacuum/analyze; RV(bloat[].candidate) uses pg_vacuum's thresholds),
-    V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes),
+    V(bloat) (dead tuples of each table and of its TOAST table, measured by C(pgstattuple_approx) when the
+    extension C(pgstattuple) is installed in the database, else the statistics' estimates, RV(bloat[].source) says
+    which; RV(bloat[].candidate) uses pg_vacuum's thresholds on the heap and on the TOAST table each),
+    V(stale_statistics) (tables and partitioned parents never analyzed, modified since their last analyze, or whose
+    row estimate is off the live rows, by O(analyze_threshold_ratio)),
+    V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes and how long the
+    statistics have been counting), V(duplicate_indexes) (indexes another index of the same table makes redundant:
+    exact duplicates and leading-column prefixes, constraint indexes never judged redundant), V(index_bloat) (leaf
+    density of the O(top_n) largest B-tree indexes from C(pgstatindex), when C(pgstattuple) is installed),
     V(seq_scans) (tables read mostly sequentially although not small, so an index is probably missing),
-    V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings) and
+    V(autovacuum_disabled) (tables with autovacuum off or their own autovacuum settings, for the table or its TOAST
+    table) and
     V(statements) (top queries by total time from C(pg_stat_statements); reported absent when the extension
     is not installed or not loaded, which is not an error).
   - The session is read-only (C(default_transaction_read_only)) and bounded by O(lock_timeout_ms) and
@@ -56,19 +66,35 @@ options:
     type: list
     elements: str
     choices: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
-              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+              largest_tables, bloat, stale_statistics, unused_indexes, duplicate_indexes, index_bloat, seq_scans,
+              autovacuum_disabled, statements]
     default: [database_sizes, connections, long_queries, blocking, autovacuum, wraparound,
-              largest_tables, bloat, unused_indexes, seq_scans, autovacuum_disabled, statements]
+              largest_tables, bloat, stale_statistics, unused_indexes, duplicate_indexes, index_bloat, seq_scans,
+              autovacuum_disabled, statements]
   top_n:
     description:
       - How many entries the ranked sections (largest tables, bloat, sequential scans, statements) keep per database.
+      - The bloat section lists every candidate even beyond O(top_n), so the summary's count never depends on it.
     type: int
     default: 10
   long_query_s:
     description:
-      - Seconds after which a running (not idle) query counts as long.
+      - Seconds after which a session's open transaction counts as long, measured from the transaction's start
+        (C(xact_start)), so a transaction kept open by short statements or left C(idle in transaction) counts too.
     type: float
     default: 300
+  analyze_threshold_ratio:
+    description:
+      - Rows modified since the last analyze, or the gap between the planner's row estimate (C(reltuples)) and the
+        live rows, per live row, over which a table's statistics count as stale (as in pg_vacuum, which analyzes
+        such tables).
+    type: float
+    default: 0.1
+  wraparound_warn_pct:
+    description:
+      - Percent of C(autovacuum_freeze_max_age) from which a database's transaction ID age is a finding.
+    type: float
+    default: 50
   min_dead_tuples:
     description:
       - Dead tuples from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
@@ -79,9 +105,31 @@ options:
       - Dead tuples per live tuple from which a table is marked a bloat RV(bloat[].candidate) (as in pg_vacuum).
     type: float
     default: 0.2
+  state_file:
+    description:
+      - File on the managed host where the V(seq_scans) section keeps each table's scan counters between runs
+        (JSON, written atomically, mode C(0644); not written in check mode).
+      - With it, V(seq_scans) lists missing-index hints from the scans of the window since the previous run: at
+        least O(seq_scan_min_scans) sequential scans once index builds and table rewrites of the window are taken
+        off, at least O(seq_scan_min_rows) rows read per scan, more sequential than index scans, over at least
+        O(seq_scan_window_s). The first run only records.
+      - Without it, V(seq_scans) lists the counters since the statistics' reset, which every C(CREATE INDEX) and
+        dump inflates, and makes no finding of them.
+    type: path
+  seq_scan_window_s:
+    description:
+      - Seconds the window of O(state_file) must span before it gives hints.
+    type: int
+    default: 3600
+  seq_scan_min_scans:
+    description:
+      - Sequential scans a table must have had in the window (index builds taken off) to be a missing-index hint.
+    type: int
+    default: 3
   seq_scan_min_rows:
     description:
-      - Live rows a table must have for its sequential scans to count as heavy.
+      - Live rows a table must have for its sequential scans to count as heavy, and, with O(state_file), rows a
+        sequential scan of the window must read on average.
     type: int
     default: 10000
   lock_timeout_ms:
@@ -152,14 +200,23 @@ connections:
   type: dict
   sample: {by_state: {active: 1, idle: 11}, total: 12, max_connections: 100, superuser_reserved: 3, used_pct: 12.0}
 long_queries:
-  description: Queries running longer than O(long_query_s) (pid, user, database, state, duration_s, wait_event_type, wait_event, query).
+  description:
+    - Sessions whose transaction has been open longer than O(long_query_s), oldest first (pid, user, database,
+      state, application, duration_s (age of the transaction), query_duration_s (age of the current or last statement),
+      xid_age (age of its transaction ID, V(null) before it writes), xmin_age (age of its snapshot), wait_event_type,
+      wait_event, query).
   returned: when the section is collected
   type: list
   elements: dict
 blocking:
   description:
     - Blocked/blocking pairs (blocked_pid, blocked_user, database, waiting_s, blocked_query, locktype, mode, relation,
-      blocking_pid, blocking_user, blocking_state, blocking_query).
+      relation_oid, page, tuple, blocking_pid, blocking_user, blocking_state, blocking_query, root_blocking_pid).
+    - C(relation) is C(schema.table), named in the blocked session's own database (a connection is opened there when
+      it is not reviewed anyway); V(null) with only C(relation_oid) when that database cannot be reached.
+    - A wait on a C(transactionid) is a wait for a row: C(relation), C(page) and C(tuple) then say which row,
+      from the C(tuple) lock PostgreSQL keeps for it.
+    - C(root_blocking_pid) is the session at the head of the chain (it waits for nobody); the findings name it once.
   returned: when the section is collected
   type: list
   elements: dict
@@ -173,7 +230,8 @@ wraparound:
   returned: when the section is collected
   type: list
   elements: dict
-  sample: [{database: app, xid_age: 51234, mxid_age: 0, pct_of_freeze_max_age: 0.0, pct_of_wraparound: 0.0}]
+  sample: [{database: app, xid_age: 51234, mxid_age: 0, pct_of_freeze_max_age: 0.0, pct_of_wraparound: 0.0,
+            xids_to_forced_autovacuum: 199948766, xids_to_stop_limit: 2144432414, autovacuum_freeze_max_age: 200000000}]
 largest_tables:
   description: Per database, the O(top_n) largest tables (database, schema, table, total_bytes, table_bytes, index_bytes, toast_bytes, estimated_rows).
   returned: when the section is collected
@@ -181,17 +239,58 @@ largest_tables:
   elements: dict
 bloat:
   description:
-    - Per database, the O(top_n) tables with most dead tuples (database, schema, table, live_tuples, dead_tuples, dead_ratio,
-      candidate, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze).
+    - Per database, every bloat candidate, then the tables with most dead tuples up to O(top_n) rows, most dead
+      tuples (heap and TOAST) first.
+    - Heap and TOAST table separately (database, schema, table, live_tuples, dead_tuples, dead_ratio, heap_bytes,
+      dead_bytes, toast_live_tuples, toast_dead_tuples, toast_dead_ratio, toast_bytes, toast_dead_bytes, candidate,
+      candidate_by, source, source_note, last_vacuum, last_autovacuum, last_analyze, last_autoanalyze).
   returned: when the section is collected
   type: list
   elements: dict
   contains:
     candidate:
-      description: Whether the table reaches O(min_dead_tuples) and O(min_dead_ratio), so pg_vacuum would select it.
+      description: Whether the heap or the TOAST table reaches O(min_dead_tuples) and O(min_dead_ratio), so pg_vacuum would select it.
       type: bool
+    candidate_by:
+      description: Which parts made it a candidate, V(heap) and/or V(toast).
+      type: list
+      elements: str
+    source:
+      description:
+        - V(pgstattuple_approx) when the figures were measured (dead tuples exact, live tuples estimated for
+          all-visible pages, sizes and dead bytes exact), V(statistics) for the cumulative statistics' estimates
+          (sizes from C(pg_class.relpages), dead bytes V(null)).
+      type: str
+    source_note:
+      description: Why the figures are the statistics' (extension not installed, or the measurement refused), else V(null).
+      type: str
+stale_statistics:
+  description:
+    - Per database, every table or partitioned parent whose planner statistics are stale (database, schema, table,
+      partitioned, live_tuples, estimated_rows, modified_since_analyze, analyzed, reason), most live rows first.
+  returned: when the section is collected
+  type: list
+  elements: dict
 unused_indexes:
-  description: Per database, indexes never scanned (database, schema, table, index, size_bytes, scans), largest first.
+  description:
+    - Per database, indexes never scanned (database, schema, table, index, size_bytes, scans, stats_since,
+      stats_age_s), largest first. C(stats_since) is when the statistics were last reset (or the server started).
+  returned: when the section is collected
+  type: list
+  elements: dict
+duplicate_indexes:
+  description:
+    - Per database, redundant indexes (database, schema, table, index, kind, covered_by, size_bytes); C(kind) is
+      V(duplicate) (same columns, operator classes, collations, expressions and predicate as C(covered_by)) or
+      V(overlapping) (its columns lead those of the B-tree C(covered_by)).
+  returned: when the section is collected
+  type: list
+  elements: dict
+index_bloat:
+  description:
+    - Per database, whether pgstatindex could be used (available, reason) and the O(top_n) largest B-tree indexes
+      (schema, table, index, size_bytes, avg_leaf_density, leaf_fragmentation, bloat_bytes below the 90 % a fresh
+      B-tree holds, reason when the measurement was refused).
   returned: when the section is collected
   type: list
   elements: dict
@@ -199,11 +298,15 @@ seq_scans:
   description:
     - Per database, tables of at least O(seq_scan_min_rows) rows scanned sequentially more often than by index
       (database, schema, table, seq_scans, seq_rows_read, index_scans, live_tuples, indexes, avg_rows_per_seq_scan).
+    - With O(state_file), only the missing-index hints of the window, with window_s and index_builds_discounted
+      (whole-table reads by index builds and rewrites taken off); each is a finding.
   returned: when the section is collected
   type: list
   elements: dict
 autovacuum_disabled:
-  description: Per database, tables with their own autovacuum settings (database, schema, table, autovacuum_enabled, settings).
+  description:
+    - Per database, tables with their own autovacuum settings on the table or its TOAST table
+      (database, schema, table, autovacuum_enabled, settings, toast_autovacuum_enabled, toast_settings).
   returned: when the section is collected
   type: list
   elements: dict
@@ -218,8 +321,9 @@ metrics:
   returned: always
   type: dict
   sample: {duration_ms: 85.1, databases: 1, database_bytes_total: 1288490188, connections_total: 12, connections_used_pct: 12.0,
-           long_queries: 0, blocked_sessions: 0, bloat_candidates: 2, unused_indexes: 3, unused_index_bytes: 50331648,
-           autovacuum_disabled_tables: 1, max_xid_age: 51234, section_errors: 0}
+           long_queries: 0, blocked_sessions: 0, bloat_candidates: 2, stale_statistics_tables: 1, unused_indexes: 3, unused_index_bytes: 50331648,
+           autovacuum_disabled_tables: 1, max_xid_age: 51234, section_errors: 0, redundant_indexes: 1,
+           redundant_index_bytes: 16384}
 executed_commands:
   description: Every SQL statement run.
   returned: always
@@ -235,22 +339,34 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.in
     CLUSTER_SECTIONS,
     DATABASE_SECTIONS,
     SECTIONS,
+    name_lock_targets,
     run_section,
     session_settings,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.insight_report import (
+    findings_of,
+    metrics_of,
+    summary_of,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
-    Runner,
     connect_and_resolve,
     default_database,
     params_for,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
+    StatementRunner,
     connect,
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.scan_window import (
+    SCHEMA_VERSION,
+    ScanStateError,
+    load_state,
+    save_state,
+)
 
 
 def argument_spec():
@@ -260,6 +376,11 @@ def argument_spec():
         sections=dict(type='list', elements='str', choices=list(SECTIONS), default=list(SECTIONS)),
         top_n=dict(type='int', default=10),
         long_query_s=dict(type='float', default=300),
+        wraparound_warn_pct=dict(type='float', default=50),
+        analyze_threshold_ratio=dict(type='float', default=0.1),
+        state_file=dict(type='path'),
+        seq_scan_window_s=dict(type='int', default=3600),
+        seq_scan_min_scans=dict(type='int', default=3),
         min_dead_tuples=dict(type='int', default=1000),
         min_dead_ratio=dict(type='float', default=0.2),
         seq_scan_min_rows=dict(type='int', default=10000),
@@ -273,7 +394,8 @@ def check_options(module):
     p = module.params
     if p['top_n'] < 1:
         module.fail_json(msg='top_n must be at least 1 (got %s)' % p['top_n'])
-    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows'):
+    for name in ('long_query_s', 'min_dead_tuples', 'min_dead_ratio', 'seq_scan_min_rows', 'wraparound_warn_pct',
+                 'analyze_threshold_ratio', 'seq_scan_window_s', 'seq_scan_min_scans'):
         if p[name] < 0:
             module.fail_json(msg='%s must not be negative (got %s)' % (name, p[name]))
     for name in ('lock_timeout_ms', 'statement_timeout_ms'):
@@ -283,45 +405,6 @@ def check_options(module):
         module.fail_json(msg='sections is empty: give at least one section (choices: %s)' % ', '.join(SECTIONS))
     if 'all' in p['databases'] and len(p['databases']) > 1:
         module.fail_json(msg='databases: give either all or a list of names, not both (got %s)' % p['databases'])
-
-
-def findings_of(result):
-    """The review's notable points, in an operator's words."""
-    found = []
-    for row in result.get('bloat', []):
-        if row['candidate']:
-            found.append('%s: %s.%s has %d dead tuples (%.0f %% of live): vacuum it' % (
-                row['database'], row['schema'], row['table'], row['dead_tuples'], row['dead_ratio'] * 100))
-    unused = {}
-    for row in result.get('unused_indexes', []):
-        count, size = unused.get(row['database'], (0, 0))
-        unused[row['database']] = (count + 1, size + (row['size_bytes'] or 0))
-    for database, (count, size) in sorted(unused.items()):
-        found.append('%s: %d unused indexes take %s' % (database, count, format_size(size)))
-    for row in result.get('seq_scans', []):
-        found.append('%s: %s.%s (%d rows) is read by sequential scans %d times against %d index scans' % (
-            row['database'], row['schema'], row['table'], row['live_tuples'], row['seq_scans'], row['index_scans']))
-    for row in result.get('autovacuum_disabled', []):
-        if not row['autovacuum_enabled']:
-            found.append('%s: autovacuum is off for %s.%s' % (row['database'], row['schema'], row['table']))
-    if result.get('autovacuum', {}).get('autovacuum') == 'off':
-        found.append('autovacuum is off for the whole cluster')
-    connections = result.get('connections')
-    if connections and connections['used_pct'] is not None and connections['used_pct'] >= 80:
-        found.append('connections at %.0f %% of max_connections (%d/%d)' % (
-            connections['used_pct'], connections['total'], connections['max_connections']))
-    for row in result.get('long_queries', []):
-        found.append('pid %d (%s on %s) has been %s for %.0f s' % (
-            row['pid'], row['user'], row['database'], row['state'], row['duration_s']))
-    for row in result.get('blocking', []):
-        found.append('pid %d waits %.0f s for a %s on %s held by pid %d (%s)' % (
-            row['blocked_pid'], row['waiting_s'] or 0, row['mode'], row['relation'] or row['locktype'],
-            row['blocking_pid'], row['blocking_state']))
-    for row in result.get('wraparound', []):
-        if row['pct_of_freeze_max_age'] >= 50:
-            found.append('database %s is at %.0f %% of autovacuum_freeze_max_age (xid age %d)' % (
-                row['database'], row['pct_of_freeze_max_age'], row['xid_age']))
-    return found
 
 
 def collect_database(module, database, main_runner, options, result, errors):
@@ -338,11 +421,11 @@ def collect_database(module, database, main_runner, options, result, errors):
             for section in wanted:
                 errors['%s.%s' % (database, section)] = str(exc)
             return []
-        runner = Runner(conn)
+        runner = StatementRunner(conn)
         session_settings(runner, options['lock_timeout_ms'], options['statement_timeout_ms'])
     try:
         for section in wanted:
-            data, error = run_section(runner, section, options)
+            data, error = run_section(runner, section, dict(options, database=database))
             if error:
                 errors['%s.%s' % (database, section)] = error
                 continue
@@ -354,14 +437,64 @@ def collect_database(module, database, main_runner, options, result, errors):
     return runner.executed if conn is not None else []
 
 
+def open_scan_window(module):
+    """The scan window of the seq_scans section (previous counters from O(state_file)), or None without one."""
+    p = module.params
+    if not p['state_file'] or 'seq_scans' not in p['sections']:
+        return None
+    try:
+        state = load_state(p['state_file'])
+    except ScanStateError as exc:
+        module.fail_json(msg=str(exc))
+    return dict(now=utc_now(), before=state['databases'], after={})
+
+
+def close_scan_window(module, window):
+    """Keep this run's counters (and those of databases not reviewed this time) for the next run."""
+    if window is None or module.check_mode:
+        return
+    databases = dict(window['before'], **window['after'])
+    try:
+        save_state(module.params['state_file'], dict(schema_version=SCHEMA_VERSION, taken_at=iso_utc(window['now']),
+                                                     databases=databases))
+    except OSError as exc:
+        module.warn('the scan counters could not be kept in state_file %s (%s): the next run starts a new window'
+                    % (module.params['state_file'], exc.strerror or exc))
+
+
+def name_blocked_relations(module, main_runner, options, rows):
+    """Name the relations of lock waits in each waiter's database; returns the statements run elsewhere."""
+    opened = []
+
+    def runner_for(database):
+        if database == default_database(module.params):
+            return main_runner
+        try:
+            other = StatementRunner(connect(params_for(module.params, database)))
+        except PostgresError:
+            return None
+        opened.append(other)
+        session_settings(other, options['lock_timeout_ms'], options['statement_timeout_ms'])
+        return other
+
+    try:
+        name_lock_targets(rows or [], runner_for)
+    finally:
+        for other in opened:
+            other.conn.close()
+    return [statement for other in opened for statement in other.executed]
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     check_options(module)
     p = module.params
     started = time.monotonic()
     options = dict((k, p[k]) for k in ('top_n', 'long_query_s', 'min_dead_tuples', 'min_dead_ratio',
-                                       'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms'))
+                                       'seq_scan_min_rows', 'lock_timeout_ms', 'statement_timeout_ms',
+                                       'analyze_threshold_ratio', 'seq_scan_window_s', 'seq_scan_min_scans'))
     sections = [s for s in SECTIONS if s in p['sections']]
+    options['scan_window'] = open_scan_window(module)
 
     conn, runner, databases = connect_and_resolve(module)
     session_settings(runner, p['lock_timeout_ms'], p['statement_timeout_ms'])
@@ -378,46 +511,18 @@ def main():
                 result[section] = data
         for database in databases:
             executed.extend(collect_database(module, database, runner, options, result, errors))
+        executed.extend(name_blocked_relations(module, runner, options, result.get('blocking')))
     finally:
         conn.close()
 
+    close_scan_window(module, options['scan_window'])
     for key, error in sorted(errors.items()):
         module.warn('pg_insight section %s not collected: %s' % (key, error))
-    findings = findings_of(result)
-    duration = elapsed_ms(started)
-    sizes = [r['size_bytes'] or 0 for r in result.get('database_sizes', [])]
-    connections = result.get('connections') or {}
-    unused = result.get('unused_indexes', [])
-    metrics = dict(
-        duration_ms=duration, databases=len(databases), database_bytes_total=sum(sizes),
-        connections_total=connections.get('total', 0), connections_used_pct=connections.get('used_pct') or 0,
-        long_queries=len(result.get('long_queries', [])), blocked_sessions=len(set(
-            r['blocked_pid'] for r in result.get('blocking', []))),
-        bloat_candidates=sum(1 for r in result.get('bloat', []) if r['candidate']),
-        unused_indexes=len(unused), unused_index_bytes=sum(r['size_bytes'] or 0 for r in unused),
-        autovacuum_disabled_tables=sum(1 for r in result.get('autovacuum_disabled', []) if not r['autovacuum_enabled']),
-        max_xid_age=max([r['xid_age'] for r in result.get('wraparound', [])] or [0]),
-        section_errors=len(errors),
-    )
-    parts = ['%d database(s)' % len(databases)]
-    if 'database_sizes' in result:
-        parts[0] += ', %s' % format_size(metrics['database_bytes_total'])
-    if connections:
-        parts.append('connections %d/%d' % (connections['total'], connections['max_connections']))
-    if 'bloat' in result:
-        parts.append('%d bloat candidates' % metrics['bloat_candidates'])
-    if 'unused_indexes' in result:
-        parts.append('%d unused indexes (%s)' % (metrics['unused_indexes'], format_size(metrics['unused_index_bytes'])))
-    if 'long_queries' in result:
-        parts.append('%d long queries' % metrics['long_queries'])
-    if 'blocking' in result:
-        parts.append('%d blocked' % metrics['blocked_sessions'])
-    if errors:
-        parts.append('%d section(s) not collected' % len(errors))
+    metrics = metrics_of(result, databases, errors, elapsed_ms(started))
     result.update(
         changed=False,
-        summary='pg_insight: ' + '; '.join(parts),
-        findings=findings,
+        summary=summary_of(result, databases, errors, metrics),
+        findings=findings_of(result, p['wraparound_warn_pct']),
         databases=databases,
         sections=sections,
         errors=errors,

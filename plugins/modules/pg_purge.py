@@ -224,8 +224,8 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import Runner
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
+    StatementRunner,
     connect_or_fail,
     postgres_argument_spec,
 )
@@ -323,6 +323,68 @@ def delete_batches(runner, statement, params, plan, progress, started, max_durat
     return 'max_rows' if plan['max_rows'] and progress['rows_deleted'] < plan['matched_rows'] else None
 
 
+def survey(runner, p, now):
+    """What the options match, read in the session that will delete: the plan the deletion follows."""
+    runner.rows("SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', %s, false)",
+                ('%dms' % p['lock_timeout_ms'],))
+    typname = resolve(runner, p['table'], p['timestamp_column'], p['where'])
+    database = runner.scalar('SELECT current_database()')
+    cutoff = cutoff_for(typname, p['older_than_days'], now)
+    cond, params = condition(p['timestamp_column'], p['where'], cutoff)
+    matched, oldest, newest = runner.rows(count_statement(p['table'], p['timestamp_column'], cond), params)[0]
+    return dict(database=database, cond=cond, params=params, matched=matched,
+                cutoff=moment_text(cutoff) if typname == 'date' else iso_utc(cutoff),
+                oldest=moment_text(oldest), newest=moment_text(newest),
+                would_delete=min(matched, p['max_rows']) if p['max_rows'] else matched)
+
+
+def purge(module, runner, plan, result, started, fail):
+    """Delete in batches and record the outcome in ``result``; ``fail`` reports a failure part-way."""
+    p = module.params
+    qualified = result['table']
+    batches = dict(would_delete=plan['would_delete'], matched_rows=plan['matched'], batch_size=p['batch_size'],
+                   max_rows=p['max_rows'])
+    progress = dict(rows_deleted=0, batches=0)
+    try:
+        stopped_by = delete_batches(runner, delete_statement(p['table'], p['timestamp_column'], plan['cond']),
+                                    plan['params'], batches, progress, started, p['max_duration_s'])
+        remaining = runner.rows(count_statement(p['table'], p['timestamp_column'], plan['cond']), plan['params'])[0][0]
+    except psycopg2.Error as exc:
+        # The failed batch rolled back; the batches before it are committed and counted.
+        fail('deleting from %s failed after %d rows in %d batches: %s (the failed batch was rolled back)'
+             % (qualified, progress['rows_deleted'], progress['batches'], str(exc).strip().splitlines()[0]),
+             changed=progress['rows_deleted'] > 0, remaining=plan['matched'] - progress['rows_deleted'], **progress)
+    result.update(changed=progress['rows_deleted'] > 0, stopped_by=stopped_by, remaining=remaining, **progress)
+    if stopped_by == 'lock_timeout':
+        module.warn('pg_purge %s stopped after %d rows: a batch waited more than lock_timeout_ms=%d for locks; '
+                    '%d rows remain for the next run' % (qualified, progress['rows_deleted'], p['lock_timeout_ms'],
+                                                         remaining))
+
+
+def finish(module, result, matched, started, executed):
+    """Summary, metrics and diff of a run; exits the module."""
+    qualified = result['table']
+    duration = elapsed_ms(started)
+    if module.check_mode:
+        line = 'pg_purge %s (check mode): would delete %s of %s rows older than %s' % (
+            qualified, '{:,}'.format(result['would_delete']), '{:,}'.format(matched), result['cutoff'])
+    else:
+        line = 'pg_purge %s: %s rows older than %s deleted in %d batches (%s remaining%s)' % (
+            qualified, '{:,}'.format(result['rows_deleted']), result['cutoff'], result['batches'],
+            '{:,}'.format(result['remaining']), ', stopped by %s' % result['stopped_by'] if result['stopped_by'] else '')
+    result.update(
+        summary='%s in %.1f s' % (line, duration / 1000.0),
+        duration_ms=duration,
+        metrics=dict(duration_ms=duration, rows_matched=matched, rows_deleted=result['rows_deleted'],
+                     batches=result['batches'], rows_remaining=result['remaining']),
+        executed_commands=executed,
+    )
+    if module._diff:
+        result['diff'] = dict(before='%s: %d rows older than %s\n' % (qualified, matched, result['cutoff']),
+                              after='%s: %d rows older than %s\n' % (qualified, result['remaining'], result['cutoff']))
+    module.exit_json(**result)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
@@ -337,7 +399,7 @@ def main():
     qualified = '%s.%s' % (schema, name)
 
     conn = connect_or_fail(module)
-    runner = Runner(conn)
+    runner = StatementRunner(conn)
     result = dict(changed=False, table=qualified, snapshot=None, rows_deleted=0, batches=0, stopped_by=None)
 
     def fail(msg, **extra):
@@ -346,69 +408,29 @@ def main():
         module.fail_json(msg=msg, executed_commands=runner.executed, **result)
 
     try:
-        runner.rows("SELECT set_config('TimeZone', 'UTC', false), set_config('lock_timeout', %s, false)",
-                    ('%dms' % p['lock_timeout_ms'],))
-        typname = resolve(runner, p['table'], p['timestamp_column'], p['where'])
-        database = runner.scalar('SELECT current_database()')
-        cutoff = cutoff_for(typname, p['older_than_days'], now)
-        cond, params = condition(p['timestamp_column'], p['where'], cutoff)
-        matched, oldest, newest = runner.rows(count_statement(p['table'], p['timestamp_column'], cond), params)[0]
+        plan = survey(runner, p, now)
     except PurgeError as exc:
         fail(str(exc))
     except psycopg2.Error as exc:
         fail('cannot read %s in %s: %s' % (qualified, p['login_db'] or 'postgres', str(exc).strip().splitlines()[0]))
 
-    would_delete = min(matched, p['max_rows']) if p['max_rows'] else matched
-    result.update(cutoff=moment_text(cutoff) if typname == 'date' else iso_utc(cutoff), matched_rows=matched,
-                  oldest=moment_text(oldest), newest=moment_text(newest), would_delete=would_delete,
-                  remaining=matched)
+    would_delete = plan['would_delete']
+    result.update(cutoff=plan['cutoff'], matched_rows=plan['matched'], oldest=plan['oldest'], newest=plan['newest'],
+                  would_delete=would_delete, remaining=plan['matched'])
     if would_delete and p['require_snapshot_within_h']:
         try:
-            result['snapshot'] = snapshot_evidence(database, p['require_snapshot_within_h'], dest=p['snapshot_dest'],
-                                                   manifest_path=p['snapshot_manifest'], now=now)
+            result['snapshot'] = snapshot_evidence(plan['database'], p['require_snapshot_within_h'],
+                                                   dest=p['snapshot_dest'], manifest_path=p['snapshot_manifest'],
+                                                   now=now)
         except PurgeError as exc:
             fail('refusing to delete %d rows from %s: %s' % (would_delete, qualified, exc))
 
     if would_delete and not module.check_mode:
-        plan = dict(would_delete=would_delete, matched_rows=matched, batch_size=p['batch_size'], max_rows=p['max_rows'])
-        progress = dict(rows_deleted=0, batches=0)
-        try:
-            stopped_by = delete_batches(runner, delete_statement(p['table'], p['timestamp_column'], cond), params, plan,
-                                        progress, started, p['max_duration_s'])
-            remaining = runner.rows(count_statement(p['table'], p['timestamp_column'], cond), params)[0][0]
-        except psycopg2.Error as exc:
-            # The failed batch rolled back; the batches before it are committed and counted.
-            fail('deleting from %s failed after %d rows in %d batches: %s (the failed batch was rolled back)'
-                 % (qualified, progress['rows_deleted'], progress['batches'], str(exc).strip().splitlines()[0]),
-                 changed=progress['rows_deleted'] > 0, remaining=matched - progress['rows_deleted'], **progress)
-        result.update(changed=progress['rows_deleted'] > 0, stopped_by=stopped_by, remaining=remaining, **progress)
-        if stopped_by == 'lock_timeout':
-            module.warn('pg_purge %s stopped after %d rows: a batch waited more than lock_timeout_ms=%d for locks; '
-                        '%d rows remain for the next run' % (qualified, progress['rows_deleted'], p['lock_timeout_ms'],
-                                                             remaining))
+        purge(module, runner, plan, result, started, fail)
     elif would_delete:
-        result.update(changed=True, remaining=matched - would_delete)
+        result.update(changed=True, remaining=plan['matched'] - would_delete)
     conn.close()
-
-    duration = elapsed_ms(started)
-    if module.check_mode:
-        line = 'pg_purge %s (check mode): would delete %s of %s rows older than %s' % (
-            qualified, '{:,}'.format(would_delete), '{:,}'.format(matched), result['cutoff'])
-    else:
-        line = 'pg_purge %s: %s rows older than %s deleted in %d batches (%s remaining%s)' % (
-            qualified, '{:,}'.format(result['rows_deleted']), result['cutoff'], result['batches'],
-            '{:,}'.format(result['remaining']), ', stopped by %s' % result['stopped_by'] if result['stopped_by'] else '')
-    result.update(
-        summary='%s in %.1f s' % (line, duration / 1000.0),
-        duration_ms=duration,
-        metrics=dict(duration_ms=duration, rows_matched=matched, rows_deleted=result['rows_deleted'],
-                     batches=result['batches'], rows_remaining=result['remaining']),
-        executed_commands=runner.executed,
-    )
-    if module._diff:
-        result['diff'] = dict(before='%s: %d rows older than %s\n' % (qualified, matched, result['cutoff']),
-                              after='%s: %d rows older than %s\n' % (qualified, result['remaining'], result['cutoff']))
-    module.exit_json(**result)
+    finish(module, result, plan['matched'], started, runner.executed)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,17 @@ description:
     since the last analyze) and selects the tables that are bloated or have stale statistics;
     only those are vacuumed or analyzed, largest first.
   - A table is B(bloated) when its dead tuples reach O(min_dead_tuples) B(and) its dead ratio
-    (dead / live tuples) reaches O(min_dead_ratio). It is then worked on with O(mode).
+    (dead / live tuples) reaches O(min_dead_ratio), counted for its heap and for its TOAST table
+    (the out-of-line storage of large values) each; either one selects it. It is then worked on with O(mode),
+    which vacuums the TOAST table with the heap.
+  - A B(partitioned table) is never vacuumed itself (each partition is selected on its own figures), but it is
+    analyzed when it never was or when its row estimate is off its partitions' live rows by more than
+    O(analyze_threshold_ratio): PostgreSQL's autovacuum never analyzes partitioned parents. Naming the parent in
+    O(tables) selects its partitions too.
+  - After VACUUM, dead tuples PostgreSQL still counts were not yet removable. When some remain and the cleanup
+    horizon is held (a session of that database with an old snapshot or transaction, a prepared transaction, a
+    replication slot's C(xmin)), the table is reported V(held_back) with the oldest holder in
+    RV(tables[].held_by), not V(done); a run that removes nothing returns RV(ignore:changed=false).
   - A table whose statistics are B(stale) (never analyzed, or rows modified since the last analyze
     over O(analyze_threshold_ratio) of its live rows) is selected for C(ANALYZE) only, in every
     O(mode) except V(vacuum).
@@ -196,7 +206,8 @@ tables:
       type: str
     status:
       description:
-        - V(done), V(skipped) (see RV(tables[].reason)), V(deferred) (budget spent before its turn),
+        - V(done), V(held_back) (VACUUM ran but dead tuples stay because the cleanup horizon is held, see
+          RV(tables[].held_by)), V(skipped) (see RV(tables[].reason)), V(deferred) (budget spent before its turn),
           V(failed) (an unexpected error, in RV(tables[].reason)), or V(planned) in check mode.
       type: str
     reason:
@@ -208,8 +219,21 @@ tables:
       description: Dead tuples when the table's turn came (from the plan if it never came).
       type: int
     dead_tuples_after:
-      description: Dead tuples after the action; V(null) when it did not run.
+      description: Dead tuples after the action (those not yet removable); V(null) when it did not run.
       type: int
+    toast_dead_tuples_before:
+      description: Dead tuples of the table's TOAST table when its turn came (V(0) without a TOAST table).
+      type: int
+    toast_dead_tuples_after:
+      description: Dead tuples of the TOAST table after the action; V(null) when it did not run.
+      type: int
+    held_by:
+      description:
+        - With RV(tables[].status=held_back), the oldest holder of the cleanup horizon; V(null) otherwise.
+        - C(kind) is V(session) (with C(pid), C(user), C(application), C(state), C(age_s) of its transaction,
+          C(query)), V(prepared_transaction) (C(name) is its GID) or V(replication_slot) (C(name) is the slot);
+          C(xid_age) is the age of the transaction ID it holds.
+      type: dict
     live_tuples:
       description: Live tuples, after the action when it ran.
       type: int
@@ -244,9 +268,20 @@ tables_processed:
   returned: always
   type: int
 dead_tuples_removed:
-  description: Dead tuples removed by VACUUM over all tables done (ANALYZE removes none).
+  description: Dead tuples removed by VACUUM over all tables done or held back, heap and TOAST together (ANALYZE removes none).
   returned: always
   type: int
+toast_dead_tuples_removed:
+  description: How many of RV(dead_tuples_removed) were TOAST tuples.
+  returned: always
+  type: int
+horizon_holders:
+  description: The distinct holders of the cleanup horizon named in RV(tables[].held_by), with their database.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{database: app, kind: session, pid: 4242, name: null, user: alice, application: psql,
+            state: idle in transaction, age_s: 312.0, xid_age: 1204, query: "UPDATE accounts SET ..."}]
 bytes_reclaimed:
   description: Bytes by which the tables done shrank (mostly from V(full); plain VACUUM only truncates empty trailing pages).
   returned: always
@@ -260,7 +295,8 @@ metrics:
   returned: always
   type: dict
   sample: {duration_ms: 612.4, tables_considered: 300, tables_selected: 15, tables_processed: 15, tables_skipped: 0,
-           tables_deferred: 0, tables_failed: 0, dead_tuples_removed: 180000, bytes_reclaimed: 0}
+           tables_deferred: 0, tables_failed: 0, tables_held_back: 0, dead_tuples_removed: 180000,
+           toast_dead_tuples_removed: 0, bytes_reclaimed: 0}
 executed_commands:
   description: Every SQL statement run, in the order each connection ran them.
   returned: always
@@ -275,17 +311,18 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.table_patterns import select_tables
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
-    Runner,
     connect_and_resolve,
     default_database,
     params_for,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
+    StatementRunner,
     connect,
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.horizon import describe_holder
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
     MAX_JOBS,
     MODES,
@@ -359,7 +396,7 @@ def make_plan(module, databases, runner):
             if database == default_database(p):
                 rows = catalog_rows(runner)
             else:
-                other = Runner(connect(params_for(p, database)))
+                other = StatementRunner(connect(params_for(p, database)))
                 try:
                     rows = catalog_rows(other)
                 finally:
@@ -384,12 +421,38 @@ def summarize(entries, figures, databases, considered, seconds, check_mode):
             figures['tables_processed'], considered, len(databases), '{:,}'.format(figures['dead_tuples_removed']),
             '{:,}'.format(figures['bytes_reclaimed']))
     tail = []
-    for status in ('skipped', 'deferred', 'failed'):
+    for status in ('held_back', 'skipped', 'deferred', 'failed'):
         if statuses.get(status):
             reasons = count_by([e for e in entries if e['status'] == status], 'reason')
-            detail = ', '.join('%s: %d' % (r, n) for r, n in sorted(reasons.items())) if status != 'deferred' else ''
+            detail = ', '.join('%s: %d' % (r, n) for r, n in sorted(reasons.items())) if status in ('skipped', 'failed') else ''
             tail.append('%d %s%s' % (statuses[status], status, ' (%s)' % detail if detail else ''))
     return '%s in %.1f s%s' % (head, seconds, '; ' + '; '.join(tail) if tail else '')
+
+
+def diff_of(entries):
+    """Dead tuples (heap and TOAST) of each table vacuumed, before and after."""
+    worked = [e for e in entries if e['status'] in ('done', 'held_back', 'planned') and e['action'] != 'analyze']
+    name = '%s.%s.%s'
+    return dict(
+        before=dict((name % (e['database'], e['schema'], e['table']),
+                     (e['dead_tuples_before'] or 0) + (e['toast_dead_tuples_before'] or 0)) for e in worked),
+        after=dict((name % (e['database'], e['schema'], e['table']),
+                    (e['dead_tuples_after'] or 0) + (e['toast_dead_tuples_after'] or 0)
+                    if e['status'] != 'planned' else 0) for e in worked),
+    )
+
+
+def horizon_report(module, entries):
+    """The distinct holders of the held-back tables, each warned about once."""
+    holders = {}
+    for entry in entries:
+        holder = entry['held_by']
+        key = holder and (entry['database'], holder['kind'], holder['pid'], holder['name'])
+        if holder and key not in holders:
+            holders[key] = dict(holder, database=entry['database'])
+            module.warn('database %s: VACUUM could not remove dead tuples of %s.%s because the cleanup horizon is '
+                        'held by %s' % (entry['database'], entry['schema'], entry['table'], describe_holder(holder)))
+    return list(holders.values())
 
 
 def main():
@@ -421,26 +484,24 @@ def main():
     figures = totals(entries)
     duration = elapsed_ms(started)
     statuses = count_by(entries, 'status')
+    holders = horizon_report(module, entries)
     result = dict(
-        changed=bool(statuses.get('planned')) if module.check_mode else figures['tables_processed'] > 0,
+        changed=bool(statuses.get('planned')) if module.check_mode else bool(
+            figures['tables_processed'] or figures['dead_tuples_removed']),
         summary=summarize(entries, figures, databases, considered, duration / 1000.0, module.check_mode),
         tables=[public_entry(e) for e in entries],
         databases=databases,
         unmatched_patterns=unmatched,
+        horizon_holders=holders,
         duration_ms=duration,
         metrics=dict(duration_ms=duration, tables_considered=considered, tables_selected=len(entries),
                      tables_skipped=statuses.get('skipped', 0), tables_deferred=statuses.get('deferred', 0),
-                     tables_failed=statuses.get('failed', 0), **figures),
+                     tables_failed=statuses.get('failed', 0), tables_held_back=statuses.get('held_back', 0), **figures),
         executed_commands=executed,
         **figures
     )
     if module._diff:
-        worked = [e for e in entries if e['status'] in ('done', 'planned') and e['action'] != 'analyze']
-        result['diff'] = dict(
-            before=dict(('%s.%s.%s' % (e['database'], e['schema'], e['table']), e['dead_tuples_before']) for e in worked),
-            after=dict(('%s.%s.%s' % (e['database'], e['schema'], e['table']),
-                        e['dead_tuples_after'] if e['status'] == 'done' else 0) for e in worked),
-        )
+        result['diff'] = diff_of(entries)
     if statuses.get('failed'):
         module.fail_json(msg=result['summary'], **result)
     module.exit_json(**result)

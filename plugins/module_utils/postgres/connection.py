@@ -36,7 +36,17 @@ POSTGRES_CONNECTION_SPEC = dict(
     login_db=dict(type='str', default='', aliases=['db']),
     login_unix_socket=dict(type='str', default='', aliases=['unix_socket']),
     ssl_mode=dict(type='str', default='prefer', choices=SSL_MODES),
+    ca_cert=dict(type='path', aliases=['ssl_rootcert']),
+    ssl_cert=dict(type='path'),
+    ssl_key=dict(type='path', no_log=False),
     connect_timeout=dict(type='int', default=10),
+)
+
+# Certificate options and the libpq connection keywords (and environment variables) they become.
+SSL_FILE_OPTIONS = (
+    ('ca_cert', 'sslrootcert', 'PGSSLROOTCERT'),
+    ('ssl_cert', 'sslcert', 'PGSSLCERT'),
+    ('ssl_key', 'sslkey', 'PGSSLKEY'),
 )
 
 
@@ -75,7 +85,15 @@ def connection_kwargs(params):
         kwargs['host'] = host
     if params.get('login_password'):
         kwargs['password'] = params['login_password']
+    for option, keyword, _variable in SSL_FILE_OPTIONS:
+        if params.get(option):
+            kwargs[keyword] = params[option]
     return kwargs
+
+
+def ssl_environment(params):
+    """The certificate options as libpq environment variables, for client programs (pg_dump, psql)."""
+    return dict((variable, params[option]) for option, _keyword, variable in SSL_FILE_OPTIONS if params.get(option))
 
 
 def explain_connect_error(params, error):
@@ -97,6 +115,9 @@ def explain_connect_error(params, error):
         hint = 'no answer within connect_timeout: check the network path and login_host/login_port'
     elif 'no pg_hba.conf entry' in lowered:
         hint = 'the server refuses this client in pg_hba.conf'
+    elif 'certificate' in lowered or 'ssl' in lowered:
+        hint = 'check ssl_mode, ca_cert, ssl_cert and ssl_key (verify-full also needs login_host to match the ' \
+               'server certificate\'s name)'
     else:
         hint = 'check the connection options'
     first_line = text.splitlines()[0] if text else type(error).__name__
@@ -157,3 +178,10 @@ class StatementRunner:
         """Execute and return the first column of the first row (None when no row)."""
         rows = self.rows(statement, params)
         return rows[0][0] if rows else None
+
+    def run(self, statement, params=None):
+        """Execute a statement that returns no rows (VACUUM, DELETE, SET, ALTER ROLE); return its rowcount."""
+        with self.conn.cursor() as cursor:
+            self._record(cursor, statement)
+            cursor.execute(statement, params)
+            return cursor.rowcount

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import StatementRunner
-
 try:
     from psycopg2 import sql
 except ImportError:  # the module reports the missing library through connect_or_fail
@@ -35,15 +33,6 @@ SESSION_POLL_S = 0.5
 
 class RoleProblem(ValueError):
     """A role list that must not be applied (unknown role, superuser, admin role listed, the login role)."""
-
-
-class Runner(StatementRunner):
-    """StatementRunner that can also run statements returning no rows (ALTER ROLE)."""
-
-    def execute(self, statement, params=None):
-        with self.conn.cursor() as cursor:
-            self._record(cursor, statement)
-            cursor.execute(statement, params)
 
 
 def check_roles(runner, readonly_roles, admin_roles):
@@ -124,9 +113,9 @@ def _in_transaction(runner, statements):
     conn = runner.conn
     conn.autocommit = False
     try:
-        runner.execute('SET TRANSACTION READ WRITE')
+        runner.run('SET TRANSACTION READ WRITE')
         for statement in statements:
-            runner.execute(statement)
+            runner.run(statement)
         conn.commit()
     except BaseException:
         conn.rollback()

@@ -31,7 +31,10 @@ def select_tables(rows, schemas=None, include=None, exclude=None):
 
     Returns ``(selected rows, include patterns that matched nothing)``. An
     empty or missing ``include`` selects every table of ``schemas`` (all
-    schemas when empty); ``exclude`` wins over ``include``.
+    schemas when empty); ``exclude`` wins over ``include``. A partition
+    (a row with ``ancestors``, ``[schema, table]`` pairs) is selected and
+    excluded by its own name or by the name of any of its parents, so naming a
+    partitioned table takes in its partitions.
     """
     include = list(include or [])
     exclude = list(exclude or [])
@@ -41,12 +44,13 @@ def select_tables(rows, schemas=None, include=None, exclude=None):
     for row in rows:
         if wanted_schemas and row['schema'] not in wanted_schemas:
             continue
+        names = [(row['schema'], row['table'])] + [tuple(a) for a in row.get('ancestors') or []]
         if include:
-            hits = [p for p in include if pattern_matches(p, row['schema'], row['table'])]
+            hits = [p for p in include if any(pattern_matches(p, schema, table) for schema, table in names)]
             if not hits:
                 continue
             used.update(hits)
-        if any(pattern_matches(p, row['schema'], row['table']) for p in exclude):
+        if any(pattern_matches(p, schema, table) for p in exclude for schema, table in names):
             continue
         selected.append(row)
     return selected, [p for p in include if p not in used]

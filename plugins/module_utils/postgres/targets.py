@@ -32,17 +32,6 @@ LIST_DATABASES = (
 )
 
 
-class Runner(StatementRunner):
-    """A StatementRunner that can also run statements returning no rows (VACUUM, DELETE, SET)."""
-
-    def run(self, statement, params=None):
-        """Execute and return the cursor's rowcount."""
-        with self.conn.cursor() as cursor:
-            self._record(cursor, statement)
-            cursor.execute(statement, params)
-            return cursor.rowcount
-
-
 def params_for(params, database):
     """Module parameters with ``login_db`` replaced: the connection options for ``database``."""
     return dict(params, login_db=database)
@@ -88,10 +77,10 @@ def resolve_databases(runner, requested, params):
 def connect_and_resolve(module):
     """Open the module's login connection and resolve ``databases``, or fail_json with the SQL run so far.
 
-    Returns (connection, Runner, databases); the caller closes the connection.
+    Returns (connection, StatementRunner, databases); the caller closes the connection.
     """
     conn = connect_or_fail(module)
-    runner = Runner(conn)
+    runner = StatementRunner(conn)
     try:
         return conn, runner, resolve_databases(runner, module.params['databases'], module.params)
     except PostgresError as exc:

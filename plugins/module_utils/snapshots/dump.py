@@ -36,6 +36,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     StatementRunner,
     connect,
     describe_target,
+    ssl_environment,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
 
@@ -143,6 +144,7 @@ def connection_env(params):
     if params.get('login_password'):
         env['PGPASSWORD'] = params['login_password']
     env['PGSSLMODE'] = params.get('ssl_mode') or 'prefer'
+    env.update(ssl_environment(params))
     env['PGCONNECT_TIMEOUT'] = str(max(1, int(params.get('connect_timeout') or 10)))
     return env
 

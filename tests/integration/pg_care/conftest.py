@@ -281,3 +281,29 @@ def pg_statements(scratch_dir):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope='session')
+def truth_pg(scratch_dir):
+    """A cluster of its own for the "PostgreSQL's own truth" tests: autovacuum off (nothing cleans behind the
+    tests' back), prepared transactions allowed, WAL for replication slots, pgstattuple in template1 so every
+    database created from it can be judged by it."""
+    cluster = PostgresCluster(os.path.join(scratch_dir, 'pg-truth'))
+    cluster.init()
+    with open(os.path.join(cluster.data_dir, 'postgresql.conf'), 'a') as handle:
+        handle.write('\nautovacuum = off\nmax_prepared_transactions = 5\nwal_level = replica\n'
+                     'max_wal_senders = 4\nmax_replication_slots = 4\n')
+    cluster.start()
+    try:
+        cluster.execute('CREATE EXTENSION IF NOT EXISTS pgstattuple', dbname='template1')
+        cluster.create_role('monitor', 'truth-monitor-pw', 'pg_monitor')
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def pgstattuple(pg, dbname, relation, toast=False):
+    """(live tuples, dead tuples) of ``relation`` (or of its TOAST table) measured by pgstattuple: the judge."""
+    oid = "(SELECT reltoastrelid FROM pg_class WHERE oid = %s::regclass)" if toast else '%s::regclass'
+    return tuple(pg.execute('SELECT tuple_count, dead_tuple_count FROM pgstattuple(' + oid + ')',
+                            (relation,), dbname=dbname)[0])

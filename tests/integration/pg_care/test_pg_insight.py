@@ -67,7 +67,8 @@ def test_full_review_finds_what_was_planted_and_changes_nothing(pg, insight_db):
     assert autovac['public.events']['autovacuum_enabled'] is False
     assert autovac['public.orders']['autovacuum_enabled'] is False
     assert autovac['public.tuned'] == dict(database=INSIGHT_DB, schema='public', table='tuned', autovacuum_enabled=True,
-                                           settings={'autovacuum_vacuum_scale_factor': '0.05'})
+                                           settings={'autovacuum_vacuum_scale_factor': '0.05'},
+                                           toast_autovacuum_enabled=True, toast_settings={})
     assert result['autovacuum']['autovacuum'] == 'on'
     assert result['autovacuum']['autovacuum_naptime'] == '60s'
 
@@ -125,7 +126,8 @@ def test_blocked_sessions_long_queries_and_a_locked_table(pg, insight_db):
     assert result['changed'] is False and 'failed' not in result
     pair = [r for r in result['blocking'] if r['blocking_pid'] == holder_pid]
     assert len(pair) == 1
-    assert pair[0]['mode'] == 'AccessShareLock' and pair[0]['relation'] == 'orders'
+    assert pair[0]['mode'] == 'AccessShareLock' and pair[0]['relation'] == 'public.orders'
+    assert pair[0]['root_blocking_pid'] == holder_pid
     assert pair[0]['blocked_query'] == 'SELECT count(*) FROM orders' and pair[0]['waiting_s'] >= 0.5
     assert any(r['query'] == 'SELECT count(*) FROM orders' and r['duration_s'] >= 0.5 for r in result['long_queries'])
     assert result['metrics']['blocked_sessions'] >= 1

@@ -16,6 +16,20 @@ def test_connection_kwargs_prefers_the_socket_and_skips_empty_password():
     assert (kwargs['port'], kwargs['user'], kwargs['dbname'], kwargs['sslmode']) == (6543, 'monitor', 'app', 'require')
 
 
+def test_certificate_options_become_libpq_keywords_and_environment():
+    params = dict(login_user='monitor', ssl_mode='verify-full', ca_cert='/etc/pki/ca.crt', ssl_cert='/etc/pki/c.crt',
+                  ssl_key='/etc/pki/c.key')
+    kwargs = pgu.connection_kwargs(params)
+    assert (kwargs['sslmode'], kwargs['sslrootcert'], kwargs['sslcert'], kwargs['sslkey']) == (
+        'verify-full', '/etc/pki/ca.crt', '/etc/pki/c.crt', '/etc/pki/c.key')
+    assert pgu.ssl_environment(params) == dict(PGSSLROOTCERT='/etc/pki/ca.crt', PGSSLCERT='/etc/pki/c.crt',
+                                               PGSSLKEY='/etc/pki/c.key')
+    unset = pgu.connection_kwargs(dict(login_user='monitor', ca_cert=None, ssl_cert=None, ssl_key=None))
+    assert not set(unset) & {'sslrootcert', 'sslcert', 'sslkey'}
+    assert pgu.ssl_environment(dict(ca_cert=None)) == {}
+    assert pgu.postgres_argument_spec()['ca_cert']['aliases'] == ['ssl_rootcert']
+
+
 def test_argument_spec_is_a_copy():
     spec = pgu.postgres_argument_spec()
     spec['login_port']['default'] = 1
@@ -31,6 +45,7 @@ def test_argument_spec_is_a_copy():
     ('connection to server at "127.0.0.1", port 1 failed: Connection refused', 'is PostgreSQL running'),
     ('timeout expired', 'no answer within connect_timeout'),
     ('FATAL:  no pg_hba.conf entry for host', 'pg_hba.conf'),
+    ('server certificate for "db" does not match host name "127.0.0.1"', 'check ssl_mode, ca_cert, ssl_cert'),
 ])
 def test_explain_connect_error(error, hint):
     params = dict(login_host='127.0.0.1', login_port=5432, login_user='ghost', login_db='nope')

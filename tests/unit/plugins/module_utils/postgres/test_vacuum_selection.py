@@ -10,10 +10,13 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.ta
 THRESHOLDS = dict(min_dead_tuples=1000, min_dead_ratio=0.2, analyze_threshold_ratio=0.1)
 
 
-def row(table='t', schema='public', live=10000, dead=0, mod=0, analyzed=True, pages=8192 * 100, reltuples=10000.0,
-        can_maintain=True):
+def row(table='t', schema='public', live=10000, dead=0, mod=0, analyzed=True, pages=8192 * 100, reltuples=None,
+        can_maintain=True, relkind='r', toast_live=0, toast_dead=0, ancestors=None):
     return dict(oid=1, schema=schema, table=table, live_tuples=live, dead_tuples=dead, mod_since_analyze=mod,
-                analyzed=analyzed, relpages_bytes=pages, reltuples=reltuples, can_maintain=can_maintain)
+                analyzed=analyzed, relpages_bytes=pages, reltuples=float(live) if reltuples is None else reltuples,
+                can_maintain=can_maintain,
+                relkind=relkind, toast_oid=2 if toast_live or toast_dead else 0, toast_live_tuples=toast_live,
+                toast_dead_tuples=toast_dead, ancestors=ancestors)
 
 
 @pytest.mark.parametrize('pattern, schema, table, expected', [
@@ -50,6 +53,8 @@ def test_select_tables_schemas_include_exclude_and_unmatched():
     (dict(mod=1001, live=10000), 'freeze', 'analyze'),                      # 0.1001 > 0.1
     (dict(mod=1000, live=10000), 'vacuum_analyze', None),                   # exactly 0.1 is not over
     (dict(dead=5000, live=5000), 'full', 'full'),
+    (dict(live=301000, reltuples=1000.0), 'vacuum_analyze', 'analyze'),    # estimate far off the live rows
+    (dict(live=10900, reltuples=10000.0), 'vacuum_analyze', None),         # 9 % off: fresh enough
 ])
 def test_plan_action(values, mode, expected):
     decided = vac.plan_action(row(**values), mode, THRESHOLDS)
@@ -86,8 +91,56 @@ def test_totals_count_only_vacuum_work():
         dict(status='skipped', action='vacuum', dead_tuples_before=900, dead_tuples_after=None,
              size_bytes_before=None, size_bytes_after=None),
     ]
-    assert vac.totals(entries) == dict(tables_processed=3, dead_tuples_removed=1500, bytes_reclaimed=600)
+    assert vac.totals(entries) == dict(tables_processed=3, dead_tuples_removed=1500, toast_dead_tuples_removed=0,
+                                       bytes_reclaimed=600)
     assert vac.count_by(entries, 'status') == dict(done=3, skipped=1)
+
+
+def test_toast_bloat_selects_a_table_whose_heap_is_clean():
+    clean_heap = row('docs', live=1000, dead=20, toast_live=4000, toast_dead=2000)
+    assert vac.bloated_parts(clean_heap, 1000, 0.2) == ['toast']
+    action, reason = vac.plan_action(clean_heap, 'vacuum_analyze', THRESHOLDS)
+    assert action == 'vacuum_analyze' and reason == 'TOAST dead tuples 2000 >= 1000, TOAST dead ratio 0.50 >= 0.2'
+    both = row(live=5000, dead=5000, toast_live=1000, toast_dead=1000)
+    assert vac.plan_action(both, 'vacuum', THRESHOLDS)[1].count('>=') == 4
+    assert vac.plan_action(clean_heap, 'analyze', THRESHOLDS) is None
+
+
+def test_totals_count_toast_tuples_and_held_back_tables():
+    entries = [
+        dict(status='done', action='vacuum_analyze', dead_tuples_before=20, dead_tuples_after=0,
+             toast_dead_tuples_before=2000, toast_dead_tuples_after=0, size_bytes_before=1, size_bytes_after=1),
+        dict(status='held_back', action='vacuum_analyze', dead_tuples_before=500, dead_tuples_after=400,
+             toast_dead_tuples_before=0, toast_dead_tuples_after=0, size_bytes_before=1, size_bytes_after=1),
+    ]
+    assert vac.totals(entries) == dict(tables_processed=1, dead_tuples_removed=2120, toast_dead_tuples_removed=2000,
+                                       bytes_reclaimed=0)
+
+
+@pytest.mark.parametrize('values, mode, expected', [
+    (dict(analyzed=False, reltuples=-1.0), 'vacuum_analyze', ('analyze', 'partitioned parent never analyzed')),
+    (dict(analyzed=False, reltuples=-1.0), 'vacuum', None),
+    (dict(live=301000, reltuples=1000.0), 'analyze', ('analyze', 'partitioned parent estimates 1000 rows, '
+                                                                 'its partitions hold 301000 live')),
+    (dict(live=10500, reltuples=10000.0), 'vacuum_analyze', None),   # 5 % off: fresh enough
+    (dict(live=10500, reltuples=10000.0), 'freeze', None),
+])
+def test_partitioned_parent_is_analyzed_never_vacuumed(values, mode, expected):
+    assert vac.plan_action(row('measurements', relkind='p', dead=0, **values), mode, THRESHOLDS) == expected
+    assert vac.plan_action(row('measurements', relkind='p'), mode, THRESHOLDS, force=True) == (
+        None if mode == 'vacuum' else ('analyze', 'forced'))
+
+
+def test_naming_a_partitioned_parent_selects_its_partitions():
+    rows = [row('measurements', relkind='p'), row('measurements_2026', ancestors=[['public', 'measurements']]),
+            row('measurements_old', schema='archive', ancestors=[['public', 'measurements']]), row('other')]
+    selected, unmatched = select_tables(rows, include=['measurements'])
+    assert [r['table'] for r in selected] == ['measurements', 'measurements_2026', 'measurements_old']
+    assert unmatched == []
+    selected, _ = select_tables(rows, include=['public.measurements'], exclude=['archive.*'])
+    assert [r['table'] for r in selected] == ['measurements', 'measurements_2026']
+    selected, _ = select_tables(rows, exclude=['measurements'])
+    assert [r['table'] for r in selected] == ['other']
 
 
 def test_budget():

@@ -1,4 +1,4 @@
-"""pg_vacuum fixes against the real PostgreSQL 15 cluster of the ``pg`` fixture.
+"""pg_vacuum when the server refuses it something, against the real PostgreSQL 15 cluster of the ``pg`` fixture.
 
 * catalog reads the server refuses (permission denied on pg_database or
   pg_class, revoked in scratch databases of our own) fail with an operator

@@ -1,4 +1,4 @@
-"""Releases that used to fail for good, against the real PostgreSQL 15 cluster of the ``pg`` fixture.
+"""Releases with a listed login role or a dropped database, against the real PostgreSQL 15 cluster of the ``pg`` fixture.
 
 * the login role listed in readonly_roles (a CREATEROLE non-superuser) is
   refused, and a read-only default on the login role set by hand does not
