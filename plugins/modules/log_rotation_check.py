@@ -396,35 +396,27 @@ executed_commands:
 '''
 
 import datetime
-import glob
 import os
 import resource
 import shutil
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.rotation import (
-    LogPathError,
-    audit_log,
-    execute,
-    expand_paths,
-    find_ghost_handles,
-    list_versions,
-    load_logrotate,
-    plan_log,
-    truncate_ghost,
-)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import parse_duration
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit import PolicyError, audit_log, resolve_policy, summarize
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import enforce
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.ghosts import handle_ghosts
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import load_logrotate
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
     grep_command_line,
     load_state,
     save_state,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms, format_argv
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size, parse_duration, parse_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import LogPathError, expand_paths, list_versions
 
 POLICY_SPEC = dict(
     max_size=dict(type='str'),
@@ -435,24 +427,23 @@ POLICY_SPEC = dict(
     rotated_pattern=dict(type='str', default='auto', choices=['auto', 'numbered', 'dateext']),
 )
 
-
-def resolve_policy(module):
-    """Validated policy with max_size in bytes; every bad value fails before anything is read."""
-    policy = dict(module.params['policy'])
-    for key, spec in POLICY_SPEC.items():
-        if policy.get(key) is None and 'default' in spec:
-            policy[key] = spec['default']
-    try:
-        policy['max_size_bytes'] = parse_size(policy['max_size']) if policy.get('max_size') is not None else None
-    except ValueError as exc:
-        module.fail_json(msg='policy.max_size: %s; nothing was read or changed' % exc)
-    if policy['keep'] < 0:
-        module.fail_json(msg='policy.keep is %d: give how many rotated versions to keep (0 or more); nothing was read or changed'
-                         % policy['keep'])
-    if policy.get('max_age_days') is not None and policy['max_age_days'] < 0:
-        module.fail_json(msg='policy.max_age_days is %d: give a number of days (0 or more); nothing was read or changed'
-                         % policy['max_age_days'])
-    return policy
+ARGUMENT_SPEC = dict(
+    paths=dict(type='list', elements='str', required=True),
+    policy=dict(type='dict', default={}, options=POLICY_SPEC),
+    logrotate_dir=dict(type='path', default='/etc/logrotate.d'),
+    logrotate_conf=dict(type='path', default='/etc/logrotate.conf'),
+    check_logrotate=dict(type='bool', default=True),
+    ghost_scope=dict(type='str', default='logs', choices=['logs', 'all', 'none']),
+    ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
+    scan=dict(type='bool', default=False),
+    patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
+    top_n=dict(type='int', default=10),
+    state_file=dict(type='path'),
+    since=dict(type='str'),
+    enforce=dict(type='bool', default=False),
+    method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
+    postrotate_command=dict(type='list', elements='str'),
+)
 
 
 def resolve_since(module):
@@ -493,54 +484,6 @@ def check_state_file(module):
         problem = check_writable_dir(directory)
         if problem:
             module.fail_json(msg='state_file %s cannot be written: %s; nothing was read or changed' % (state_file, problem))
-
-
-def ghost_scope_dirs(paths, logs):
-    """Directories whose deleted files count as deleted logs: those of the configured paths."""
-    dirs = set()
-    for pattern in paths:
-        directory = os.path.dirname(os.path.abspath(pattern))
-        if glob.has_magic(directory):
-            dirs.update(os.path.dirname(p) for p in logs)
-        else:
-            dirs.add(directory)
-    return sorted(dirs)
-
-
-def handle_ghosts(module, paths, logs, actions, diff):
-    """Find ghost handles in scope; with ghost_action=truncate truncate each held file once (planned in check mode)."""
-    scope = module.params['ghost_scope']
-    if scope == 'none':
-        return []
-    ghosts = find_ghost_handles(None if scope == 'all' else ghost_scope_dirs(paths, logs))
-    truncated = set()
-    for ghost in ghosts:
-        ghost['status'] = 'reported'
-        if module.params['ghost_action'] != 'truncate' or ghost['bytes_held'] == 0:
-            continue
-        key = (ghost['device'], ghost['inode'])
-        action = dict(action='truncate_ghost', path=ghost['path'], pid=ghost['pid'], fd=ghost['fd'],
-                      size_bytes=ghost['bytes_held'])
-        if key in truncated:
-            ghost['status'] = 'planned' if module.check_mode else 'truncated'
-            continue  # the same file through another descriptor: already handled
-        truncated.add(key)
-        if module.check_mode:
-            ghost['status'] = action['status'] = 'planned'
-        else:
-            try:
-                truncate_ghost(ghost)
-                ghost['status'], action['status'] = 'truncated', 'done'
-            except OSError as exc:
-                ghost['status'] = action['status'] = 'failed'
-                action['error'] = exc.strerror or str(exc)
-        actions.append(action)
-        diff.append(dict(before_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
-                         after_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
-                         before='%d bytes held\n' % ghost['bytes_held'], after='0 bytes held\n'))
-    for ghost in ghosts:
-        del ghost['device'], ghost['inode']
-    return ghosts
 
 
 def run_scan(module, logs, policy, executed, notes):
@@ -586,91 +529,8 @@ def run_scan(module, logs, policy, executed, notes):
     return errors, state, scanner.bytes_scanned, scanner.bytes_skipped
 
 
-def enforce(module, logs, policy, actions, diff, executed):
-    """Plan (and outside check mode do) what brings each log into policy; failed actions stop that log."""
-    for entry in logs:
-        if entry['size_bytes'] is None:
-            continue
-        planned, before, after = plan_log(entry['path'], policy, module.params['method'])
-        if not planned:
-            continue
-        diff.append(dict(before_header='%s versions' % entry['path'], after_header='%s versions' % entry['path'],
-                         before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after)))
-        failed = False
-        for action in planned:
-            actions.append(action)
-            if module.check_mode or failed:
-                action['status'] = 'planned' if module.check_mode else 'skipped'
-                continue
-            try:
-                execute(action, module.params['postrotate_command'])
-                action['status'] = 'done'
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                action['status'] = 'failed'
-                action['error'] = getattr(exc, 'strerror', None) or str(exc)
-                failed = True
-            if action['action'] == 'rotate' and module.params['method'] == 'rename' and module.params['postrotate_command']:
-                executed.append(format_argv(module.params['postrotate_command']))
-
-
-GHOSTS_NAMED = 3  # holders named in the summary, the largest first
-
-
-def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mode):
-    codes = {}
-    for entry in logs:
-        for item in entry['violations']:
-            codes[item['code']] = codes.get(item['code'], 0) + 1
-    parts = ['%d log%s' % (len(logs), '' if len(logs) == 1 else 's')]
-    total = sum(codes.values())
-    parts[0] += ', %d violation%s%s' % (total, '' if total == 1 else 's', ' (%s)' % ', '.join(
-        '%s %d' % item for item in sorted(codes.items())) if codes else '')
-    if unmatched:
-        parts.append('%d path%s matched nothing' % (len(unmatched), '' if len(unmatched) == 1 else 's'))
-    if ghosts:
-        # The summary is what the maintenance log shows: name the holders, so the operator knows what to restart.
-        named = sorted(ghosts, key=lambda g: -g['bytes_held'])[:GHOSTS_NAMED]
-        holders = ', '.join('pid %d %s fd %d: %s %s' % (g['pid'], g['process'], g['fd'], g['path'],
-                                                        format_size(g['bytes_held'])) for g in named)
-        more = ' and %d more' % (len(ghosts) - len(named)) if len(ghosts) > len(named) else ''
-        parts.append('%d ghost handle%s holding %s (%s%s)' % (len(ghosts), '' if len(ghosts) == 1 else 's',
-                                                              format_size(sum(g['bytes_held'] for g in ghosts)),
-                                                              holders, more))
-    if errors:
-        parts.append('%d error events (%d tracebacks) in %s read'
-                     % (errors['events'], errors['tracebacks'], format_size(bytes_scanned)))
-    if actions:
-        done = sum(1 for a in actions if a['status'] == 'done')
-        failed = sum(1 for a in actions if a['status'] == 'failed')
-        parts.append('%d action%s %s%s' % (len(actions), '' if len(actions) == 1 else 's',
-                                           'planned' if check_mode else 'done' if not failed else 'run: %d done' % done,
-                                           ', %d FAILED' % failed if failed else ''))
-    return '; '.join(parts)
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            paths=dict(type='list', elements='str', required=True),
-            policy=dict(type='dict', default={}, options=POLICY_SPEC),
-            logrotate_dir=dict(type='path', default='/etc/logrotate.d'),
-            logrotate_conf=dict(type='path', default='/etc/logrotate.conf'),
-            check_logrotate=dict(type='bool', default=True),
-            ghost_scope=dict(type='str', default='logs', choices=['logs', 'all', 'none']),
-            ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
-            scan=dict(type='bool', default=False),
-            patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
-            top_n=dict(type='int', default=10),
-            state_file=dict(type='path'),
-            since=dict(type='str'),
-            enforce=dict(type='bool', default=False),
-            method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
-            postrotate_command=dict(type='list', elements='str'),
-        ),
-        supports_check_mode=True,
-    )
-    started = time.monotonic()
-    cpu_started = cpu_ms()
+def check_params(module):
+    """Fail on every bad option before anything is read; returns the resolved policy."""
     params = module.params
     if not params['paths']:
         module.fail_json(msg='paths is empty: give the log files or globs to check (for example /srv/app/data/logs/*.log)')
@@ -682,10 +542,42 @@ def main():
         module.fail_json(msg='postrotate_command only runs with method: rename (copytruncate needs no reopen)')
     if params['postrotate_command'] == []:
         module.fail_json(msg='postrotate_command is empty: give the program and its arguments, or leave it unset')
-    policy = resolve_policy(module)
+    try:
+        policy = resolve_policy(module.params['policy'], POLICY_SPEC)
+    except PolicyError as exc:
+        module.fail_json(msg=str(exc))
     if params['scan']:
         resolve_since(module)  # validate before anything is read
         check_state_file(module)
+    return policy
+
+
+def build_result(module, result, started, cpu_started):
+    """The module result around ``result`` (the findings): changed, summary, duration and metrics."""
+    logs, ghosts, errors, actions = result['logs'], result['ghost_handles'], result['errors'], result['actions']
+    unmatched, bytes_scanned, bytes_skipped = result['unmatched_paths'], result['bytes_scanned'], result['bytes_skipped_by_cursor']
+    duration = elapsed_ms(started)
+    violations_total = sum(len(e['violations']) for e in logs)
+    result.update(
+        changed=any(a['status'] in ('done', 'planned', 'failed') for a in actions),
+        summary=summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, module.check_mode),
+        duration_ms=duration,
+        metrics=dict(duration_ms=duration, cpu_ms=round(cpu_ms() - cpu_started, 1), logs_total=len(logs), violations_total=violations_total,
+                     ghost_handles=len(ghosts), ghost_bytes_held=sum(g['bytes_held'] for g in ghosts),
+                     bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
+                     error_events=errors.get('events', 0), error_lines_matched=errors.get('lines_matched', 0),
+                     actions_done=sum(1 for a in actions if a['status'] == 'done'),
+                     actions_planned=sum(1 for a in actions if a['status'] == 'planned')),
+    )
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    started = time.monotonic()
+    cpu_started = cpu_ms()
+    params = module.params
+    policy = check_params(module)
     try:
         paths, unmatched, skipped = expand_paths(params['paths'])
     except LogPathError as exc:
@@ -699,33 +591,22 @@ def main():
         stanzas, _sources, problems = load_logrotate(params['logrotate_conf'], params['logrotate_dir'])
         notes.extend(problems)
     logs = [audit_log(path, policy, stanzas) for path in paths]
-    ghosts = handle_ghosts(module, params['paths'], paths, actions, diff)
+    ghosts = handle_ghosts(params['ghost_scope'], params['ghost_action'], module.check_mode, params['paths'], paths, actions, diff)
     errors, state, bytes_scanned, bytes_skipped = {}, dict(path=params['state_file'], status='not_used', problem=None,
                                                            written=False), 0, 0
     if params['scan']:
         errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, policy, executed, notes)
     if params['enforce']:
-        enforce(module, logs, policy, actions, diff, executed)
+        enforce(logs, policy, dict(method=params['method'], postrotate_command=params['postrotate_command'],
+                                   check_mode=module.check_mode), actions, diff, executed)
         if not module.check_mode:
             for entry in logs:
                 entry['violations_after'] = audit_log(entry['path'], policy, stanzas)['violations']
 
-    changed = any(a['status'] in ('done', 'planned', 'failed') for a in actions)
-    duration = elapsed_ms(started)
-    violations_total = sum(len(e['violations']) for e in logs)
-    result = dict(
-        changed=changed,
-        summary=summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, module.check_mode),
-        logs=logs, unmatched_paths=unmatched, skipped_paths=skipped, ghost_handles=ghosts, errors=errors,
-        state=state, actions=actions, bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
-        duration_ms=duration, notes=notes, executed_commands=executed,
-        metrics=dict(duration_ms=duration, cpu_ms=round(cpu_ms() - cpu_started, 1), logs_total=len(logs), violations_total=violations_total,
-                     ghost_handles=len(ghosts), ghost_bytes_held=sum(g['bytes_held'] for g in ghosts),
-                     bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
-                     error_events=errors.get('events', 0), error_lines_matched=errors.get('lines_matched', 0),
-                     actions_done=sum(1 for a in actions if a['status'] == 'done'),
-                     actions_planned=sum(1 for a in actions if a['status'] == 'planned')),
-    )
+    result = build_result(module, dict(logs=logs, unmatched_paths=unmatched, skipped_paths=skipped, ghost_handles=ghosts,
+                                       errors=errors, state=state, actions=actions, bytes_scanned=bytes_scanned,
+                                       bytes_skipped_by_cursor=bytes_skipped, notes=notes, executed_commands=executed),
+                          started, cpu_started)
     if diff:
         result['diff'] = diff
     failed = [a for a in actions if a['status'] == 'failed']
