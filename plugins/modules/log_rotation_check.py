@@ -87,8 +87,12 @@ options:
   logrotate_dir:
     description:
       - Directory of logrotate stanzas; each log must be covered by one whose C(size)/C(maxsize), C(rotate),
-        C(compress), C(delaycompress) and C(maxage) agree with O(policy) (violations V(no_logrotate_policy) and V(policy_mismatch)).
-      - Global directives of O(logrotate_conf) apply to its stanzas, as logrotate reads them.
+        C(compress), C(delaycompress) and C(maxage) agree with O(policy) (violations V(no_logrotate_policy),
+        V(invalid_logrotate_policy) and V(policy_mismatch)).
+      - The configuration is read by the installed logrotate itself (C(logrotate -d) with a private state file), so
+        include, global scope, taboo names, size forms and rejected stanzas are exactly as logrotate reads them.
+        Where logrotate is not installed, the collection's own parser is used and RV(notes) says V(logrotate_missing).
+      - Added to the arguments of logrotate only when O(logrotate_conf) does not include it.
     type: path
     default: /etc/logrotate.d
   logrotate_conf:
@@ -102,7 +106,8 @@ options:
   ghost_scope:
     description:
       - Where to look for ghost handles. V(logs) reports deleted files whose path was in a directory of O(paths),
-        V(all) every deleted regular file still held open, V(none) skips the search.
+        V(all) every deleted regular file still held open (including anonymous C(O_TMPFILE) files, marked
+        C(anonymous)), V(none) skips the search.
     type: str
     choices: [logs, all, none]
     default: logs
@@ -110,6 +115,9 @@ options:
     description:
       - V(report) only lists ghost handles. V(truncate) truncates each held file to 0 bytes through
         C(/proc/PID/fd/N), which gives the space back at once; the holder keeps writing to its (now empty) file.
+      - Only files whose former path matches O(paths) (or a rotated version of it) are truncated, never an
+        anonymous C(O_TMPFILE) file or another deleted file; a file that holds no blocks is left alone, so a second
+        run reports no change.
     type: str
     choices: [report, truncate]
     default: report
@@ -227,10 +235,18 @@ logs:
     logrotate_config:
       description: The logrotate file whose stanza covers the log, V(null) when none does or the check is off.
       type: str
+    logrotate:
+      description:
+        - What logrotate applies to the log, as it reads its configuration (C(criterion) V(size), V(daily),
+          V(weekly), V(monthly), V(yearly) or V(hourly); C(rotate), C(size), C(maxsize), C(minsize), C(olddir),
+          C(compress), C(delaycompress), C(maxage)).
+      type: dict
+      returned: when a stanza logrotate accepts covers the log
     violations:
       description:
         - What is out of policy, each with a C(code) (V(oversized), V(too_many_versions), V(uncompressed_version),
-          V(expired_version), V(no_logrotate_policy), V(policy_mismatch), V(unreadable)) and a C(message).
+          V(expired_version), V(no_logrotate_policy), V(invalid_logrotate_policy), V(policy_mismatch), V(unreadable))
+          and a C(message).
       type: list
       elements: dict
     violations_after:
@@ -260,30 +276,44 @@ skipped_paths:
   type: list
   elements: dict
 ghost_handles:
-  description: Deleted files still held open, one entry per process and descriptor.
+  description: Deleted files still held open, one entry per file (device and inode) with all its holders.
   returned: always
   type: list
   elements: dict
   contains:
     pid:
-      description: Process holding the file.
+      description: The first process holding the file (the one used to truncate it).
       type: int
     process:
       description: Its name (C(/proc/PID/comm)).
       type: str
     fd:
-      description: The descriptor number.
+      description: Its descriptor number.
       type: int
+    holders:
+      description: Every process and descriptor holding the file (C(pid), C(process), C(fd)).
+      type: list
+      elements: dict
     path:
-      description: The path the file had before it was deleted.
+      description: The path the file had before it was deleted (C(/dir/#inode) for an C(O_TMPFILE) file).
       type: str
     bytes_held:
-      description: Size of the held file when found.
+      description: Disk space the held file occupies (allocated blocks), what truncating it gives back.
       type: int
+    size_bytes:
+      description: Its apparent size, larger than RV(ghost_handles[].bytes_held) for a sparse file.
+      type: int
+    anonymous:
+      description: True for a file created with C(O_TMPFILE), which never had a name and is never truncated.
+      type: bool
+    truncatable:
+      description: True when its former path matches O(paths) (or a rotated version), so O(ghost_action=truncate) may truncate it.
+      type: bool
     status:
       description: V(reported), V(planned) (truncate in check mode), V(truncated) or V(failed).
       type: str
-  sample: [{pid: 4242, process: python3, fd: 3, path: /srv/app/data/logs/app.log, bytes_held: 10485760, status: reported}]
+  sample: [{pid: 4242, process: python3, fd: 3, holders: [{pid: 4242, process: python3, fd: 3}], path: /srv/app/data/logs/app.log,
+            bytes_held: 10485760, size_bytes: 10485760, anonymous: false, truncatable: true, status: reported}]
 errors:
   description: The error review of the bytes read by this run (empty dict without O(scan)).
   returned: always
@@ -399,6 +429,7 @@ import datetime
 import os
 import resource
 import shutil
+import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -410,6 +441,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import enforce
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.ghosts import handle_ghosts
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import load_logrotate
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import LogrotateMissing, read_logrotate
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
     grep_command_line,
@@ -529,6 +561,24 @@ def run_scan(module, logs, policy, executed, notes):
     return errors, state, scanner.bytes_scanned, scanner.bytes_skipped
 
 
+def read_configuration(module, notes):
+    """logrotate's own reading of its configuration; the collection's parser where logrotate is not installed."""
+    stanzas, dummy, problems = load_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'])
+    try:
+        reading = read_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'], stanzas)
+    except LogrotateMissing as exc:
+        notes.extend(problems)
+        notes.append('logrotate_missing: %s; the configuration was read by the collection\'s own parser' % exc)
+        return stanzas
+    except (OSError, subprocess.SubprocessError) as exc:
+        module.fail_json(msg='logrotate -d could not read %s: %s; nothing was read or changed'
+                         % (module.params['logrotate_conf'] or module.params['logrotate_dir'], exc))
+    for message in reading.messages:
+        if 'logrotate: ' + message not in notes:
+            notes.append('logrotate: ' + message)
+    return reading
+
+
 def check_params(module):
     """Fail on every bad option before anything is read; returns the resolved policy."""
     params = module.params
@@ -586,10 +636,7 @@ def main():
         module.warn('paths: %s matched no file' % pattern)
 
     notes, executed, actions, diff = [], [], [], []
-    stanzas = None
-    if params['check_logrotate']:
-        stanzas, _sources, problems = load_logrotate(params['logrotate_conf'], params['logrotate_dir'])
-        notes.extend(problems)
+    stanzas = read_configuration(module, notes) if params['check_logrotate'] else None
     logs = [audit_log(path, policy, stanzas) for path in paths]
     ghosts = handle_ghosts(params['ghost_scope'], params['ghost_action'], module.check_mode, params['paths'], paths, actions, diff)
     errors, state, bytes_scanned, bytes_skipped = {}, dict(path=params['state_file'], status='not_used', problem=None,

@@ -111,7 +111,6 @@ class Finding:
                       thresholds.get('latency_unhealthy_ms')))
 
 
-
 def escape_label(value):
     return str(value).replace('\\', '\\\\').replace('\n', '\\n').replace('"', '\\"')
 

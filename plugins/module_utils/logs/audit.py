@@ -9,7 +9,8 @@ import os
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size, parse_size
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import policy_differences, stanza_for
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import list_versions
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import LogrotateReading, directives_for
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import list_versions, version_rule
 
 
 class PolicyError(ValueError):
@@ -39,8 +40,13 @@ def violation(code, message):
     return dict(code=code, message=message)
 
 
-def audit_log(path, policy, stanzas=None, now=None):
-    """One entry of ``logs``: sizes, versions and violations of one log against ``policy``."""
+def audit_log(path, policy, logrotate=None, now=None):
+    """One entry of ``logs``: sizes, versions and violations of one log against ``policy``.
+
+    ``logrotate``: a :class:`LogrotateReading` (logrotate's own reading), a
+    list of stanzas of the collection's parser (logrotate not installed), or
+    None (not checked).
+    """
     entry = dict(path=path, size_bytes=None, rotated_versions=0, versions=[], versions_bytes=0,
                  oldest_version_age_days=None, logrotate_config=None, violations=[])
     try:
@@ -52,10 +58,11 @@ def audit_log(path, policy, stanzas=None, now=None):
                                              % (path, exc.strerror or exc)))
         return entry
     entry['size_bytes'] = st.st_size
+    found, rule = _logrotate_findings(entry, path, policy, logrotate)
     try:
-        versions = list_versions(path, policy['rotated_pattern'], now)
+        versions = list_versions(path, policy['rotated_pattern'], now, rule)
     except OSError as exc:
-        entry['violations'].append(violation('unreadable', 'directory of %s cannot be listed: %s'
+        entry['violations'].append(violation('unreadable', 'directory of rotated versions of %s cannot be listed: %s'
                                              % (path, exc.strerror or exc)))
         versions = []
     entry['versions'] = [dict((k, v[k]) for k in ('name', 'size_bytes', 'age_days')) for v in versions]
@@ -67,30 +74,45 @@ def audit_log(path, policy, stanzas=None, now=None):
     if limit is not None and st.st_size > limit:
         entry['violations'].append(violation('oversized', '%s is %d bytes, over max_size %s (%d bytes)'
                                              % (path, st.st_size, policy['max_size'], limit)))
+    entry['violations'] += _version_findings(versions, policy) + found
+    return entry
+
+
+def _version_findings(versions, policy):
+    found = []
     if len(versions) > policy['keep']:
         extra = [v['name'] for v in versions[policy['keep']:]]
-        entry['violations'].append(violation('too_many_versions', '%d rotated versions, keep is %d: %s'
-                                             % (len(versions), policy['keep'], ', '.join(extra))))
+        found.append(violation('too_many_versions', '%d rotated versions, keep is %d: %s'
+                               % (len(versions), policy['keep'], ', '.join(extra))))
     if policy['compress']:
         skip = 1 if policy['delay_compress'] else 0
         plain = [v['name'] for v in versions[skip:] if not v['compressed']]
         if plain:
-            entry['violations'].append(violation('uncompressed_version', 'not compressed: %s' % ', '.join(plain)))
+            found.append(violation('uncompressed_version', 'not compressed: %s' % ', '.join(plain)))
     if policy['max_age_days'] is not None:
         old = [v['name'] for v in versions if v['age_days'] > policy['max_age_days']]
         if old:
-            entry['violations'].append(violation('expired_version', 'older than %d days: %s'
-                                                 % (policy['max_age_days'], ', '.join(old))))
-    if stanzas is not None:
-        directives, source = stanza_for(path, stanzas)
-        entry['logrotate_config'] = source
-        if directives is None:
-            entry['violations'].append(violation('no_logrotate_policy', 'no logrotate stanza covers %s' % path))
-        else:
-            differences = policy_differences(directives, policy)
-            if differences:
-                entry['violations'].append(violation('policy_mismatch', '%s: %s' % (source, '; '.join(differences))))
-    return entry
+            found.append(violation('expired_version', 'older than %d days: %s' % (policy['max_age_days'], ', '.join(old))))
+    return found
+
+
+def _logrotate_findings(entry, path, policy, logrotate):
+    """(violations, version rule) of ``path`` against the logrotate configuration; sets logrotate_config."""
+    if logrotate is None:
+        return [], None
+    if isinstance(logrotate, LogrotateReading):
+        directives, source, plan, rejection = directives_for(logrotate, path)
+    else:
+        (directives, source), plan, rejection = stanza_for(path, logrotate), None, None
+    entry['logrotate_config'] = source
+    if directives is None and rejection:
+        return [violation('invalid_logrotate_policy', 'logrotate rejects the stanza for %s: %s' % (path, rejection))], None
+    if directives is None:
+        return [violation('no_logrotate_policy', 'no logrotate stanza covers %s' % path)], None
+    entry['logrotate'] = dict((k, v) for k, v in directives.items() if v is not None)
+    differences = policy_differences(directives, policy)
+    found = [violation('policy_mismatch', '%s: %s' % (source or 'logrotate', '; '.join(differences)))] if differences else []
+    return found, version_rule(path, plan)
 
 
 GHOSTS_NAMED = 3  # holders named in the summary, the largest first

@@ -5,20 +5,27 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import re
 import stat
 
 
-def find_ghost_handles(scope_dirs=None):
-    """Open files with link count 0 held by any process, optionally only those under ``scope_dirs``.
+def find_ghost_handles(scope_dirs=None, anonymous=False):
+    """Deleted files still held open, one entry per file (device, inode) with every holder.
 
     The link count comes from stat() through /proc/<pid>/fd/<n> (the open
     file itself), not from the "(deleted)" text of the link; the text is only
-    used to recover the path the file had.
+    used to recover the path the file had. ``bytes_held`` is what the file
+    occupies on disk (allocated blocks): a sparse file left by a writer without
+    O_APPEND after a truncation holds little whatever its size says. Files made
+    with O_TMPFILE (``/dir/#inode``, never linked) are only listed with
+    ``anonymous=True`` and are marked so; ``scope_dirs`` keeps those whose
+    former path is under one of the directories.
     """
     me = os.getpid()
-    found = []
+    by_file = {}
     for pid_name in os.listdir('/proc'):
         if not pid_name.isdigit() or int(pid_name) == me:
             continue
@@ -28,23 +35,54 @@ def find_ghost_handles(scope_dirs=None):
         except OSError:
             continue  # the process ended, or is not ours to look into
         for fd_name in fds:
-            link = os.path.join(fd_dir, fd_name)
-            try:
-                st = os.stat(link)
-                target = os.readlink(link)
-            except OSError:
+            found = _deleted_file(os.path.join(fd_dir, fd_name))
+            if found is None:
                 continue
-            if st.st_nlink != 0 or not stat.S_ISREG(st.st_mode):
+            st, original = found
+            tmpfile = bool(_TMPFILE_RE.match(os.path.basename(original)))
+            if (tmpfile and not anonymous) or (scope_dirs is not None and not any(_under(original, d) for d in scope_dirs)):
                 continue
-            original = target[:-len(' (deleted)')] if target.endswith(' (deleted)') else target
-            if not original.startswith('/') or original.startswith('/memfd:'):
-                continue  # anonymous memory files, not files that were on a disk
-            if scope_dirs is not None and not any(_under(original, d) for d in scope_dirs):
-                continue
-            found.append(dict(pid=int(pid_name), process=_process_name(pid_name), fd=int(fd_name), path=original,
-                              bytes_held=st.st_size, device=st.st_dev, inode=st.st_ino))
-    found.sort(key=lambda g: (g['path'], g['pid'], g['fd']))
-    return found
+            holder = dict(pid=int(pid_name), process=_process_name(pid_name), fd=int(fd_name))
+            entry = by_file.setdefault((st.st_dev, st.st_ino), dict(
+                path=original, bytes_held=st.st_blocks * 512, size_bytes=st.st_size, anonymous=tmpfile,
+                device=st.st_dev, inode=st.st_ino, holders=[]))
+            entry['holders'].append(holder)
+    ghosts = []
+    for entry in by_file.values():
+        entry['holders'].sort(key=lambda h: (h['pid'], h['fd']))
+        entry.update(entry['holders'][0])  # the first holder, named in the summary and used to truncate
+        ghosts.append(entry)
+    ghosts.sort(key=lambda g: (g['path'], g['pid'], g['fd']))
+    return ghosts
+
+
+_TMPFILE_RE = re.compile(r'^#\d+$')
+
+
+def _deleted_file(link):
+    """(stat, former path) of the file behind a /proc fd link when it is a deleted regular file on a disk, else None."""
+    try:
+        st = os.stat(link)
+        target = os.readlink(link)
+    except OSError:
+        return None
+    if st.st_nlink != 0 or not stat.S_ISREG(st.st_mode):
+        return None
+    original = target[:-len(' (deleted)')] if target.endswith(' (deleted)') else target
+    if not original.startswith('/') or original.startswith('/memfd:'):
+        return None  # anonymous memory files, not files that were on a disk
+    return st, original
+
+
+def may_truncate(ghost, paths):
+    """True when a ghost's former path is a configured log (``paths``) or one of its rotated versions, and not O_TMPFILE."""
+    if ghost['anonymous']:
+        return False
+    stem = _VERSION_SUFFIX_RE.sub('', ghost['path'])
+    return any(fnmatch.fnmatch(ghost['path'], p) or fnmatch.fnmatch(stem, p) for p in paths)
+
+
+_VERSION_SUFFIX_RE = re.compile(r'(?:\.\d+|-\d{8}(?:\d{2}){0,3})(?:\.gz|\.zst|\.xz|\.bz2)?$')
 
 
 def _under(path, directory):
@@ -78,22 +116,22 @@ def ghost_scope_dirs(paths, logs):
 
 
 def handle_ghosts(scope, ghost_action, check_mode, paths, logs, actions, diff):
-    """Find ghost handles in scope; with ghost_action=truncate truncate each held file once (planned in check mode)."""
+    """Find ghost handles in scope; with ghost_action=truncate truncate each held file that is a configured log once.
+
+    Idempotent: a file holding no blocks is left alone, so a second run
+    changes nothing (check mode plans instead).
+    """
     if scope == 'none':
         return []
-    ghosts = find_ghost_handles(None if scope == 'all' else ghost_scope_dirs(paths, logs))
-    truncated = set()
+    ghosts = find_ghost_handles(None if scope == 'all' else ghost_scope_dirs(paths, logs), anonymous=scope == 'all')
     for ghost in ghosts:
         ghost['status'] = 'reported'
-        if ghost_action != 'truncate' or ghost['bytes_held'] == 0:
+        ghost['truncatable'] = may_truncate(ghost, paths)
+        del ghost['device'], ghost['inode']
+        if ghost_action != 'truncate' or ghost['bytes_held'] == 0 or not ghost['truncatable']:
             continue
-        key = (ghost['device'], ghost['inode'])
         action = dict(action='truncate_ghost', path=ghost['path'], pid=ghost['pid'], fd=ghost['fd'],
                       size_bytes=ghost['bytes_held'])
-        if key in truncated:
-            ghost['status'] = 'planned' if check_mode else 'truncated'
-            continue  # the same file through another descriptor: already handled
-        truncated.add(key)
         if check_mode:
             ghost['status'] = action['status'] = 'planned'
         else:
@@ -104,9 +142,8 @@ def handle_ghosts(scope, ghost_action, check_mode, paths, logs, actions, diff):
                 ghost['status'] = action['status'] = 'failed'
                 action['error'] = exc.strerror or str(exc)
         actions.append(action)
-        diff.append(dict(before_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
-                         after_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
+        header = '%s (deleted, held by %s)' % (ghost['path'], ', '.join('pid %d fd %d' % (h['pid'], h['fd'])
+                                                                       for h in ghost['holders']))
+        diff.append(dict(before_header=header, after_header=header,
                          before='%d bytes held\n' % ghost['bytes_held'], after='0 bytes held\n'))
-    for ghost in ghosts:
-        del ghost['device'], ghost['inode']
     return ghosts

@@ -79,11 +79,49 @@ def version_of(candidate, log_path, rotated_pattern='auto'):
             and bool(version_regex(log_path, rotated_pattern).match(os.path.basename(candidate))))
 
 
-def list_versions(log_path, rotated_pattern, now=None):
-    """Rotated versions of a log, newest first: numbered by N, then dated ones by date descending."""
+def version_rule(log_path, plan):
+    """(directory, regex) of the versions logrotate writes for ``log_path``, from its plan (see logrotate_reading).
+
+    The regex has two groups like :func:`version_regex` in auto mode (number,
+    date) and the compression suffix last. None when the plan names no target.
+    """
+    target = (plan or {}).get('target')
+    if not target:
+        return None
+    directory, name = os.path.split(target)
+    suffix = plan.get('suffix')
+    if suffix and suffix in name:
+        head, tail = name.split(suffix, 1)
+        middle = '()(%s)' % _glob_to_regex(plan.get('glob') or re.escape(suffix))
+    else:
+        base = os.path.basename(log_path)
+        splits = [(name[:p], name[p + 2:]) for p in range(len(name)) if name.startswith('.1', p)]
+        splits = [(head, tail) for head, tail in splits if head == base or head + tail == base]
+        if not splits:
+            return None
+        head, tail = splits[0]
+        middle = r'\.(\d+)()'
+    return directory, re.compile('^%s%s%s%s$' % (re.escape(head), middle, re.escape(tail), _COMPRESS_SUFFIX))
+
+
+def _glob_to_regex(pattern):
+    parts = re.split(r'(\[[^\]]*\])', pattern)
+    return ''.join(p if p.startswith('[') else re.escape(p).replace(r'\*', '.*').replace(r'\?', '.') for p in parts)
+
+
+def list_versions(log_path, rotated_pattern, now=None, rule=None):
+    """Rotated versions of a log, newest first: numbered by N, then dated ones by date descending.
+
+    ``rule`` (see :func:`version_rule`) is where logrotate puts them; without
+    it, beside the log as ``rotated_pattern`` says.
+    """
     now = time.time() if now is None else now
-    regex = version_regex(log_path, rotated_pattern)
-    directory = os.path.dirname(log_path) or '.'
+    if rule is not None:
+        directory, regex = rule
+        rotated_pattern = 'auto'
+    else:
+        regex = version_regex(log_path, rotated_pattern)
+        directory = os.path.dirname(log_path) or '.'
     versions = []
     for name in os.listdir(directory):
         match = regex.match(name)
@@ -99,6 +137,7 @@ def list_versions(log_path, rotated_pattern, now=None):
         groups = match.groups()
         number = groups[0] if rotated_pattern != 'dateext' else None
         date = groups[1] if rotated_pattern == 'auto' else (groups[0] if rotated_pattern == 'dateext' else None)
+        date = re.sub(r'\D', '', date) if date else date
         versions.append(dict(path=path, name=name, number=int(number) if number else None, date=date,
                              compressed=groups[-1], size_bytes=st.st_size, mtime=st.st_mtime,
                              age_days=round(max(0.0, now - st.st_mtime) / DAY_SECONDS, 2)))
