@@ -448,7 +448,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan i
     load_state,
     save_state,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import LogPathError, expand_paths, list_versions
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import LogPathError, expand_paths
 
 POLICY_SPEC = dict(
     max_size=dict(type='str'),
@@ -518,7 +518,7 @@ def check_state_file(module):
             module.fail_json(msg='state_file %s cannot be written: %s; nothing was read or changed' % (state_file, problem))
 
 
-def run_scan(module, logs, policy, executed, notes):
+def run_scan(module, logs, executed, notes):
     """Error review of the logs; returns (errors dict, state dict, bytes scanned, bytes skipped)."""
     state_file = module.params['state_file']
     state = dict(path=state_file, status='not_used', problem=None, written=False)
@@ -542,7 +542,7 @@ def run_scan(module, logs, policy, executed, notes):
         if entry['size_bytes'] is None:
             continue  # unreadable: already a violation
         path = entry['path']
-        versions = [v['path'] for v in list_versions(path, policy['rotated_pattern'])] if path in cursors else []
+        versions = entry.get('_version_paths', []) if path in cursors else []
         jobs.append((path, cursors.get(path), versions))
     new_cursors = dict((job[0], cursor) for job, cursor in zip(jobs, scanner.scan(jobs)) if cursor is not None)
     if any(s['scanner'] == 'grep' for f in scanner.files for s in f['segments']):
@@ -605,6 +605,8 @@ def check_params(module):
 def build_result(module, result, started, cpu_started):
     """The module result around ``result`` (the findings): changed, summary, duration and metrics."""
     logs, ghosts, errors, actions = result['logs'], result['ghost_handles'], result['errors'], result['actions']
+    for entry in logs:
+        entry.pop('_version_paths', None)
     unmatched, bytes_scanned, bytes_skipped = result['unmatched_paths'], result['bytes_scanned'], result['bytes_skipped_by_cursor']
     duration = elapsed_ms(started)
     violations_total = sum(len(e['violations']) for e in logs)
@@ -642,7 +644,7 @@ def main():
     errors, state, bytes_scanned, bytes_skipped = {}, dict(path=params['state_file'], status='not_used', problem=None,
                                                            written=False), 0, 0
     if params['scan']:
-        errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, policy, executed, notes)
+        errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, executed, notes)
     if params['enforce']:
         enforce(logs, policy, dict(method=params['method'], postrotate_command=params['postrotate_command'],
                                    check_mode=module.check_mode), actions, diff, executed)

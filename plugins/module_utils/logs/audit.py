@@ -66,6 +66,7 @@ def audit_log(path, policy, logrotate=None, now=None):
                                              % (path, exc.strerror or exc)))
         versions = []
     entry['versions'] = [dict((k, v[k]) for k in ('name', 'size_bytes', 'age_days')) for v in versions]
+    entry['_version_paths'] = [v['path'] for v in versions]  # newest first, for the scan; not in the result
     entry['rotated_versions'] = len(versions)
     entry['versions_bytes'] = sum(v['size_bytes'] for v in versions)
     if versions:

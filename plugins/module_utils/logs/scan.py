@@ -27,7 +27,10 @@ in the result, never silently re-counted or skipped.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import datetime
+import errno
 import gzip
 import hashlib
 import json
@@ -37,7 +40,13 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
+
+try:
+    import lzma
+except ImportError:  # a Python built without liblzma: .xz versions are said unreadable
+    lzma = None
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
@@ -55,7 +64,8 @@ GREP_MEMORY_BYTES = 256 * 1024 * 1024
 TRACEBACK_MAX_BYTES = 256 * 1024
 TRACEBACK_TEXT = b'Traceback (most recent call last)'  # Python writes it in exactly this case
 ERE_SPECIAL = frozenset('\\.[]()*+?{}|^$')
-UNREADABLE_COMPRESSION = ('.zst', '.xz', '.bz2')
+COMPRESSED_READERS = ('.gz', '.bz2', '.xz', '.zst')
+MAX_GENERATIONS = 20  # rotated versions searched for the cursor's bytes
 CHAIN_LINES = (b'During handling of the above exception', b'The above exception was the direct cause')
 
 _STAMP_RE = re.compile(
@@ -522,6 +532,8 @@ class FileScan:
         return absorbed
 
     def run(self, cursor, versions):
+        if self.path.endswith(COMPRESSED_READERS):
+            return self._run_compressed(cursor)
         entry = self.entry
         try:
             handle = open(self.path, 'rb')
@@ -540,58 +552,137 @@ class FileScan:
                 start = end
             absorbed = self._scan_range(self.path, handle, min(start, end), end, absorbed)
             return dict(device=st.st_dev, inode=st.st_ino, offset=end, absorbed_until=max(absorbed, end),
-                        fingerprint=fingerprint(handle, end))
+                        fingerprint=fingerprint(handle, end), scanned_at=time.time())
+
+    def _run_compressed(self, cursor):
+        """A compressed file given in paths: read decompressed, once (it does not grow); its cursor is the whole file."""
+        try:
+            with open(self.path, 'rb') as raw:
+                st = os.fstat(raw.fileno())
+                mark = fingerprint(raw, st.st_size)
+        except OSError as exc:
+            self.entry['note'] = 'not scanned: %s' % (exc.strerror or exc)
+            return cursor
+        if cursor and (cursor['device'], cursor['inode'], cursor['offset'], cursor['fingerprint']) == (
+                st.st_dev, st.st_ino, st.st_size, mark):
+            self.entry['bytes_skipped'] += st.st_size
+            return cursor
+        self._scan_whole(self.path)
+        self.entry['note'] = 'compressed: read decompressed'
+        return dict(device=st.st_dev, inode=st.st_ino, offset=st.st_size, absorbed_until=0, fingerprint=mark,
+                    scanned_at=time.time())
 
     def _resume(self, handle, st, cursor, versions):
-        """Where to start in the active file after ``cursor``; scans a rotated tail on the way."""
+        """Where to start in the active file after ``cursor``; scans the rotated generations on the way."""
         offset = cursor['offset']
         same_file = (st.st_dev, st.st_ino) == (cursor['device'], cursor['inode'])
         if same_file and st.st_size >= offset and fingerprint(handle, offset) == cursor['fingerprint']:
             self.entry['bytes_skipped'] += offset
             return offset, cursor['absorbed_until']
-        if not self._rotated_tail(cursor, versions):
-            self.entry['note'] = ('%s since the last scan and no rotated version holds its unread tail: scanned from '
-                                  'the start; lines written between the last scan and the %s were not read'
-                                  % (('truncated or rewritten', 'truncation') if same_file else ('replaced', 'rotation')))
+        found, newer = self._rotated_tail(cursor, versions)
+        if found:
+            return 0, 0
+        if newer:
+            self.entry['note'] = ('lost generation: the file scanned last time (read to byte %d) is gone and no rotated '
+                                  'version holds it; what was written to it after the last scan was not read (its size '
+                                  'is unknown); the %d newer generation(s) and the log were read' % (offset, newer))
+            return 0, 0
+        self.entry['note'] = ('%s since the last scan and no rotated version holds its unread tail: scanned from '
+                              'the start; lines written between the last scan and the %s were not read'
+                              % (('truncated or rewritten', 'truncation') if same_file else ('replaced', 'rotation')))
         return 0, 0
 
     def _rotated_tail(self, cursor, versions):
-        """Scan the unread tail of the rotated version that holds the cursor's bytes; True when found.
+        """Read every generation written since ``cursor``: the unread tail of the one holding it, then the newer ones.
 
-        The version is recognised by the fingerprint of the bytes before the
+        Returns (found, newer generations read). The generation holding the
+        cursor is recognised by the fingerprint of the bytes before the
         cursor, which works for rename rotation (same inode), copytruncate (a
-        copy) and a version already gzipped (read through a temporary copy).
+        copy) and versions already compressed (read decompressed). Versions
+        are searched newest first (up to MAX_GENERATIONS); every version newer
+        than the one holding the cursor was written entirely since the last
+        scan, so it is read whole: two rotations between scans lose nothing.
+        When no version holds the cursor, the versions modified after the last
+        scan are read whole and the result says a generation was lost.
         """
         offset = cursor['offset']
-        for version in [v for v in versions if not v.endswith(UNREADABLE_COMPRESSION)][:2]:
-            temp = None
-            try:
-                if version.endswith('.gz'):
-                    temp = self._decompressed(version)
-                with open(temp or version, 'rb') as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    if size < offset or fingerprint(handle, offset) != cursor['fingerprint']:
-                        continue
+        newer = []
+        for version in list(versions)[:MAX_GENERATIONS]:
+            with self._opened(version) as handle:
+                if handle is None:
+                    continue
+                size = os.fstat(handle.fileno()).st_size
+                if size >= offset and fingerprint(handle, offset) == cursor['fingerprint']:
                     self._scan_range(version, handle, offset, size, cursor['absorbed_until'])
-                self.entry['bytes_skipped'] += offset
-                return True
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                self.notes.append('%s: rotated version not readable: %s' % (version, getattr(exc, 'strerror', None) or exc))
-            finally:
-                if temp:
-                    os.unlink(temp)
-        return False
+                    self.entry['bytes_skipped'] += offset
+                    for later in reversed(newer):  # oldest first
+                        self._scan_whole(later)
+                    return True, len(newer)
+            newer.append(version)
+        scanned_at = cursor.get('scanned_at')
+        newer = [v for v in newer if scanned_at is not None and _mtime(v) > scanned_at]
+        for later in reversed(newer):
+            self._scan_whole(later)
+        return False, len(newer)
+
+    def _scan_whole(self, version):
+        with self._opened(version) as handle:
+            if handle is not None:
+                self._scan_range(version, handle, 0, os.fstat(handle.fileno()).st_size, 0)
+
+    @contextlib.contextmanager
+    def _opened(self, version):
+        """An open binary handle on a version, decompressed to a temporary file when compressed; None if unreadable."""
+        temp = None
+        try:
+            if version.endswith(COMPRESSED_READERS):
+                temp = self._decompressed(version)
+            handle = open(temp or version, 'rb')
+        except (OSError, EOFError, ValueError, subprocess.SubprocessError) as exc:
+            self.notes.append('%s: rotated version not readable: %s' % (version, getattr(exc, 'strerror', None) or exc))
+            if temp:
+                os.unlink(temp)
+            yield None
+            return
+        try:
+            with handle:
+                yield handle
+        finally:
+            if temp:
+                os.unlink(temp)
 
     def _decompressed(self, path):
-        """A temporary plain copy of a .gz version, so grep and pread can read it like any file."""
+        """A temporary plain copy of a compressed version, so grep and pread can read it like any file."""
         fd, temp = tempfile.mkstemp(prefix='.engineroom-logscan.', suffix='.tmp', dir=self.scanner.temp_dir)
         try:
-            with os.fdopen(fd, 'wb') as out, gzip.open(path, 'rb') as src:
-                shutil.copyfileobj(src, out, CHUNK_BYTES)
+            with os.fdopen(fd, 'wb') as out:
+                decompress(path, out)
         except BaseException:
             os.unlink(temp)
             raise
         return temp
+
+
+def decompress(path, out):
+    """Write the decompressed content of ``path`` (.gz, .bz2, .xz with Python; .zst with the zstd program) to ``out``."""
+    if path.endswith('.zst'):
+        zstd = shutil.which('zstd')
+        if not zstd:
+            raise OSError(errno.ENOENT, 'zstd is not installed: cannot read %s' % path)
+        subprocess.run([zstd, '-dc', '--', path], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, check=True)
+        return
+    opener = dict(gz=gzip.open, bz2=bz2.open, xz=lzma.open if lzma else None)[path.rsplit('.', 1)[1]]
+    if opener is None:
+        raise OSError(errno.ENOSYS, 'this Python has no lzma module: cannot read %s' % path)
+    with opener(path, 'rb') as source:
+        shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _epoch(stamp):
