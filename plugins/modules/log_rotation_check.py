@@ -125,6 +125,17 @@ options:
     description: Review the errors in the logs (see O(patterns), O(state_file), O(since)).
     type: bool
     default: false
+  format:
+    description:
+      - How the logs are written. V(text) searches O(patterns) in every line. V(json) (JSON lines), V(syslog)
+        (lines with a C(<PRI>) priority), V(postgresql) (PostgreSQL's stderr log) and V(nginx_error) (nginx's
+        error log) count the records whose own level is an error (JSON C(level)/C(severity)/C(levelname)/C(lvl),
+        pino's 50 and 60; syslog severity 0-3; C(ERROR)/C(FATAL)/C(PANIC); C([error])/C([crit])/C([alert])/C([emerg]))
+        in RV(errors.levels), whatever words the messages contain.
+      - V(auto) decides per file from its first lines.
+    type: str
+    choices: [auto, text, json, syslog, postgresql, nginx_error]
+    default: auto
   patterns:
     description: Fixed strings (not regular expressions) searched case-insensitively, as C(grep -i -F) does.
     type: list
@@ -320,10 +331,15 @@ errors:
   type: dict
   contains:
     counts:
-      description: Matching lines per pattern (what C(grep -ci PATTERN) counts).
+      description:
+        - Matching lines per pattern in plain-text logs (what C(grep -aci PATTERN) counts; a file with NUL bytes
+          is read as text, like C(grep -a)).
+      type: dict
+    levels:
+      description: Error records of structured logs (see O(format)) by their own level (V(error), V(fatal), V(critical), ...).
       type: dict
     lines_matched:
-      description: Lines that contain at least one pattern.
+      description: Lines that contain at least one pattern, plus error records of structured logs.
       type: int
     events:
       description: Events, where a whole traceback is one event and every other matching line is one.
@@ -345,7 +361,9 @@ errors:
       type: list
       elements: dict
     files:
-      description: Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)) and any C(note).
+      description:
+        - Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)), its C(format) and any C(note)
+          (a lost generation, a compressed file read decompressed, ...).
       type: list
       elements: dict
   sample:
@@ -469,6 +487,7 @@ ARGUMENT_SPEC = dict(
     ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
     scan=dict(type='bool', default=False),
     patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
+    format=dict(type='str', default='auto', choices=['auto', 'text', 'json', 'syslog', 'postgresql', 'nginx_error']),
     top_n=dict(type='int', default=10),
     state_file=dict(type='path'),
     since=dict(type='str'),
@@ -535,7 +554,7 @@ def run_scan(module, logs, executed, notes):
     if not grep_path:
         notes.append('grep not found: the built-in scanner was used (slower)')
     scanner = Scanner(module.params['patterns'], since=resolve_since(module), grep_path=grep_path,
-                      incremental=bool(state_file),
+                      incremental=bool(state_file), fmt=module.params['format'],
                       temp_dir=state_dir if state_file and os.path.isdir(state_dir) else None)
     jobs = []
     for entry in logs:

@@ -142,8 +142,8 @@ def handle_ghosts(scope, ghost_action, check_mode, paths, logs, actions, diff):
                 ghost['status'] = action['status'] = 'failed'
                 action['error'] = exc.strerror or str(exc)
         actions.append(action)
-        header = '%s (deleted, held by %s)' % (ghost['path'], ', '.join('pid %d fd %d' % (h['pid'], h['fd'])
-                                                                       for h in ghost['holders']))
+        holders = ', '.join('pid %d fd %d' % (h['pid'], h['fd']) for h in ghost['holders'])
+        header = '%s (deleted, held by %s)' % (ghost['path'], holders)
         diff.append(dict(before_header=header, after_header=header,
                          before='%d bytes held\n' % ghost['bytes_held'], after='0 bytes held\n'))
     return ghosts

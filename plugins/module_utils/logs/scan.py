@@ -50,6 +50,7 @@ except ImportError:  # a Python built without liblzma: .xz versions are said unr
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.formats import DETECT_BYTES, GREP_PATTERNS, detect, level_of
 
 DEFAULT_PATTERNS = ['ERROR', 'CRITICAL', 'FATAL', 'Traceback']
 STATE_SCHEMA_VERSION = 1
@@ -155,7 +156,7 @@ def grep_argv(grep_path, patterns):
     return [grep_path, '-a', '-b', '-i', '-E', '--color=never', '-e', alternation]
 
 
-def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
+def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower, argv=None):
     """Yield (offset, line, hits) for lines in [start, end) of ``handle`` containing a pattern.
 
     grep reads the descriptor from ``start`` (its ``-b`` offsets are relative
@@ -164,7 +165,7 @@ def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
     """
     handle.seek(start)
     try:
-        proc = subprocess.Popen(grep_argv(grep_path, patterns), stdin=handle, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv or grep_argv(grep_path, patterns), stdin=handle, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=dict(LC_ALL='C', PATH=os.environ.get('PATH', '')),
                                 preexec_fn=_limit_grep_memory)
     except OSError as exc:
@@ -177,7 +178,7 @@ def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
             if offset >= end:
                 break  # written after the scan started: left for the next run
             line = raw[colon + 1:].rstrip(b'\n')
-            yield offset, line[:KEEP_LINE_BYTES], hits_of(line.lower(), patterns_lower)
+            yield offset, (line if argv else line[:KEEP_LINE_BYTES]), hits_of(line.lower(), patterns_lower)
         else:
             finished = True
     finally:
@@ -262,6 +263,54 @@ def _block_candidates(block, base, patterns_lower):
                hits_of(lowered[line_start:line_end], patterns_lower))
 
 
+def regex_candidates(handle, start, end, regex):
+    """Yield (offset, line, []) of the lines in [start, end) where the bytes ``regex`` matches (no grep)."""
+    position, carry = start, b''
+    while position < end:
+        data = os.pread(handle.fileno(), min(CHUNK_BYTES, end - position), position)
+        if not data:
+            break
+        position += len(data)
+        buffer = carry + data
+        base = position - len(buffer)
+        cut = buffer.rfind(b'\n') + 1 if position < end else len(buffer)
+        block, carry = buffer[:cut], buffer[cut:]
+        for match in regex.finditer(block):
+            line_start = block.rfind(b'\n', 0, match.start()) + 1
+            line_end = block.find(b'\n', match.start())
+            yield base + line_start, block[line_start:line_end if line_end >= 0 else len(block)], []
+
+
+def structured_argv(grep_path, fmt):
+    ignore_case, pattern = GREP_PATTERNS[fmt]
+    return [grep_path, '-a', '-b', '-E', '--color=never'] + (['-i'] if ignore_case else []) + ['-e', pattern]
+
+
+def structured_regex(fmt):
+    ignore_case, pattern = GREP_PATTERNS[fmt]
+    return re.compile(pattern.replace('^', '(?m)^', 1).encode('ascii') if pattern.startswith('^') else pattern.encode('ascii'),
+                      re.IGNORECASE if ignore_case else 0)
+
+
+def review_records(review, candidates, fmt, since):
+    """Add the candidate lines of a structured log to ``review``, counted by the record's own level."""
+    stamp = None
+    for dummy, line, dummy in candidates:
+        level, message = level_of(fmt, line)
+        if level is None:
+            continue  # "error" in a field, not an error record
+        text, undecodable = decode_line(line[:KEEP_LINE_BYTES])
+        own, rest = split_stamp(text)
+        stamp = own or stamp
+        if since and stamp and stamp < since:
+            review.lines_before_since += 1
+            continue
+        review.undecodable_lines += undecodable
+        review.lines_matched += 1
+        review.levels[level] = review.levels.get(level, 0) + 1
+        review.add_event(message if fmt == 'json' else rest, stamp, text)
+
+
 # --- events ------------------------------------------------------------------------------
 
 class Review:
@@ -270,6 +319,7 @@ class Review:
     def __init__(self, patterns):
         self.patterns = list(patterns)
         self.counts = dict((p, 0) for p in patterns)
+        self.levels = {}  # structured logs: records counted by their own level
         self.lines_matched = 0
         self.events = 0
         self.tracebacks = 0
@@ -295,7 +345,9 @@ class Review:
 
     def merge(self, other):
         for pattern, count in other.counts.items():
-            self.counts[pattern] += count
+            self.counts[pattern] = self.counts.get(pattern, 0) + count
+        for level, count in other.levels.items():
+            self.levels[level] = self.levels.get(level, 0) + count
         for name in ('lines_matched', 'events', 'tracebacks', 'undecodable_lines', 'lines_before_since'):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for key, entry in other.messages.items():
@@ -310,7 +362,7 @@ class Review:
 
     def result(self, top_n):
         top = sorted(self.messages.values(), key=lambda e: (-e['count'], e['message']))[:top_n]
-        return dict(counts=dict(self.counts), lines_matched=self.lines_matched, events=self.events,
+        return dict(counts=dict(self.counts), levels=dict(self.levels), lines_matched=self.lines_matched, events=self.events,
                     tracebacks=self.tracebacks, undecodable_lines=self.undecodable_lines,
                     lines_before_since=self.lines_before_since, distinct_messages=len(self.messages),
                     top_messages=top)
@@ -459,8 +511,9 @@ class Scanner:
     process); the results are merged in the order the files were given.
     """
 
-    def __init__(self, patterns, since=None, grep_path=None, incremental=False, temp_dir=None):
+    def __init__(self, patterns, since=None, grep_path=None, incremental=False, temp_dir=None, fmt='auto'):
         self.patterns = list(patterns)
+        self.format = fmt
         self.patterns_lower = [p.lower().encode('utf-8') for p in patterns]
         self.since = since
         self.grep_path = grep_path
@@ -501,35 +554,46 @@ class FileScan:
         self.path = path
         self.review = Review(scanner.patterns)
         self.notes = []
-        self.entry = dict(path=path, bytes_scanned=0, bytes_skipped=0, segments=[], note=None)
+        self.format = None if scanner.format == 'auto' else scanner.format
+        self.entry = dict(path=path, bytes_scanned=0, bytes_skipped=0, segments=[], note=None, format=self.format)
 
     def _scan_range(self, path, handle, start, end, absorbed_until):
         """Scan [start, end) of one open file (grep for more than SMALL_RANGE_BYTES); return absorbed_until."""
         scanner = self.scanner
+        if self.format is None:
+            self.format = detect(os.pread(handle.fileno(), DETECT_BYTES, 0))
+            self.entry['format'] = self.format
         review = Review(scanner.patterns)
-        used = 'grep' if end - start > SMALL_RANGE_BYTES else 'python'
+        used = 'grep' if end - start > SMALL_RANGE_BYTES and scanner.grep_path else 'python'
         absorbed = absorbed_until
         if start >= end:
             used = 'none'  # nothing new: no process to start
-        elif used == 'grep' and scanner.grep_path:
+        elif used == 'grep':
             try:
-                absorbed = review_candidates(review, grep_candidates(scanner.grep_path, handle, start, end,
-                                                                     scanner.patterns, scanner.patterns_lower),
-                                             handle, scanner.since, absorbed_until)
+                absorbed = self._review(review, handle, start, end, absorbed_until, True)
             except GrepUnavailable as exc:
                 self.notes.append('%s: %s; scanned with the built-in scanner instead' % (path, exc))
                 review = Review(scanner.patterns)
                 used = 'python'
-        elif used == 'grep':
-            used = 'python'
         if used == 'python':
-            absorbed = review_candidates(review, python_candidates(handle, start, end, scanner.patterns_lower),
-                                         handle, scanner.since, absorbed_until)
+            absorbed = self._review(review, handle, start, end, absorbed_until, False)
         self.review.merge(review)
         self.entry['bytes_scanned'] += end - start
         self.entry['segments'].append(dict(path=path, start=start, end=end, scanner=used,
                                            lines_matched=review.lines_matched))
         return absorbed
+
+    def _review(self, review, handle, start, end, absorbed_until, use_grep):
+        """Review [start, end): pattern search for text, the record's level for a structured format."""
+        scanner = self.scanner
+        if self.format == 'text':
+            candidates = (grep_candidates(scanner.grep_path, handle, start, end, scanner.patterns, scanner.patterns_lower)
+                          if use_grep else python_candidates(handle, start, end, scanner.patterns_lower))
+            return review_candidates(review, candidates, handle, scanner.since, absorbed_until)
+        candidates = (grep_candidates(scanner.grep_path, handle, start, end, [], [], structured_argv(scanner.grep_path, self.format))
+                      if use_grep else regex_candidates(handle, start, end, structured_regex(self.format)))
+        review_records(review, candidates, self.format, scanner.since)
+        return absorbed_until
 
     def run(self, cursor, versions):
         if self.path.endswith(COMPRESSED_READERS):
