@@ -68,6 +68,9 @@ ERE_SPECIAL = frozenset('\\.[]()*+?{}|^$')
 COMPRESSED_READERS = ('.gz', '.bz2', '.xz', '.zst')
 MAX_GENERATIONS = 20  # rotated versions searched for the cursor's bytes
 CHAIN_LINES = (b'During handling of the above exception', b'The above exception was the direct cause')
+_RECORD_START_RE = re.compile(rb'\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}')
+MESSAGE_LINES = 20  # further lines of an exception's message (psycopg2 DETAIL:, HINT:) looked at for a chain
+_GROUP_EXCEPTION_RE = re.compile(rb'^\s*\| (?! )(?!File ")(\S.*)$')
 
 _STAMP_RE = re.compile(
     r'\[?(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,]\d+)?\s*(Z|[+-]\d{2}:?\d{2})?')
@@ -299,7 +302,7 @@ def review_records(review, candidates, fmt, since):
         level, message = level_of(fmt, line)
         if level is None:
             continue  # "error" in a field, not an error record
-        text, undecodable = decode_line(line[:KEEP_LINE_BYTES])
+        text, undecodable = decode_line(line[:KEEP_LINE_BYTES].rstrip(b'\r'))
         own, rest = split_stamp(text)
         stamp = own or stamp
         if since and stamp and stamp < since:
@@ -371,44 +374,87 @@ class Review:
 def read_traceback(handle, offset, header_line):
     """(exception line, end offset) of the Python traceback whose header starts at ``offset``.
 
-    Reads the following lines with pread: indented frames, the exception line,
-    and chained tracebacks ("During handling of the above exception ...").
-    Starts with 16 KiB and reads more only for a longer block, up to
-    TRACEBACK_MAX_BYTES, so a runaway block cannot stall the scan.
+    Reads the following lines with pread: indented frames, the exception line
+    (and its further lines, like psycopg2's ``DETAIL:``, when a chained
+    traceback follows), chained tracebacks ("During handling of the above
+    exception ...", "The above exception was the direct cause ..."), and
+    ExceptionGroup blocks (``  + Exception Group Traceback``, ``  | ...``).
+    The first line that belongs to none of these ends the block and is not
+    part of it. Starts with 16 KiB and reads more only for a longer block, up
+    to TRACEBACK_MAX_BYTES, so a runaway block cannot stall the scan.
     """
     position = offset + len(header_line) + 1
+    group = header_line.lstrip(b' \t').startswith(b'+') or header_line[:1] in (b' ', b'\t')
     size = 16384
     while True:
         data = os.pread(handle.fileno(), size, position)
-        exception, consumed, open_ended = _traceback_block(data)
+        exception, consumed, open_ended = (_group_block if group else _traceback_block)(data)
         if not open_ended or len(data) < size or size >= TRACEBACK_MAX_BYTES:
             return exception[:KEEP_LINE_BYTES], position + consumed
         size = min(size * 4, TRACEBACK_MAX_BYTES)
 
 
+def _lines(data):
+    """(line without CR, length in the file with its newline) of the complete lines of ``data``."""
+    raw = data.split(b'\n')
+    raw.pop()  # an incomplete last line (not judged yet), or the empty rest after the final newline
+    return [(line.rstrip(b'\r'), len(line) + 1) for line in raw]
+
+
 def _traceback_block(data):
     """(exception line, bytes consumed, True when the block may go on past ``data``)."""
-    lines = data.split(b'\n')
-    lines.pop()  # an incomplete last line (not judged yet), or the empty rest after the final newline
+    lines = _lines(data)
     consumed = 0
     index = 0
     while index < len(lines):
-        line = lines[index]
-        following = lines[index + 1] if index + 1 < len(lines) else b''
+        line, length = lines[index]
+        following = lines[index + 1][0] if index + 1 < len(lines) else b''
         if line[:1] in (b' ', b'\t') or line.startswith(CHAIN_LINES) or line.startswith(TRACEBACK_TEXT) \
                 or (not line and (following.startswith(CHAIN_LINES) or following.startswith(TRACEBACK_TEXT))):
-            consumed += len(line) + 1
+            consumed += length
             index += 1
             continue
         if not line or index == 0:
             return b'', consumed, False  # blank line, or a "Traceback" word in an ordinary line
-        consumed += len(line) + 1
-        after = lines[index + 2] if index + 2 < len(lines) else b''
-        if following == b'' and index + 1 < len(lines) and after.startswith(CHAIN_LINES):
-            index += 1
-            continue  # "During handling of the above exception" follows: the chain goes on
-        return line, consumed, False
+        chained = _chain_after(lines, index)
+        if chained:
+            consumed += sum(length for dummy, length in lines[index:chained])
+            index = chained
+            continue  # the exception's message goes on over lines, then the chain goes on
+        return line, consumed + length, False
     return b'', consumed, True
+
+
+def _chain_after(lines, index):
+    """Index of the blank line before "During handling..."/"The above exception..." when the exception line at
+    ``index`` (with up to MESSAGE_LINES further lines of its message) is followed by one, else None."""
+    for later in range(index + 1, min(len(lines) - 1, index + 1 + MESSAGE_LINES)):
+        line = lines[later][0]
+        if not line:
+            return later if lines[later + 1][0].startswith(CHAIN_LINES) else None
+        if _RECORD_START_RE.match(line):
+            return None  # the next record: the message ended
+    return None
+
+
+def _group_block(data):
+    """ExceptionGroup traceback (``  + Exception Group Traceback``): (exception line, consumed, open-ended).
+
+    Every line of the block is indented; the exception is the group's own
+    ``| ExceptionGroup: ...`` line; the first line that is not indented is the
+    next record and is left alone.
+    """
+    lines = _lines(data)
+    consumed = 0
+    exception = b''
+    for line, length in lines:
+        if line[:1] not in (b' ', b'\t') or not line.strip():
+            return exception, consumed, False
+        match = _GROUP_EXCEPTION_RE.match(line)
+        if match and not exception:
+            exception = match.group(1)
+        consumed += length
+    return exception, consumed, True
 
 
 def review_candidates(review, candidates, handle, since, absorbed_until):
@@ -421,7 +467,7 @@ def review_candidates(review, candidates, handle, since, absorbed_until):
     stamp = None
     counts, names = review.counts, review.patterns
     for offset, line, hits in candidates:
-        text, undecodable = decode_line(line)
+        text, undecodable = decode_line(line.rstrip(b'\r'))
         own, message = split_stamp(text)
         stamp = own or stamp
         if since and stamp and stamp < since:
