@@ -18,8 +18,9 @@ description:
   - With O(scan=true), reviews errors like C(grep -i error | sort | uniq -c | sort -rn | head) done right;
     counts per pattern equal C(grep -ci), a Python traceback is one event, messages are normalised before counting,
     and with O(state_file) each run reads only the bytes written since the last one, across rotation and truncation.
-  - With O(enforce=true), rotates oversized logs, compresses old versions and deletes versions beyond O(policy.keep)
-    or older than O(policy.max_age_days). Only the configured logs and files matching their rotated pattern are touched.
+  - With O(enforce=true), rotates oversized logs (through logrotate with the stanza covering the log), compresses old
+    versions and deletes versions beyond O(policy.keep) or older than O(policy.max_age_days). Only the configured logs
+    and files matching their rotated pattern are touched.
 author:
   - engineroom maintainers (@engineroom)
 extends_documentation_fragment:
@@ -161,7 +162,13 @@ options:
         without one takes the time of the matching line before it. Logs not modified since then are not read.
     type: str
   enforce:
-    description: Bring the logs into policy (rotate, compress, delete versions); see O(method).
+    description:
+      - Bring the logs into policy (rotate, compress, delete versions); see O(method).
+      - An oversized log that a logrotate stanza covers is rotated by logrotate itself (C(logrotate -f) with a private
+        copy of that stanza and the state file O(logrotate_state)), after checking that logrotate reads the copy as it
+        reads the real stanza. The module's own rotation (O(method)) only serves logs that no stanza covers, or hosts
+        without logrotate (said in RV(notes)). Deleting and compressing versions beyond the policy without a rotation
+        is the module's, since logrotate only does it while rotating.
     type: bool
     default: false
   method:
@@ -173,6 +180,12 @@ options:
     type: str
     choices: [copytruncate, rename]
     default: copytruncate
+  logrotate_state:
+    description:
+      - The state file of the module's own C(logrotate -f) runs (O(enforce=true) on an oversized log that a logrotate
+        stanza covers), so the host's logrotate state (C(/var/lib/logrotate/status)) is never touched.
+    type: path
+    default: /var/lib/engineroom/log_rotation_check.logrotate.status
   postrotate_command:
     description: Program and arguments (no shell) run after a V(rename) rotation, for example V([systemctl, kill, -s, HUP, app.service]).
     type: list
@@ -384,14 +397,14 @@ state:
   sample: {path: /var/lib/engineroom/log_rotation_check.json, status: loaded, problem: null, written: true}
 actions:
   description:
-    - What enforcement and ghost truncation did or would do, in order, each with C(action) (V(rotate), V(delete),
+    - What enforcement and ghost truncation did or would do, in order, each with C(action) (V(logrotate), V(rotate), V(delete),
       V(compress), V(truncate_ghost)), C(path), C(status) (V(planned), V(done), V(failed)) and details.
   returned: always
   type: list
   elements: dict
   contains:
     action:
-      description: V(rotate), V(delete), V(compress) or V(truncate_ghost).
+      description: V(logrotate) (C(logrotate -f) with the covering stanza), V(rotate), V(delete), V(compress) or V(truncate_ghost).
       type: str
     path:
       description: The file acted on (the log for V(rotate), the version for V(delete) and V(compress)).
@@ -459,7 +472,12 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import enforce
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.ghosts import handle_ghosts
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import load_logrotate
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import LogrotateMissing, read_logrotate
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import (
+    LogrotateMissing,
+    LogrotateReading,
+    find_logrotate,
+    read_logrotate,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
     grep_command_line,
@@ -494,6 +512,7 @@ ARGUMENT_SPEC = dict(
     enforce=dict(type='bool', default=False),
     method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
     postrotate_command=dict(type='list', elements='str'),
+    logrotate_state=dict(type='path', default='/var/lib/engineroom/log_rotation_check.logrotate.status'),
 )
 
 
@@ -665,8 +684,10 @@ def main():
     if params['scan']:
         errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, executed, notes)
     if params['enforce']:
-        enforce(logs, policy, dict(method=params['method'], postrotate_command=params['postrotate_command'],
-                                   check_mode=module.check_mode), actions, diff, executed)
+        notes.extend(enforce(logs, policy, dict(
+            method=params['method'], postrotate_command=params['postrotate_command'], check_mode=module.check_mode,
+            reading=stanzas if isinstance(stanzas, LogrotateReading) else None, logrotate=find_logrotate(),
+            logrotate_conf=params['logrotate_conf'], logrotate_state=params['logrotate_state']), actions, diff, executed))
         if not module.check_mode:
             for entry in logs:
                 entry['violations_after'] = audit_log(entry['path'], policy, stanzas)['violations']

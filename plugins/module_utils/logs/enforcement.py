@@ -22,6 +22,8 @@ import time
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import fsync_dir
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import directives_source
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_run import RotationError, force_rotate
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import list_versions
 
 COPY_CHUNK_BYTES = 1024 * 1024
@@ -202,28 +204,70 @@ def gzip_file(path, target):
 def enforce(logs, policy, options, actions, diff, executed):
     """Plan (and outside check mode do) what brings each log into policy; failed actions stop that log.
 
-    ``options``: method, postrotate_command, check_mode.
+    ``options``: method, postrotate_command, check_mode, and for rotation by
+    logrotate: reading (a LogrotateReading, or None), logrotate (its path),
+    logrotate_conf, logrotate_state. An oversized log that a stanza covers is
+    force-rotated by logrotate with that stanza; the module's own rotation
+    only serves logs no stanza covers (or hosts without logrotate). Returns notes.
     """
+    notes = []
     for entry in logs:
         if entry['size_bytes'] is None:
             continue
         planned, before, after = plan_log(entry['path'], policy, options['method'])
+        covering = _covering(options, entry['path'])
+        if covering is not None and planned and planned[0]['action'] == 'rotate':
+            actions.append(_logrotate_action(entry, covering, options))
+            continue
+        if covering is None and planned and planned[0]['action'] == 'rotate' and options.get('reading') is not None:
+            notes.append('%s: no logrotate stanza covers it: rotated by the module itself (%s)'
+                         % (entry['path'], options['method']))
         if not planned:
             continue
         diff.append(dict(before_header='%s versions' % entry['path'], after_header='%s versions' % entry['path'],
                          before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after)))
-        failed = False
-        for action in planned:
-            actions.append(action)
-            if options['check_mode'] or failed:
-                action['status'] = 'planned' if options['check_mode'] else 'skipped'
-                continue
-            try:
-                execute(action, options['postrotate_command'])
-                action['status'] = 'done'
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                action['status'] = 'failed'
-                action['error'] = getattr(exc, 'strerror', None) or str(exc)
-                failed = True
-            if action['action'] == 'rotate' and options['method'] == 'rename' and options['postrotate_command']:
-                executed.append(format_argv(options['postrotate_command']))
+        _carry_out(planned, options, actions, executed)
+    return notes
+
+
+def _covering(options, path):
+    reading = options.get('reading')
+    if reading is None or not options.get('logrotate'):
+        return None
+    log_set, dummy = reading.covering(path)
+    if log_set is None:
+        return None
+    return log_set, reading
+
+
+def _logrotate_action(entry, covering, options):
+    log_set, reading = covering
+    source = directives_source(reading, entry['path'])
+    if source is None:
+        return dict(action='logrotate', log=entry['path'], path=entry['path'], config=None, status='failed',
+                    error='logrotate covers %s but its stanza was not found in logrotate_conf or logrotate_dir: '
+                          'rotate it with logrotate -f and the file that holds it' % entry['path'])
+    try:
+        return force_rotate(options['logrotate'], entry['path'], source, options['logrotate_conf'],
+                            options['logrotate_state'], log_set, options['check_mode'])
+    except (RotationError, OSError, subprocess.SubprocessError) as exc:
+        return dict(action='logrotate', log=entry['path'], path=entry['path'], config=source, status='failed',
+                    error=getattr(exc, 'strerror', None) or str(exc))
+
+
+def _carry_out(planned, options, actions, executed):
+    failed = False
+    for action in planned:
+        actions.append(action)
+        if options['check_mode'] or failed:
+            action['status'] = 'planned' if options['check_mode'] else 'skipped'
+            continue
+        try:
+            execute(action, options['postrotate_command'])
+            action['status'] = 'done'
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            action['status'] = 'failed'
+            action['error'] = getattr(exc, 'strerror', None) or str(exc)
+            failed = True
+        if action['action'] == 'rotate' and options['method'] == 'rename' and options['postrotate_command']:
+            executed.append(format_argv(options['postrotate_command']))

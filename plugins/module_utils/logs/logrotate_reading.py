@@ -245,9 +245,9 @@ class LogrotateReading:
         """logrotate's reasons for skipping the stanza (or file) that names ``log_path``, or None."""
         real = os.path.realpath(log_path)
         sources = [source for patterns, dummy, source in self.stanzas
-                   if any(_pattern_matches(p, real) for p in patterns)]
+                   if any(pattern_matches(p, real) for p in patterns)]
         for item in self.rejected:
-            if item['kind'] == 'stanza' and _pattern_matches(item['pattern'], real):
+            if item['kind'] == 'stanza' and pattern_matches(item['pattern'], real):
                 return '; '.join(item['reasons']) or 'logrotate skipped the stanza'
             if item['kind'] == 'file' and any(os.path.basename(s) == os.path.basename(item['source'])
                                               for s in sources):
@@ -255,7 +255,7 @@ class LogrotateReading:
         return None
 
 
-def _pattern_matches(pattern_text, real):
+def pattern_matches(pattern_text, real):
     for word in re.findall(r'"[^"]*"|\'[^\']*\'|\S+', pattern_text):
         word = word.strip('"\'')
         if fnmatch.fnmatch(real, word) or real in (os.path.realpath(p) for p in glob.glob(word)):
@@ -310,6 +310,11 @@ def directives_for(reading, log_path):
 def _parsed_stanza(stanzas, log_path):
     real = os.path.realpath(log_path)
     for patterns, directives, source in stanzas or []:
-        if any(_pattern_matches(p, real) for p in patterns):
+        if any(pattern_matches(p, real) for p in patterns):
             return directives, source
     return None, None
+
+
+def directives_source(reading, log_path):
+    """The configuration file holding the stanza that names ``log_path`` (the collection's parse), or None."""
+    return _parsed_stanza(reading.stanzas, log_path)[1]

@@ -302,14 +302,9 @@ def review_records(review, candidates, fmt, since):
         level, message = level_of(fmt, line)
         if level is None:
             continue  # "error" in a field, not an error record
-        text, undecodable = decode_line(line[:KEEP_LINE_BYTES].rstrip(b'\r'))
-        own, rest = split_stamp(text)
-        stamp = own or stamp
-        if since and stamp and stamp < since:
-            review.lines_before_since += 1
+        text, rest, stamp = review.admit(line[:KEEP_LINE_BYTES], stamp, since)
+        if text is None:
             continue
-        review.undecodable_lines += undecodable
-        review.lines_matched += 1
         review.levels[level] = review.levels.get(level, 0) + 1
         review.add_event(message if fmt == 'json' else rest, stamp, text)
 
@@ -329,6 +324,19 @@ class Review:
         self.undecodable_lines = 0
         self.lines_before_since = 0
         self.messages = {}
+
+    def admit(self, line, stamp, since):
+        """(text, text after its timestamp, stamp) of a candidate line, counted as matched; text is None when the
+        line is older than ``since``. A line without its own timestamp takes ``stamp`` (the line before's)."""
+        text, undecodable = decode_line(line.rstrip(b'\r'))
+        own, message = split_stamp(text)
+        stamp = own or stamp
+        if since and stamp and stamp < since:
+            self.lines_before_since += 1
+            return None, None, stamp
+        self.undecodable_lines += undecodable
+        self.lines_matched += 1
+        return text, message, stamp
 
     def add_event(self, message, stamp, sample):
         key = normalise(message)
@@ -467,14 +475,9 @@ def review_candidates(review, candidates, handle, since, absorbed_until):
     stamp = None
     counts, names = review.counts, review.patterns
     for offset, line, hits in candidates:
-        text, undecodable = decode_line(line.rstrip(b'\r'))
-        own, message = split_stamp(text)
-        stamp = own or stamp
-        if since and stamp and stamp < since:
-            review.lines_before_since += 1
+        text, message, stamp = review.admit(line, stamp, since)
+        if text is None:
             continue
-        review.undecodable_lines += undecodable
-        review.lines_matched += 1
         for index in hits:
             counts[names[index]] += 1
         if offset < absorbed_until:
