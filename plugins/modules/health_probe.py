@@ -330,16 +330,16 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.common.file
     atomic_write,
     check_writable_dir,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import (
-    DEFAULT_DOCKER_HOST,
+from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.client import DEFAULT_DOCKER_HOST
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health.core import (
     KINDS,
     STATUSES,
     ProbeConfigError,
     prometheus_text,
     resolve_thresholds,
-    run_probes,
     worst,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import run_probes
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import SSL_MODES
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
@@ -422,6 +422,17 @@ def summarize(overall, counts, results):
     return line + ('; ' + '; '.join(problems) if problems else '')
 
 
+def write_textfile(module, textfile, results, overall):
+    """Write the Prometheus textfile (not in check mode); its path, or None when none was written."""
+    if not textfile or module.check_mode:
+        return None
+    try:
+        atomic_write(textfile, prometheus_text(results, overall, time.time()), mode=0o644)
+    except OSError as exc:
+        module.fail_json(msg='prometheus_textfile %s could not be written: %s' % (textfile, exc.strerror or exc))
+    return textfile
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -460,15 +471,7 @@ def main():
     overall = worst([r['status'] for r in results])
     counts = dict((status, sum(1 for r in results if r['status'] == status)) for status in STATUSES)
     executed = [command for r in results for command in r.pop('executed_commands')]
-
-    written = None
-    if textfile and not module.check_mode:
-        try:
-            atomic_write(textfile, prometheus_text(results, overall, time.time()), mode=0o644)
-            written = textfile
-        except OSError as exc:
-            module.fail_json(msg='prometheus_textfile %s could not be written: %s' % (textfile, exc.strerror or exc))
-
+    written = write_textfile(module, textfile, results, overall)
     result = dict(
         changed=False,
         status=overall,

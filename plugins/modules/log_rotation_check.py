@@ -18,8 +18,9 @@ description:
   - With O(scan=true), reviews errors like C(grep -i error | sort | uniq -c | sort -rn | head) done right;
     counts per pattern equal C(grep -ci), a Python traceback is one event, messages are normalised before counting,
     and with O(state_file) each run reads only the bytes written since the last one, across rotation and truncation.
-  - With O(enforce=true), rotates oversized logs, compresses old versions and deletes versions beyond O(policy.keep)
-    or older than O(policy.max_age_days). Only the configured logs and files matching their rotated pattern are touched.
+  - With O(enforce=true), rotates oversized logs (through logrotate with the stanza covering the log), compresses old
+    versions and deletes versions beyond O(policy.keep) or older than O(policy.max_age_days). Only the configured logs
+    and files matching their rotated pattern are touched.
 author:
   - engineroom maintainers (@engineroom)
 extends_documentation_fragment:
@@ -87,8 +88,12 @@ options:
   logrotate_dir:
     description:
       - Directory of logrotate stanzas; each log must be covered by one whose C(size)/C(maxsize), C(rotate),
-        C(compress), C(delaycompress) and C(maxage) agree with O(policy) (violations V(no_logrotate_policy) and V(policy_mismatch)).
-      - Global directives of O(logrotate_conf) apply to its stanzas, as logrotate reads them.
+        C(compress), C(delaycompress) and C(maxage) agree with O(policy) (violations V(no_logrotate_policy),
+        V(invalid_logrotate_policy) and V(policy_mismatch)).
+      - The configuration is read by the installed logrotate itself (C(logrotate -d) with a private state file), so
+        include, global scope, taboo names, size forms and rejected stanzas are exactly as logrotate reads them.
+        Where logrotate is not installed, the collection's own parser is used and RV(notes) says V(logrotate_missing).
+      - Added to the arguments of logrotate only when O(logrotate_conf) does not include it.
     type: path
     default: /etc/logrotate.d
   logrotate_conf:
@@ -102,7 +107,8 @@ options:
   ghost_scope:
     description:
       - Where to look for ghost handles. V(logs) reports deleted files whose path was in a directory of O(paths),
-        V(all) every deleted regular file still held open, V(none) skips the search.
+        V(all) every deleted regular file still held open (including anonymous C(O_TMPFILE) files, marked
+        C(anonymous)), V(none) skips the search.
     type: str
     choices: [logs, all, none]
     default: logs
@@ -110,6 +116,9 @@ options:
     description:
       - V(report) only lists ghost handles. V(truncate) truncates each held file to 0 bytes through
         C(/proc/PID/fd/N), which gives the space back at once; the holder keeps writing to its (now empty) file.
+      - Only files whose former path matches O(paths) (or a rotated version of it) are truncated, never an
+        anonymous C(O_TMPFILE) file or another deleted file; a file that holds no blocks is left alone, so a second
+        run reports no change.
     type: str
     choices: [report, truncate]
     default: report
@@ -117,6 +126,17 @@ options:
     description: Review the errors in the logs (see O(patterns), O(state_file), O(since)).
     type: bool
     default: false
+  format:
+    description:
+      - How the logs are written. V(text) searches O(patterns) in every line. V(json) (JSON lines), V(syslog)
+        (lines with a C(<PRI>) priority), V(postgresql) (PostgreSQL's stderr log) and V(nginx_error) (nginx's
+        error log) count the records whose own level is an error (JSON C(level)/C(severity)/C(levelname)/C(lvl),
+        pino's 50 and 60; syslog severity 0-3; C(ERROR)/C(FATAL)/C(PANIC); C([error])/C([crit])/C([alert])/C([emerg]))
+        in RV(errors.levels), whatever words the messages contain.
+      - V(auto) decides per file from its first lines.
+    type: str
+    choices: [auto, text, json, syslog, postgresql, nginx_error]
+    default: auto
   patterns:
     description: Fixed strings (not regular expressions) searched case-insensitively, as C(grep -i -F) does.
     type: list
@@ -142,7 +162,13 @@ options:
         without one takes the time of the matching line before it. Logs not modified since then are not read.
     type: str
   enforce:
-    description: Bring the logs into policy (rotate, compress, delete versions); see O(method).
+    description:
+      - Bring the logs into policy (rotate, compress, delete versions); see O(method).
+      - An oversized log that a logrotate stanza covers is rotated by logrotate itself (C(logrotate -f) with a private
+        copy of that stanza and the state file O(logrotate_state)), after checking that logrotate reads the copy as it
+        reads the real stanza. The module's own rotation (O(method)) only serves logs that no stanza covers, or hosts
+        without logrotate (said in RV(notes)). Deleting and compressing versions beyond the policy without a rotation
+        is the module's, since logrotate only does it while rotating.
     type: bool
     default: false
   method:
@@ -154,6 +180,12 @@ options:
     type: str
     choices: [copytruncate, rename]
     default: copytruncate
+  logrotate_state:
+    description:
+      - The state file of the module's own C(logrotate -f) runs (O(enforce=true) on an oversized log that a logrotate
+        stanza covers), so the host's logrotate state (C(/var/lib/logrotate/status)) is never touched.
+    type: path
+    default: /var/lib/engineroom/log_rotation_check.logrotate.status
   postrotate_command:
     description: Program and arguments (no shell) run after a V(rename) rotation, for example V([systemctl, kill, -s, HUP, app.service]).
     type: list
@@ -227,10 +259,18 @@ logs:
     logrotate_config:
       description: The logrotate file whose stanza covers the log, V(null) when none does or the check is off.
       type: str
+    logrotate:
+      description:
+        - What logrotate applies to the log, as it reads its configuration (C(criterion) V(size), V(daily),
+          V(weekly), V(monthly), V(yearly) or V(hourly); C(rotate), C(size), C(maxsize), C(minsize), C(olddir),
+          C(compress), C(delaycompress), C(maxage)).
+      type: dict
+      returned: when a stanza logrotate accepts covers the log
     violations:
       description:
         - What is out of policy, each with a C(code) (V(oversized), V(too_many_versions), V(uncompressed_version),
-          V(expired_version), V(no_logrotate_policy), V(policy_mismatch), V(unreadable)) and a C(message).
+          V(expired_version), V(no_logrotate_policy), V(invalid_logrotate_policy), V(policy_mismatch), V(unreadable))
+          and a C(message).
       type: list
       elements: dict
     violations_after:
@@ -260,40 +300,59 @@ skipped_paths:
   type: list
   elements: dict
 ghost_handles:
-  description: Deleted files still held open, one entry per process and descriptor.
+  description: Deleted files still held open, one entry per file (device and inode) with all its holders.
   returned: always
   type: list
   elements: dict
   contains:
     pid:
-      description: Process holding the file.
+      description: The first process holding the file (the one used to truncate it).
       type: int
     process:
       description: Its name (C(/proc/PID/comm)).
       type: str
     fd:
-      description: The descriptor number.
+      description: Its descriptor number.
       type: int
+    holders:
+      description: Every process and descriptor holding the file (C(pid), C(process), C(fd)).
+      type: list
+      elements: dict
     path:
-      description: The path the file had before it was deleted.
+      description: The path the file had before it was deleted (C(/dir/#inode) for an C(O_TMPFILE) file).
       type: str
     bytes_held:
-      description: Size of the held file when found.
+      description: Disk space the held file occupies (allocated blocks), what truncating it gives back.
       type: int
+    size_bytes:
+      description: Its apparent size, larger than RV(ghost_handles[].bytes_held) for a sparse file.
+      type: int
+    anonymous:
+      description: True for a file created with C(O_TMPFILE), which never had a name and is never truncated.
+      type: bool
+    truncatable:
+      description: True when its former path matches O(paths) (or a rotated version), so O(ghost_action=truncate) may truncate it.
+      type: bool
     status:
       description: V(reported), V(planned) (truncate in check mode), V(truncated) or V(failed).
       type: str
-  sample: [{pid: 4242, process: python3, fd: 3, path: /srv/app/data/logs/app.log, bytes_held: 10485760, status: reported}]
+  sample: [{pid: 4242, process: python3, fd: 3, holders: [{pid: 4242, process: python3, fd: 3}], path: /srv/app/data/logs/app.log,
+            bytes_held: 10485760, size_bytes: 10485760, anonymous: false, truncatable: true, status: reported}]
 errors:
   description: The error review of the bytes read by this run (empty dict without O(scan)).
   returned: always
   type: dict
   contains:
     counts:
-      description: Matching lines per pattern (what C(grep -ci PATTERN) counts).
+      description:
+        - Matching lines per pattern in plain-text logs (what C(grep -aci PATTERN) counts; a file with NUL bytes
+          is read as text, like C(grep -a)).
+      type: dict
+    levels:
+      description: Error records of structured logs (see O(format)) by their own level (V(error), V(fatal), V(critical), ...).
       type: dict
     lines_matched:
-      description: Lines that contain at least one pattern.
+      description: Lines that contain at least one pattern, plus error records of structured logs.
       type: int
     events:
       description: Events, where a whole traceback is one event and every other matching line is one.
@@ -315,7 +374,9 @@ errors:
       type: list
       elements: dict
     files:
-      description: Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)) and any C(note).
+      description:
+        - Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)), its C(format) and any C(note)
+          (a lost generation, a compressed file read decompressed, ...).
       type: list
       elements: dict
   sample:
@@ -336,14 +397,14 @@ state:
   sample: {path: /var/lib/engineroom/log_rotation_check.json, status: loaded, problem: null, written: true}
 actions:
   description:
-    - What enforcement and ghost truncation did or would do, in order, each with C(action) (V(rotate), V(delete),
+    - What enforcement and ghost truncation did or would do, in order, each with C(action) (V(logrotate), V(rotate), V(delete),
       V(compress), V(truncate_ghost)), C(path), C(status) (V(planned), V(done), V(failed)) and details.
   returned: always
   type: list
   elements: dict
   contains:
     action:
-      description: V(rotate), V(delete), V(compress) or V(truncate_ghost).
+      description: V(logrotate) (C(logrotate -f) with the covering stanza), V(rotate), V(delete), V(compress) or V(truncate_ghost).
       type: str
     path:
       description: The file acted on (the log for V(rotate), the version for V(delete) and V(compress)).
@@ -396,7 +457,6 @@ executed_commands:
 '''
 
 import datetime
-import glob
 import os
 import resource
 import shutil
@@ -406,16 +466,17 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.rotation import (
-    LogPathError,
-    audit_log,
-    execute,
-    expand_paths,
-    find_ghost_handles,
-    list_versions,
-    load_logrotate,
-    plan_log,
-    truncate_ghost,
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import parse_duration
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit import PolicyError, audit_log, resolve_policy, summarize
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import enforce
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.ghosts import handle_ghosts
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import load_logrotate
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import (
+    LogrotateMissing,
+    LogrotateReading,
+    find_logrotate,
+    read_logrotate,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
@@ -423,8 +484,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan i
     load_state,
     save_state,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms, format_argv
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size, parse_duration, parse_size
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import LogPathError, expand_paths
 
 POLICY_SPEC = dict(
     max_size=dict(type='str'),
@@ -435,24 +495,25 @@ POLICY_SPEC = dict(
     rotated_pattern=dict(type='str', default='auto', choices=['auto', 'numbered', 'dateext']),
 )
 
-
-def resolve_policy(module):
-    """Validated policy with max_size in bytes; every bad value fails before anything is read."""
-    policy = dict(module.params['policy'])
-    for key, spec in POLICY_SPEC.items():
-        if policy.get(key) is None and 'default' in spec:
-            policy[key] = spec['default']
-    try:
-        policy['max_size_bytes'] = parse_size(policy['max_size']) if policy.get('max_size') is not None else None
-    except ValueError as exc:
-        module.fail_json(msg='policy.max_size: %s; nothing was read or changed' % exc)
-    if policy['keep'] < 0:
-        module.fail_json(msg='policy.keep is %d: give how many rotated versions to keep (0 or more); nothing was read or changed'
-                         % policy['keep'])
-    if policy.get('max_age_days') is not None and policy['max_age_days'] < 0:
-        module.fail_json(msg='policy.max_age_days is %d: give a number of days (0 or more); nothing was read or changed'
-                         % policy['max_age_days'])
-    return policy
+ARGUMENT_SPEC = dict(
+    paths=dict(type='list', elements='str', required=True),
+    policy=dict(type='dict', default={}, options=POLICY_SPEC),
+    logrotate_dir=dict(type='path', default='/etc/logrotate.d'),
+    logrotate_conf=dict(type='path', default='/etc/logrotate.conf'),
+    check_logrotate=dict(type='bool', default=True),
+    ghost_scope=dict(type='str', default='logs', choices=['logs', 'all', 'none']),
+    ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
+    scan=dict(type='bool', default=False),
+    patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
+    format=dict(type='str', default='auto', choices=['auto', 'text', 'json', 'syslog', 'postgresql', 'nginx_error']),
+    top_n=dict(type='int', default=10),
+    state_file=dict(type='path'),
+    since=dict(type='str'),
+    enforce=dict(type='bool', default=False),
+    method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
+    postrotate_command=dict(type='list', elements='str'),
+    logrotate_state=dict(type='path', default='/var/lib/engineroom/log_rotation_check.logrotate.status'),
+)
 
 
 def resolve_since(module):
@@ -495,55 +556,7 @@ def check_state_file(module):
             module.fail_json(msg='state_file %s cannot be written: %s; nothing was read or changed' % (state_file, problem))
 
 
-def ghost_scope_dirs(paths, logs):
-    """Directories whose deleted files count as deleted logs: those of the configured paths."""
-    dirs = set()
-    for pattern in paths:
-        directory = os.path.dirname(os.path.abspath(pattern))
-        if glob.has_magic(directory):
-            dirs.update(os.path.dirname(p) for p in logs)
-        else:
-            dirs.add(directory)
-    return sorted(dirs)
-
-
-def handle_ghosts(module, paths, logs, actions, diff):
-    """Find ghost handles in scope; with ghost_action=truncate truncate each held file once (planned in check mode)."""
-    scope = module.params['ghost_scope']
-    if scope == 'none':
-        return []
-    ghosts = find_ghost_handles(None if scope == 'all' else ghost_scope_dirs(paths, logs))
-    truncated = set()
-    for ghost in ghosts:
-        ghost['status'] = 'reported'
-        if module.params['ghost_action'] != 'truncate' or ghost['bytes_held'] == 0:
-            continue
-        key = (ghost['device'], ghost['inode'])
-        action = dict(action='truncate_ghost', path=ghost['path'], pid=ghost['pid'], fd=ghost['fd'],
-                      size_bytes=ghost['bytes_held'])
-        if key in truncated:
-            ghost['status'] = 'planned' if module.check_mode else 'truncated'
-            continue  # the same file through another descriptor: already handled
-        truncated.add(key)
-        if module.check_mode:
-            ghost['status'] = action['status'] = 'planned'
-        else:
-            try:
-                truncate_ghost(ghost)
-                ghost['status'], action['status'] = 'truncated', 'done'
-            except OSError as exc:
-                ghost['status'] = action['status'] = 'failed'
-                action['error'] = exc.strerror or str(exc)
-        actions.append(action)
-        diff.append(dict(before_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
-                         after_header='%s (deleted, held by pid %d fd %d)' % (ghost['path'], ghost['pid'], ghost['fd']),
-                         before='%d bytes held\n' % ghost['bytes_held'], after='0 bytes held\n'))
-    for ghost in ghosts:
-        del ghost['device'], ghost['inode']
-    return ghosts
-
-
-def run_scan(module, logs, policy, executed, notes):
+def run_scan(module, logs, executed, notes):
     """Error review of the logs; returns (errors dict, state dict, bytes scanned, bytes skipped)."""
     state_file = module.params['state_file']
     state = dict(path=state_file, status='not_used', problem=None, written=False)
@@ -560,14 +573,14 @@ def run_scan(module, logs, policy, executed, notes):
     if not grep_path:
         notes.append('grep not found: the built-in scanner was used (slower)')
     scanner = Scanner(module.params['patterns'], since=resolve_since(module), grep_path=grep_path,
-                      incremental=bool(state_file),
+                      incremental=bool(state_file), fmt=module.params['format'],
                       temp_dir=state_dir if state_file and os.path.isdir(state_dir) else None)
     jobs = []
     for entry in logs:
         if entry['size_bytes'] is None:
             continue  # unreadable: already a violation
         path = entry['path']
-        versions = [v['path'] for v in list_versions(path, policy['rotated_pattern'])] if path in cursors else []
+        versions = entry.get('_version_paths', []) if path in cursors else []
         jobs.append((path, cursors.get(path), versions))
     new_cursors = dict((job[0], cursor) for job, cursor in zip(jobs, scanner.scan(jobs)) if cursor is not None)
     if any(s['scanner'] == 'grep' for f in scanner.files for s in f['segments']):
@@ -586,91 +599,26 @@ def run_scan(module, logs, policy, executed, notes):
     return errors, state, scanner.bytes_scanned, scanner.bytes_skipped
 
 
-def enforce(module, logs, policy, actions, diff, executed):
-    """Plan (and outside check mode do) what brings each log into policy; failed actions stop that log."""
-    for entry in logs:
-        if entry['size_bytes'] is None:
-            continue
-        planned, before, after = plan_log(entry['path'], policy, module.params['method'])
-        if not planned:
-            continue
-        diff.append(dict(before_header='%s versions' % entry['path'], after_header='%s versions' % entry['path'],
-                         before=''.join(n + '\n' for n in before), after=''.join(n + '\n' for n in after)))
-        failed = False
-        for action in planned:
-            actions.append(action)
-            if module.check_mode or failed:
-                action['status'] = 'planned' if module.check_mode else 'skipped'
-                continue
-            try:
-                execute(action, module.params['postrotate_command'])
-                action['status'] = 'done'
-            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                action['status'] = 'failed'
-                action['error'] = getattr(exc, 'strerror', None) or str(exc)
-                failed = True
-            if action['action'] == 'rotate' and module.params['method'] == 'rename' and module.params['postrotate_command']:
-                executed.append(format_argv(module.params['postrotate_command']))
+def read_configuration(module, notes):
+    """logrotate's own reading of its configuration; the collection's parser where logrotate is not installed."""
+    stanzas, dummy, problems = load_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'])
+    try:
+        reading = read_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'], stanzas)
+    except LogrotateMissing as exc:
+        notes.extend(problems)
+        notes.append('logrotate_missing: %s; the configuration was read by the collection\'s own parser' % exc)
+        return stanzas
+    except (OSError, subprocess.SubprocessError) as exc:
+        module.fail_json(msg='logrotate -d could not read %s: %s; nothing was read or changed'
+                         % (module.params['logrotate_conf'] or module.params['logrotate_dir'], exc))
+    for message in reading.messages:
+        if 'logrotate: ' + message not in notes:
+            notes.append('logrotate: ' + message)
+    return reading
 
 
-GHOSTS_NAMED = 3  # holders named in the summary, the largest first
-
-
-def summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, check_mode):
-    codes = {}
-    for entry in logs:
-        for item in entry['violations']:
-            codes[item['code']] = codes.get(item['code'], 0) + 1
-    parts = ['%d log%s' % (len(logs), '' if len(logs) == 1 else 's')]
-    total = sum(codes.values())
-    parts[0] += ', %d violation%s%s' % (total, '' if total == 1 else 's', ' (%s)' % ', '.join(
-        '%s %d' % item for item in sorted(codes.items())) if codes else '')
-    if unmatched:
-        parts.append('%d path%s matched nothing' % (len(unmatched), '' if len(unmatched) == 1 else 's'))
-    if ghosts:
-        # The summary is what the maintenance log shows: name the holders, so the operator knows what to restart.
-        named = sorted(ghosts, key=lambda g: -g['bytes_held'])[:GHOSTS_NAMED]
-        holders = ', '.join('pid %d %s fd %d: %s %s' % (g['pid'], g['process'], g['fd'], g['path'],
-                                                        format_size(g['bytes_held'])) for g in named)
-        more = ' and %d more' % (len(ghosts) - len(named)) if len(ghosts) > len(named) else ''
-        parts.append('%d ghost handle%s holding %s (%s%s)' % (len(ghosts), '' if len(ghosts) == 1 else 's',
-                                                              format_size(sum(g['bytes_held'] for g in ghosts)),
-                                                              holders, more))
-    if errors:
-        parts.append('%d error events (%d tracebacks) in %s read'
-                     % (errors['events'], errors['tracebacks'], format_size(bytes_scanned)))
-    if actions:
-        done = sum(1 for a in actions if a['status'] == 'done')
-        failed = sum(1 for a in actions if a['status'] == 'failed')
-        parts.append('%d action%s %s%s' % (len(actions), '' if len(actions) == 1 else 's',
-                                           'planned' if check_mode else 'done' if not failed else 'run: %d done' % done,
-                                           ', %d FAILED' % failed if failed else ''))
-    return '; '.join(parts)
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            paths=dict(type='list', elements='str', required=True),
-            policy=dict(type='dict', default={}, options=POLICY_SPEC),
-            logrotate_dir=dict(type='path', default='/etc/logrotate.d'),
-            logrotate_conf=dict(type='path', default='/etc/logrotate.conf'),
-            check_logrotate=dict(type='bool', default=True),
-            ghost_scope=dict(type='str', default='logs', choices=['logs', 'all', 'none']),
-            ghost_action=dict(type='str', default='report', choices=['report', 'truncate']),
-            scan=dict(type='bool', default=False),
-            patterns=dict(type='list', elements='str', default=['ERROR', 'CRITICAL', 'FATAL', 'Traceback']),
-            top_n=dict(type='int', default=10),
-            state_file=dict(type='path'),
-            since=dict(type='str'),
-            enforce=dict(type='bool', default=False),
-            method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
-            postrotate_command=dict(type='list', elements='str'),
-        ),
-        supports_check_mode=True,
-    )
-    started = time.monotonic()
-    cpu_started = cpu_ms()
+def check_params(module):
+    """Fail on every bad option before anything is read; returns the resolved policy."""
     params = module.params
     if not params['paths']:
         module.fail_json(msg='paths is empty: give the log files or globs to check (for example /srv/app/data/logs/*.log)')
@@ -682,10 +630,44 @@ def main():
         module.fail_json(msg='postrotate_command only runs with method: rename (copytruncate needs no reopen)')
     if params['postrotate_command'] == []:
         module.fail_json(msg='postrotate_command is empty: give the program and its arguments, or leave it unset')
-    policy = resolve_policy(module)
+    try:
+        policy = resolve_policy(module.params['policy'], POLICY_SPEC)
+    except PolicyError as exc:
+        module.fail_json(msg=str(exc))
     if params['scan']:
         resolve_since(module)  # validate before anything is read
         check_state_file(module)
+    return policy
+
+
+def build_result(module, result, started, cpu_started):
+    """The module result around ``result`` (the findings): changed, summary, duration and metrics."""
+    logs, ghosts, errors, actions = result['logs'], result['ghost_handles'], result['errors'], result['actions']
+    for entry in logs:
+        entry.pop('_version_paths', None)
+    unmatched, bytes_scanned, bytes_skipped = result['unmatched_paths'], result['bytes_scanned'], result['bytes_skipped_by_cursor']
+    duration = elapsed_ms(started)
+    violations_total = sum(len(e['violations']) for e in logs)
+    result.update(
+        changed=any(a['status'] in ('done', 'planned', 'failed') for a in actions),
+        summary=summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, module.check_mode),
+        duration_ms=duration,
+        metrics=dict(duration_ms=duration, cpu_ms=round(cpu_ms() - cpu_started, 1), logs_total=len(logs), violations_total=violations_total,
+                     ghost_handles=len(ghosts), ghost_bytes_held=sum(g['bytes_held'] for g in ghosts),
+                     bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
+                     error_events=errors.get('events', 0), error_lines_matched=errors.get('lines_matched', 0),
+                     actions_done=sum(1 for a in actions if a['status'] == 'done'),
+                     actions_planned=sum(1 for a in actions if a['status'] == 'planned')),
+    )
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    started = time.monotonic()
+    cpu_started = cpu_ms()
+    params = module.params
+    policy = check_params(module)
     try:
         paths, unmatched, skipped = expand_paths(params['paths'])
     except LogPathError as exc:
@@ -694,38 +676,26 @@ def main():
         module.warn('paths: %s matched no file' % pattern)
 
     notes, executed, actions, diff = [], [], [], []
-    stanzas = None
-    if params['check_logrotate']:
-        stanzas, _sources, problems = load_logrotate(params['logrotate_conf'], params['logrotate_dir'])
-        notes.extend(problems)
+    stanzas = read_configuration(module, notes) if params['check_logrotate'] else None
     logs = [audit_log(path, policy, stanzas) for path in paths]
-    ghosts = handle_ghosts(module, params['paths'], paths, actions, diff)
+    ghosts = handle_ghosts(params['ghost_scope'], params['ghost_action'], module.check_mode, params['paths'], paths, actions, diff)
     errors, state, bytes_scanned, bytes_skipped = {}, dict(path=params['state_file'], status='not_used', problem=None,
                                                            written=False), 0, 0
     if params['scan']:
-        errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, policy, executed, notes)
+        errors, state, bytes_scanned, bytes_skipped = run_scan(module, logs, executed, notes)
     if params['enforce']:
-        enforce(module, logs, policy, actions, diff, executed)
+        notes.extend(enforce(logs, policy, dict(
+            method=params['method'], postrotate_command=params['postrotate_command'], check_mode=module.check_mode,
+            reading=stanzas if isinstance(stanzas, LogrotateReading) else None, logrotate=find_logrotate(),
+            logrotate_conf=params['logrotate_conf'], logrotate_state=params['logrotate_state']), actions, diff, executed))
         if not module.check_mode:
             for entry in logs:
                 entry['violations_after'] = audit_log(entry['path'], policy, stanzas)['violations']
 
-    changed = any(a['status'] in ('done', 'planned', 'failed') for a in actions)
-    duration = elapsed_ms(started)
-    violations_total = sum(len(e['violations']) for e in logs)
-    result = dict(
-        changed=changed,
-        summary=summarize(logs, unmatched, ghosts, errors, actions, bytes_scanned, module.check_mode),
-        logs=logs, unmatched_paths=unmatched, skipped_paths=skipped, ghost_handles=ghosts, errors=errors,
-        state=state, actions=actions, bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
-        duration_ms=duration, notes=notes, executed_commands=executed,
-        metrics=dict(duration_ms=duration, cpu_ms=round(cpu_ms() - cpu_started, 1), logs_total=len(logs), violations_total=violations_total,
-                     ghost_handles=len(ghosts), ghost_bytes_held=sum(g['bytes_held'] for g in ghosts),
-                     bytes_scanned=bytes_scanned, bytes_skipped_by_cursor=bytes_skipped,
-                     error_events=errors.get('events', 0), error_lines_matched=errors.get('lines_matched', 0),
-                     actions_done=sum(1 for a in actions if a['status'] == 'done'),
-                     actions_planned=sum(1 for a in actions if a['status'] == 'planned')),
-    )
+    result = build_result(module, dict(logs=logs, unmatched_paths=unmatched, skipped_paths=skipped, ghost_handles=ghosts,
+                                       errors=errors, state=state, actions=actions, bytes_scanned=bytes_scanned,
+                                       bytes_skipped_by_cursor=bytes_skipped, notes=notes, executed_commands=executed),
+                          started, cpu_started)
     if diff:
         result['diff'] = diff
     failed = [a for a in actions if a['status'] == 'failed']

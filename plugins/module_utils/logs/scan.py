@@ -27,7 +27,10 @@ in the result, never silently re-counted or skipped.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import datetime
+import errno
 import gzip
 import hashlib
 import json
@@ -37,10 +40,17 @@ import resource
 import shutil
 import subprocess
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
+
+try:
+    import lzma
+except ImportError:  # a Python built without liblzma: .xz versions are said unreadable
+    lzma = None
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.formats import DETECT_BYTES, GREP_PATTERNS, detect, level_of
 
 DEFAULT_PATTERNS = ['ERROR', 'CRITICAL', 'FATAL', 'Traceback']
 STATE_SCHEMA_VERSION = 1
@@ -55,8 +65,12 @@ GREP_MEMORY_BYTES = 256 * 1024 * 1024
 TRACEBACK_MAX_BYTES = 256 * 1024
 TRACEBACK_TEXT = b'Traceback (most recent call last)'  # Python writes it in exactly this case
 ERE_SPECIAL = frozenset('\\.[]()*+?{}|^$')
-UNREADABLE_COMPRESSION = ('.zst', '.xz', '.bz2')
+COMPRESSED_READERS = ('.gz', '.bz2', '.xz', '.zst')
+MAX_GENERATIONS = 20  # rotated versions searched for the cursor's bytes
 CHAIN_LINES = (b'During handling of the above exception', b'The above exception was the direct cause')
+_RECORD_START_RE = re.compile(rb'\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}')
+MESSAGE_LINES = 20  # further lines of an exception's message (psycopg2 DETAIL:, HINT:) looked at for a chain
+_GROUP_EXCEPTION_RE = re.compile(rb'^\s*\| (?! )(?!File ")(\S.*)$')
 
 _STAMP_RE = re.compile(
     r'\[?(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,]\d+)?\s*(Z|[+-]\d{2}:?\d{2})?')
@@ -145,7 +159,7 @@ def grep_argv(grep_path, patterns):
     return [grep_path, '-a', '-b', '-i', '-E', '--color=never', '-e', alternation]
 
 
-def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
+def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower, argv=None):
     """Yield (offset, line, hits) for lines in [start, end) of ``handle`` containing a pattern.
 
     grep reads the descriptor from ``start`` (its ``-b`` offsets are relative
@@ -154,7 +168,7 @@ def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
     """
     handle.seek(start)
     try:
-        proc = subprocess.Popen(grep_argv(grep_path, patterns), stdin=handle, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv or grep_argv(grep_path, patterns), stdin=handle, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=dict(LC_ALL='C', PATH=os.environ.get('PATH', '')),
                                 preexec_fn=_limit_grep_memory)
     except OSError as exc:
@@ -167,7 +181,7 @@ def grep_candidates(grep_path, handle, start, end, patterns, patterns_lower):
             if offset >= end:
                 break  # written after the scan started: left for the next run
             line = raw[colon + 1:].rstrip(b'\n')
-            yield offset, line[:KEEP_LINE_BYTES], hits_of(line.lower(), patterns_lower)
+            yield offset, (line if argv else line[:KEEP_LINE_BYTES]), hits_of(line.lower(), patterns_lower)
         else:
             finished = True
     finally:
@@ -252,6 +266,49 @@ def _block_candidates(block, base, patterns_lower):
                hits_of(lowered[line_start:line_end], patterns_lower))
 
 
+def regex_candidates(handle, start, end, regex):
+    """Yield (offset, line, []) of the lines in [start, end) where the bytes ``regex`` matches (no grep)."""
+    position, carry = start, b''
+    while position < end:
+        data = os.pread(handle.fileno(), min(CHUNK_BYTES, end - position), position)
+        if not data:
+            break
+        position += len(data)
+        buffer = carry + data
+        base = position - len(buffer)
+        cut = buffer.rfind(b'\n') + 1 if position < end else len(buffer)
+        block, carry = buffer[:cut], buffer[cut:]
+        for match in regex.finditer(block):
+            line_start = block.rfind(b'\n', 0, match.start()) + 1
+            line_end = block.find(b'\n', match.start())
+            yield base + line_start, block[line_start:line_end if line_end >= 0 else len(block)], []
+
+
+def structured_argv(grep_path, fmt):
+    ignore_case, pattern = GREP_PATTERNS[fmt]
+    return [grep_path, '-a', '-b', '-E', '--color=never'] + (['-i'] if ignore_case else []) + ['-e', pattern]
+
+
+def structured_regex(fmt):
+    ignore_case, pattern = GREP_PATTERNS[fmt]
+    return re.compile(pattern.replace('^', '(?m)^', 1).encode('ascii') if pattern.startswith('^') else pattern.encode('ascii'),
+                      re.IGNORECASE if ignore_case else 0)
+
+
+def review_records(review, candidates, fmt, since):
+    """Add the candidate lines of a structured log to ``review``, counted by the record's own level."""
+    stamp = None
+    for dummy, line, dummy in candidates:
+        level, message = level_of(fmt, line)
+        if level is None:
+            continue  # "error" in a field, not an error record
+        text, rest, stamp = review.admit(line[:KEEP_LINE_BYTES], stamp, since)
+        if text is None:
+            continue
+        review.levels[level] = review.levels.get(level, 0) + 1
+        review.add_event(message if fmt == 'json' else rest, stamp, text)
+
+
 # --- events ------------------------------------------------------------------------------
 
 class Review:
@@ -260,12 +317,26 @@ class Review:
     def __init__(self, patterns):
         self.patterns = list(patterns)
         self.counts = dict((p, 0) for p in patterns)
+        self.levels = {}  # structured logs: records counted by their own level
         self.lines_matched = 0
         self.events = 0
         self.tracebacks = 0
         self.undecodable_lines = 0
         self.lines_before_since = 0
         self.messages = {}
+
+    def admit(self, line, stamp, since):
+        """(text, text after its timestamp, stamp) of a candidate line, counted as matched; text is None when the
+        line is older than ``since``. A line without its own timestamp takes ``stamp`` (the line before's)."""
+        text, undecodable = decode_line(line.rstrip(b'\r'))
+        own, message = split_stamp(text)
+        stamp = own or stamp
+        if since and stamp and stamp < since:
+            self.lines_before_since += 1
+            return None, None, stamp
+        self.undecodable_lines += undecodable
+        self.lines_matched += 1
+        return text, message, stamp
 
     def add_event(self, message, stamp, sample):
         key = normalise(message)
@@ -285,7 +356,9 @@ class Review:
 
     def merge(self, other):
         for pattern, count in other.counts.items():
-            self.counts[pattern] += count
+            self.counts[pattern] = self.counts.get(pattern, 0) + count
+        for level, count in other.levels.items():
+            self.levels[level] = self.levels.get(level, 0) + count
         for name in ('lines_matched', 'events', 'tracebacks', 'undecodable_lines', 'lines_before_since'):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for key, entry in other.messages.items():
@@ -300,7 +373,7 @@ class Review:
 
     def result(self, top_n):
         top = sorted(self.messages.values(), key=lambda e: (-e['count'], e['message']))[:top_n]
-        return dict(counts=dict(self.counts), lines_matched=self.lines_matched, events=self.events,
+        return dict(counts=dict(self.counts), levels=dict(self.levels), lines_matched=self.lines_matched, events=self.events,
                     tracebacks=self.tracebacks, undecodable_lines=self.undecodable_lines,
                     lines_before_since=self.lines_before_since, distinct_messages=len(self.messages),
                     top_messages=top)
@@ -309,44 +382,87 @@ class Review:
 def read_traceback(handle, offset, header_line):
     """(exception line, end offset) of the Python traceback whose header starts at ``offset``.
 
-    Reads the following lines with pread: indented frames, the exception line,
-    and chained tracebacks ("During handling of the above exception ...").
-    Starts with 16 KiB and reads more only for a longer block, up to
-    TRACEBACK_MAX_BYTES, so a runaway block cannot stall the scan.
+    Reads the following lines with pread: indented frames, the exception line
+    (and its further lines, like psycopg2's ``DETAIL:``, when a chained
+    traceback follows), chained tracebacks ("During handling of the above
+    exception ...", "The above exception was the direct cause ..."), and
+    ExceptionGroup blocks (``  + Exception Group Traceback``, ``  | ...``).
+    The first line that belongs to none of these ends the block and is not
+    part of it. Starts with 16 KiB and reads more only for a longer block, up
+    to TRACEBACK_MAX_BYTES, so a runaway block cannot stall the scan.
     """
     position = offset + len(header_line) + 1
+    group = header_line.lstrip(b' \t').startswith(b'+') or header_line[:1] in (b' ', b'\t')
     size = 16384
     while True:
         data = os.pread(handle.fileno(), size, position)
-        exception, consumed, open_ended = _traceback_block(data)
+        exception, consumed, open_ended = (_group_block if group else _traceback_block)(data)
         if not open_ended or len(data) < size or size >= TRACEBACK_MAX_BYTES:
             return exception[:KEEP_LINE_BYTES], position + consumed
         size = min(size * 4, TRACEBACK_MAX_BYTES)
 
 
+def _lines(data):
+    """(line without CR, length in the file with its newline) of the complete lines of ``data``."""
+    raw = data.split(b'\n')
+    raw.pop()  # an incomplete last line (not judged yet), or the empty rest after the final newline
+    return [(line.rstrip(b'\r'), len(line) + 1) for line in raw]
+
+
 def _traceback_block(data):
     """(exception line, bytes consumed, True when the block may go on past ``data``)."""
-    lines = data.split(b'\n')
-    lines.pop()  # an incomplete last line (not judged yet), or the empty rest after the final newline
+    lines = _lines(data)
     consumed = 0
     index = 0
     while index < len(lines):
-        line = lines[index]
-        following = lines[index + 1] if index + 1 < len(lines) else b''
+        line, length = lines[index]
+        following = lines[index + 1][0] if index + 1 < len(lines) else b''
         if line[:1] in (b' ', b'\t') or line.startswith(CHAIN_LINES) or line.startswith(TRACEBACK_TEXT) \
                 or (not line and (following.startswith(CHAIN_LINES) or following.startswith(TRACEBACK_TEXT))):
-            consumed += len(line) + 1
+            consumed += length
             index += 1
             continue
         if not line or index == 0:
             return b'', consumed, False  # blank line, or a "Traceback" word in an ordinary line
-        consumed += len(line) + 1
-        after = lines[index + 2] if index + 2 < len(lines) else b''
-        if following == b'' and index + 1 < len(lines) and after.startswith(CHAIN_LINES):
-            index += 1
-            continue  # "During handling of the above exception" follows: the chain goes on
-        return line, consumed, False
+        chained = _chain_after(lines, index)
+        if chained:
+            consumed += sum(length for dummy, length in lines[index:chained])
+            index = chained
+            continue  # the exception's message goes on over lines, then the chain goes on
+        return line, consumed + length, False
     return b'', consumed, True
+
+
+def _chain_after(lines, index):
+    """Index of the blank line before "During handling..."/"The above exception..." when the exception line at
+    ``index`` (with up to MESSAGE_LINES further lines of its message) is followed by one, else None."""
+    for later in range(index + 1, min(len(lines) - 1, index + 1 + MESSAGE_LINES)):
+        line = lines[later][0]
+        if not line:
+            return later if lines[later + 1][0].startswith(CHAIN_LINES) else None
+        if _RECORD_START_RE.match(line):
+            return None  # the next record: the message ended
+    return None
+
+
+def _group_block(data):
+    """ExceptionGroup traceback (``  + Exception Group Traceback``): (exception line, consumed, open-ended).
+
+    Every line of the block is indented; the exception is the group's own
+    ``| ExceptionGroup: ...`` line; the first line that is not indented is the
+    next record and is left alone.
+    """
+    lines = _lines(data)
+    consumed = 0
+    exception = b''
+    for line, length in lines:
+        if line[:1] not in (b' ', b'\t') or not line.strip():
+            return exception, consumed, False
+        match = _GROUP_EXCEPTION_RE.match(line)
+        if match and not exception:
+            exception = match.group(1)
+        consumed += length
+    return exception, consumed, True
 
 
 def review_candidates(review, candidates, handle, since, absorbed_until):
@@ -359,14 +475,9 @@ def review_candidates(review, candidates, handle, since, absorbed_until):
     stamp = None
     counts, names = review.counts, review.patterns
     for offset, line, hits in candidates:
-        text, undecodable = decode_line(line)
-        own, message = split_stamp(text)
-        stamp = own or stamp
-        if since and stamp and stamp < since:
-            review.lines_before_since += 1
+        text, message, stamp = review.admit(line, stamp, since)
+        if text is None:
             continue
-        review.undecodable_lines += undecodable
-        review.lines_matched += 1
         for index in hits:
             counts[names[index]] += 1
         if offset < absorbed_until:
@@ -449,8 +560,9 @@ class Scanner:
     process); the results are merged in the order the files were given.
     """
 
-    def __init__(self, patterns, since=None, grep_path=None, incremental=False, temp_dir=None):
+    def __init__(self, patterns, since=None, grep_path=None, incremental=False, temp_dir=None, fmt='auto'):
         self.patterns = list(patterns)
+        self.format = fmt
         self.patterns_lower = [p.lower().encode('utf-8') for p in patterns]
         self.since = since
         self.grep_path = grep_path
@@ -491,37 +603,50 @@ class FileScan:
         self.path = path
         self.review = Review(scanner.patterns)
         self.notes = []
-        self.entry = dict(path=path, bytes_scanned=0, bytes_skipped=0, segments=[], note=None)
+        self.format = None if scanner.format == 'auto' else scanner.format
+        self.entry = dict(path=path, bytes_scanned=0, bytes_skipped=0, segments=[], note=None, format=self.format)
 
     def _scan_range(self, path, handle, start, end, absorbed_until):
         """Scan [start, end) of one open file (grep for more than SMALL_RANGE_BYTES); return absorbed_until."""
         scanner = self.scanner
+        if self.format is None:
+            self.format = detect(os.pread(handle.fileno(), DETECT_BYTES, 0))
+            self.entry['format'] = self.format
         review = Review(scanner.patterns)
-        used = 'grep' if end - start > SMALL_RANGE_BYTES else 'python'
+        used = 'grep' if end - start > SMALL_RANGE_BYTES and scanner.grep_path else 'python'
         absorbed = absorbed_until
         if start >= end:
             used = 'none'  # nothing new: no process to start
-        elif used == 'grep' and scanner.grep_path:
+        elif used == 'grep':
             try:
-                absorbed = review_candidates(review, grep_candidates(scanner.grep_path, handle, start, end,
-                                                                     scanner.patterns, scanner.patterns_lower),
-                                             handle, scanner.since, absorbed_until)
+                absorbed = self._review(review, handle, start, end, absorbed_until, True)
             except GrepUnavailable as exc:
                 self.notes.append('%s: %s; scanned with the built-in scanner instead' % (path, exc))
                 review = Review(scanner.patterns)
                 used = 'python'
-        elif used == 'grep':
-            used = 'python'
         if used == 'python':
-            absorbed = review_candidates(review, python_candidates(handle, start, end, scanner.patterns_lower),
-                                         handle, scanner.since, absorbed_until)
+            absorbed = self._review(review, handle, start, end, absorbed_until, False)
         self.review.merge(review)
         self.entry['bytes_scanned'] += end - start
         self.entry['segments'].append(dict(path=path, start=start, end=end, scanner=used,
                                            lines_matched=review.lines_matched))
         return absorbed
 
+    def _review(self, review, handle, start, end, absorbed_until, use_grep):
+        """Review [start, end): pattern search for text, the record's level for a structured format."""
+        scanner = self.scanner
+        if self.format == 'text':
+            candidates = (grep_candidates(scanner.grep_path, handle, start, end, scanner.patterns, scanner.patterns_lower)
+                          if use_grep else python_candidates(handle, start, end, scanner.patterns_lower))
+            return review_candidates(review, candidates, handle, scanner.since, absorbed_until)
+        candidates = (grep_candidates(scanner.grep_path, handle, start, end, [], [], structured_argv(scanner.grep_path, self.format))
+                      if use_grep else regex_candidates(handle, start, end, structured_regex(self.format)))
+        review_records(review, candidates, self.format, scanner.since)
+        return absorbed_until
+
     def run(self, cursor, versions):
+        if self.path.endswith(COMPRESSED_READERS):
+            return self._run_compressed(cursor)
         entry = self.entry
         try:
             handle = open(self.path, 'rb')
@@ -540,58 +665,137 @@ class FileScan:
                 start = end
             absorbed = self._scan_range(self.path, handle, min(start, end), end, absorbed)
             return dict(device=st.st_dev, inode=st.st_ino, offset=end, absorbed_until=max(absorbed, end),
-                        fingerprint=fingerprint(handle, end))
+                        fingerprint=fingerprint(handle, end), scanned_at=time.time())
+
+    def _run_compressed(self, cursor):
+        """A compressed file given in paths: read decompressed, once (it does not grow); its cursor is the whole file."""
+        try:
+            with open(self.path, 'rb') as raw:
+                st = os.fstat(raw.fileno())
+                mark = fingerprint(raw, st.st_size)
+        except OSError as exc:
+            self.entry['note'] = 'not scanned: %s' % (exc.strerror or exc)
+            return cursor
+        if cursor and (cursor['device'], cursor['inode'], cursor['offset'], cursor['fingerprint']) == (
+                st.st_dev, st.st_ino, st.st_size, mark):
+            self.entry['bytes_skipped'] += st.st_size
+            return cursor
+        self._scan_whole(self.path)
+        self.entry['note'] = 'compressed: read decompressed'
+        return dict(device=st.st_dev, inode=st.st_ino, offset=st.st_size, absorbed_until=0, fingerprint=mark,
+                    scanned_at=time.time())
 
     def _resume(self, handle, st, cursor, versions):
-        """Where to start in the active file after ``cursor``; scans a rotated tail on the way."""
+        """Where to start in the active file after ``cursor``; scans the rotated generations on the way."""
         offset = cursor['offset']
         same_file = (st.st_dev, st.st_ino) == (cursor['device'], cursor['inode'])
         if same_file and st.st_size >= offset and fingerprint(handle, offset) == cursor['fingerprint']:
             self.entry['bytes_skipped'] += offset
             return offset, cursor['absorbed_until']
-        if not self._rotated_tail(cursor, versions):
-            self.entry['note'] = ('%s since the last scan and no rotated version holds its unread tail: scanned from '
-                                  'the start; lines written between the last scan and the %s were not read'
-                                  % (('truncated or rewritten', 'truncation') if same_file else ('replaced', 'rotation')))
+        found, newer = self._rotated_tail(cursor, versions)
+        if found:
+            return 0, 0
+        if newer:
+            self.entry['note'] = ('lost generation: the file scanned last time (read to byte %d) is gone and no rotated '
+                                  'version holds it; what was written to it after the last scan was not read (its size '
+                                  'is unknown); the %d newer generation(s) and the log were read' % (offset, newer))
+            return 0, 0
+        self.entry['note'] = ('%s since the last scan and no rotated version holds its unread tail: scanned from '
+                              'the start; lines written between the last scan and the %s were not read'
+                              % (('truncated or rewritten', 'truncation') if same_file else ('replaced', 'rotation')))
         return 0, 0
 
     def _rotated_tail(self, cursor, versions):
-        """Scan the unread tail of the rotated version that holds the cursor's bytes; True when found.
+        """Read every generation written since ``cursor``: the unread tail of the one holding it, then the newer ones.
 
-        The version is recognised by the fingerprint of the bytes before the
+        Returns (found, newer generations read). The generation holding the
+        cursor is recognised by the fingerprint of the bytes before the
         cursor, which works for rename rotation (same inode), copytruncate (a
-        copy) and a version already gzipped (read through a temporary copy).
+        copy) and versions already compressed (read decompressed). Versions
+        are searched newest first (up to MAX_GENERATIONS); every version newer
+        than the one holding the cursor was written entirely since the last
+        scan, so it is read whole: two rotations between scans lose nothing.
+        When no version holds the cursor, the versions modified after the last
+        scan are read whole and the result says a generation was lost.
         """
         offset = cursor['offset']
-        for version in [v for v in versions if not v.endswith(UNREADABLE_COMPRESSION)][:2]:
-            temp = None
-            try:
-                if version.endswith('.gz'):
-                    temp = self._decompressed(version)
-                with open(temp or version, 'rb') as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    if size < offset or fingerprint(handle, offset) != cursor['fingerprint']:
-                        continue
+        newer = []
+        for version in list(versions)[:MAX_GENERATIONS]:
+            with self._opened(version) as handle:
+                if handle is None:
+                    continue
+                size = os.fstat(handle.fileno()).st_size
+                if size >= offset and fingerprint(handle, offset) == cursor['fingerprint']:
                     self._scan_range(version, handle, offset, size, cursor['absorbed_until'])
-                self.entry['bytes_skipped'] += offset
-                return True
-            except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                self.notes.append('%s: rotated version not readable: %s' % (version, getattr(exc, 'strerror', None) or exc))
-            finally:
-                if temp:
-                    os.unlink(temp)
-        return False
+                    self.entry['bytes_skipped'] += offset
+                    for later in reversed(newer):  # oldest first
+                        self._scan_whole(later)
+                    return True, len(newer)
+            newer.append(version)
+        scanned_at = cursor.get('scanned_at')
+        newer = [v for v in newer if scanned_at is not None and _mtime(v) > scanned_at]
+        for later in reversed(newer):
+            self._scan_whole(later)
+        return False, len(newer)
+
+    def _scan_whole(self, version):
+        with self._opened(version) as handle:
+            if handle is not None:
+                self._scan_range(version, handle, 0, os.fstat(handle.fileno()).st_size, 0)
+
+    @contextlib.contextmanager
+    def _opened(self, version):
+        """An open binary handle on a version, decompressed to a temporary file when compressed; None if unreadable."""
+        temp = None
+        try:
+            if version.endswith(COMPRESSED_READERS):
+                temp = self._decompressed(version)
+            handle = open(temp or version, 'rb')
+        except (OSError, EOFError, ValueError, subprocess.SubprocessError) as exc:
+            self.notes.append('%s: rotated version not readable: %s' % (version, getattr(exc, 'strerror', None) or exc))
+            if temp:
+                os.unlink(temp)
+            yield None
+            return
+        try:
+            with handle:
+                yield handle
+        finally:
+            if temp:
+                os.unlink(temp)
 
     def _decompressed(self, path):
-        """A temporary plain copy of a .gz version, so grep and pread can read it like any file."""
+        """A temporary plain copy of a compressed version, so grep and pread can read it like any file."""
         fd, temp = tempfile.mkstemp(prefix='.engineroom-logscan.', suffix='.tmp', dir=self.scanner.temp_dir)
         try:
-            with os.fdopen(fd, 'wb') as out, gzip.open(path, 'rb') as src:
-                shutil.copyfileobj(src, out, CHUNK_BYTES)
+            with os.fdopen(fd, 'wb') as out:
+                decompress(path, out)
         except BaseException:
             os.unlink(temp)
             raise
         return temp
+
+
+def decompress(path, out):
+    """Write the decompressed content of ``path`` (.gz, .bz2, .xz with Python; .zst with the zstd program) to ``out``."""
+    if path.endswith('.zst'):
+        zstd = shutil.which('zstd')
+        if not zstd:
+            raise OSError(errno.ENOENT, 'zstd is not installed: cannot read %s' % path)
+        subprocess.run([zstd, '-dc', '--', path], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, check=True)
+        return
+    opener = dict(gz=gzip.open, bz2=bz2.open, xz=lzma.open if lzma else None)[path.rsplit('.', 1)[1]]
+    if opener is None:
+        raise OSError(errno.ENOSYS, 'this Python has no lzma module: cannot read %s' % path)
+    with opener(path, 'rb') as source:
+        shutil.copyfileobj(source, out, CHUNK_BYTES)
+
+
+def _mtime(path):
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _epoch(stamp):

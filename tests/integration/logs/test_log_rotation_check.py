@@ -118,7 +118,8 @@ def test_ghost_handle_found_then_reclaimed(logdir, holder):
     found = [g for g in report['ghost_handles'] if g['pid'] == held.pid]
     comm = open('/proc/%d/comm' % held.pid).read().strip()
     assert found == [dict(pid=held.pid, process=comm, fd=held.fd, path=ghost, bytes_held=3 * 1024 * 1024,
-                          status='reported')]
+                          size_bytes=3 * 1024 * 1024, anonymous=False, truncatable=True,
+                          holders=[dict(pid=held.pid, process=comm, fd=held.fd)], status='reported')]
     assert report['changed'] is False
     assert plan['changed'] is True and plan['actions'][0]['status'] == 'planned'
     assert plan['diff'][0]['before'] == '%d bytes held\n' % (3 * 1024 * 1024)

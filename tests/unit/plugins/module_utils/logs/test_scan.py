@@ -16,15 +16,10 @@ import threading
 import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs import scan as _logscan
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.rotation import (
-    audit_log,
-    expand_paths,
-    list_versions,
-    LogPathError,
-    parse_logrotate,
-    plan_log,
-    policy_differences,
-)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit import audit_log
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import plan_log
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_config import parse_logrotate, policy_differences
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import LogPathError, expand_paths, list_versions
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     DEFAULT_PATTERNS,
     Scanner,

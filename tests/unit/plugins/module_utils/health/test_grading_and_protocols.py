@@ -7,28 +7,28 @@ import os
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.health import probes as health
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health import core, redis, system
 
 
 @pytest.mark.parametrize('value, expected', [(69.9, 'healthy'), (70, 'degraded'), (89.9, 'degraded'),
                                              (90, 'unhealthy'), (100, 'unhealthy')])
 def test_grade_boundaries_follow_disk_defaults(value, expected):
-    assert health.grade(value, 70, 90) == expected
+    assert core.grade(value, 70, 90) == expected
 
 
 def test_grade_with_a_disabled_threshold():
-    assert health.grade(10_000, None, None) == 'healthy'
-    assert health.grade(10_000, 5, None) == 'degraded'
+    assert core.grade(10_000, None, None) == 'healthy'
+    assert core.grade(10_000, 5, None) == 'degraded'
 
 
 def test_worst():
-    assert health.worst([]) == 'healthy'
-    assert health.worst(['healthy', 'unhealthy', 'degraded']) == 'unhealthy'
-    assert health.worst(['healthy', 'degraded']) == 'degraded'
+    assert core.worst([]) == 'healthy'
+    assert core.worst(['healthy', 'unhealthy', 'degraded']) == 'unhealthy'
+    assert core.worst(['healthy', 'degraded']) == 'degraded'
 
 
 def test_thresholds_merge_defaults_with_probe_values():
-    resolved = health.resolve_thresholds(dict(name='db', kind='postgres', latency_degraded_ms=200))
+    resolved = core.resolve_thresholds(dict(name='db', kind='postgres', latency_degraded_ms=200))
     assert resolved == dict(latency_degraded_ms=200, latency_unhealthy_ms=3000, degraded_pct=80, unhealthy_pct=95)
 
 
@@ -38,12 +38,12 @@ def test_thresholds_merge_defaults_with_probe_values():
     (dict(degraded_pct=101, unhealthy_pct=102), 'degraded_pct is a percentage, at most 100'),
 ])
 def test_bad_thresholds(probe, message):
-    with pytest.raises(health.ProbeConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
-        health.resolve_thresholds(dict(probe, name='root', kind='disk'))
+    with pytest.raises(core.ProbeConfigError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        core.resolve_thresholds(dict(probe, name='root', kind='disk'))
 
 
 def test_finding_keeps_the_worst_status_and_every_reason():
-    finding = health.Finding()
+    finding = core.Finding()
     finding.flag('degraded', 'slow')
     finding.flag('healthy', 'ignored')
     finding.flag('unhealthy', 'down')
@@ -53,33 +53,33 @@ def test_finding_keeps_the_worst_status_and_every_reason():
 
 
 def test_resp_round_trip():
-    assert health._resp_encode('AUTH', 'pw') == b'*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n'
+    assert redis._resp_encode('AUTH', 'pw') == b'*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n'
     reader = io.BytesIO(b'+PONG\r\n$5\r\nhello\r\n:42\r\n*2\r\n+a\r\n$-1\r\n-ERR nope\r\n')
-    assert health._resp_read(reader) == 'PONG'
-    assert health._resp_read(reader) == 'hello'
-    assert health._resp_read(reader) == 42
-    assert health._resp_read(reader) == ['a', None]
-    with pytest.raises(health.RedisError, match='ERR nope'):
-        health._resp_read(reader)
-    with pytest.raises(health.RedisError, match='closed'):
-        health._resp_read(io.BytesIO(b'+PON'))
+    assert redis._resp_read(reader) == 'PONG'
+    assert redis._resp_read(reader) == 'hello'
+    assert redis._resp_read(reader) == 42
+    assert redis._resp_read(reader) == ['a', None]
+    with pytest.raises(redis.RedisError, match='ERR nope'):
+        redis._resp_read(reader)
+    with pytest.raises(redis.RedisError, match='closed'):
+        redis._resp_read(io.BytesIO(b'+PON'))
 
 
 def test_parse_info_skips_sections():
-    info = health._parse_info('# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\n\r\n# Clients\r\nconnected_clients:3\r\n')
+    info = redis._parse_info('# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\n\r\n# Clients\r\nconnected_clients:3\r\n')
     assert info == dict(used_memory='1024', maxmemory='0', connected_clients='3')
 
 
 def test_processes_named_finds_this_interpreter():
     with open('/proc/self/comm') as handle:
         name = handle.read().strip()
-    assert os.getpid() in health._processes_named(name)
-    assert health._processes_named('no-such-process-name-xyz') == []
+    assert os.getpid() in system._processes_named(name)
+    assert system._processes_named('no-such-process-name-xyz') == []
 
 
 def test_prometheus_text_escapes_labels():
     results = [dict(name='a "quoted"\\name\n', kind='disk', status='degraded', response_ms=12.5)]
-    text = health.prometheus_text(results, 'degraded', 1700000000.0)
+    text = core.prometheus_text(results, 'degraded', 1700000000.0)
     assert 'engineroom_health_probe_status{name="a \\"quoted\\"\\\\name\\n",kind="disk"} 1' in text
     assert 'engineroom_health_probe_response_seconds{name="a \\"quoted\\"\\\\name\\n",kind="disk"} 0.0125' in text
     assert 'engineroom_health_status 1' in text
