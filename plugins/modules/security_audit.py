@@ -339,54 +339,38 @@ executed_commands:
            "chmod 0600 /srv/app/.env"]
 '''
 
-import datetime
-import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-try:
-    import psycopg2
-    from psycopg2 import sql
-except ImportError:
-    psycopg2 = sql = None  # connect_or_fail reports the missing library when the database checks are asked for
-
-try:
-    import docker
-    HAS_DOCKER = True
-except ImportError:
-    HAS_DOCKER = False
-
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
-    POSTGRES_CONNECTION_SPEC,
-    StatementRunner,
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.access import access_review
 from ansible_collections.engineroom.maintenance.plugins.module_utils.security.audit import (
-    BUILTIN_PATTERNS,
-    CHECKS,
-    DB_CHECKS,
     DEFAULT_SCAN_EXCLUDE_DIRS,
     DEFAULT_SCAN_EXCLUDE_FILES,
     DEFAULT_SECRET_FILE_EXCLUDE,
     DEFAULT_SECRET_FILE_PATTERNS,
-    FILE_CHECKS,
+    apply_fixes,
+    check_options,
+    file_checks,
+    metrics_of,
+    summarize,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.content import BUILTIN_PATTERNS
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.exposure import (
+    docker_port_findings,
+    docker_socket_findings,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.findings import (
+    CHECKS,
     SEVERITIES,
     AuditConfigError,
-    apply_fix,
-    audit_tree,
-    compile_patterns,
-    container_port_findings,
-    docker_socket_findings,
-    stale_login_findings,
-    superuser_findings,
-    table_identifier,
+    AuditFailure,
 )
-
-SUPERUSERS_SQL = 'SELECT rolname, rolcanlogin FROM pg_catalog.pg_roles WHERE rolsuper ORDER BY rolname'
-CONNECTION_KEYS = ('login_host', 'login_port', 'login_user', 'login_password', 'login_db', 'login_unix_socket')
 
 
 def argument_spec():
@@ -420,184 +404,22 @@ def argument_spec():
     return spec
 
 
-def validate(module):
-    """Reject bad values before any check runs; return the compiled scan patterns."""
-    params = module.params
-    root = params['app_root']
-    if root:
-        if not os.path.exists(root):
-            module.fail_json(msg='app_root %s does not exist: set app_root to the application directory' % root)
-        if not os.path.isdir(root):
-            module.fail_json(msg='app_root %s is not a directory: set app_root to the application directory' % root)
-        if os.path.realpath(root) == '/':
-            module.fail_json(msg='app_root %s is the root of the filesystem: set app_root to the application '
-                                 'directory, the audit never walks (or fixes) the whole system' % root)
-    if params['scan_max_file_bytes'] < 1:
-        module.fail_json(msg='scan_max_file_bytes must be at least 1 (got %d)' % params['scan_max_file_bytes'])
-    if not 0 < params['entropy_threshold'] <= 8:
-        module.fail_json(msg='entropy_threshold must be above 0 and at most 8 bits per character (got %s)'
-                             % params['entropy_threshold'])
-    if params['stale_days'] < 1:
-        module.fail_json(msg='stale_days must be at least 1 (got %d)' % params['stale_days'])
-    if params['last_login_query'] is not None and not params['last_login_query'].strip():
-        module.fail_json(msg='last_login_query is empty: give a query returning (login name, last login) '
-                             'or leave the option out')
-    if params['last_login_table']:
-        try:
-            table_identifier(params['last_login_table'])
-        except AuditConfigError as exc:
-            module.fail_json(msg=str(exc))
-    try:
-        return compile_patterns(params['builtin_patterns'], params['scan_patterns'])
-    except AuditConfigError as exc:
-        module.fail_json(msg=str(exc))
-    return None  # not reached: fail_json exits
-
-
-def database_configured(params):
-    """The database checks run only when a connection option was given (differs from its default)."""
-    return any(params[key] != POSTGRES_CONNECTION_SPEC[key]['default'] for key in CONNECTION_KEYS)
-
-
-def check_docker_ports(params, executed):
-    """(findings, note) of the running containers' published ports, or a note when the engine cannot be asked."""
-    host = params['docker_host']
-    if host.startswith('unix://') and not os.path.exists(host[len('unix://'):]):
-        return [], 'docker socket %s absent: container port check skipped' % host[len('unix://'):]
-    if not HAS_DOCKER:
-        return [], '%s: container port check skipped' % missing_required_lib('docker')
-    executed.append('docker ps (engine API GET /containers/json at %s)' % host)
-    try:
-        client = docker.APIClient(base_url=host, timeout=30)
-        try:
-            containers = client.containers()
-        finally:
-            client.close()
-    except Exception as exc:  # pylint: disable=broad-except
-        # The SDK raises requests/urllib3/docker errors alike for an engine that does not answer.
-        return [], 'cannot list containers at %s (%s): container port check skipped' % (host, exc)
-    return container_port_findings(containers, params['allowed_public_ports']), None
-
-
-def last_login_statement(params):
-    """The statement reading (login name, last login): the operator's query, or a composed SELECT."""
-    if params['last_login_query']:
-        return params['last_login_query']
-    return sql.SQL('SELECT {user}::text, {last} FROM {table} ORDER BY 1').format(
-        user=sql.Identifier(params['last_login_user_column']),
-        last=sql.Identifier(params['last_login_column']),
-        table=sql.Identifier(*table_identifier(params['last_login_table'])))
-
-
-def access_review(module, checks, status, notes, executed):
-    """Superusers and stale logins; fails the task when a configured database cannot be read."""
-    params = module.params
-    access = dict(superusers=[], logins=[])
-    wanted = [name for name in DB_CHECKS if name in checks]
-    if not wanted:
-        return access, []
-    if not database_configured(params):
-        for name in wanted:
-            status[name] = 'skipped'
-        notes.append('no PostgreSQL connection option given: %s skipped' % ', '.join(wanted))
-        return access, []
-    has_source = bool(params['last_login_query'] or params['last_login_table'])
-    if 'stale_logins' in wanted and not has_source:
-        status['stale_logins'] = 'skipped'
-        notes.append('stale_logins skipped: PostgreSQL keeps no last-login time for roles; give the application\'s '
-                     'users table (last_login_table, last_login_user_column, last_login_column) or last_login_query')
-        wanted.remove('stale_logins')
-    if not wanted:
-        return access, []
-    conn = connect_or_fail(module)
+def docker_checks(params, checks, status, notes, executed):
+    """Findings of the Docker checks asked for; a check that cannot run is skipped with a note."""
     found = []
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        runner = StatementRunner(conn)
-        try:
-            if 'superusers' in wanted:
-                access['superusers'], more = superuser_findings(runner.rows(SUPERUSERS_SQL), params['expected_superusers'])
-                found.extend(more)
-                status['superusers'] = 'ran'
-            if 'stale_logins' in wanted:
-                try:
-                    rows = runner.rows(last_login_statement(params))
-                except psycopg2.Error as exc:
-                    module.fail_json(msg='the last-login source on database %s cannot be read: %s (check %s)' % (
-                        params['login_db'] or 'postgres', (exc.pgerror or str(exc)).strip().splitlines()[0],
-                        'last_login_query' if params['last_login_query'] else
-                        'last_login_table, last_login_user_column and last_login_column'),
-                        executed_commands=executed + runner.executed)
-                try:
-                    access['logins'], more = stale_login_findings(rows, params['stale_days'],
-                                                                  datetime.datetime.now(datetime.timezone.utc))
-                except AuditConfigError as exc:
-                    module.fail_json(msg=str(exc), executed_commands=executed + runner.executed)
-                found.extend(more)
-                status['stale_logins'] = 'ran'
-        except psycopg2.Error as exc:
-            module.fail_json(msg='access review on %s failed: %s' % (params['login_db'] or 'postgres', str(exc).strip()),
-                             executed_commands=executed + runner.executed)
-        executed.extend(runner.executed)
-    finally:
-        conn.close()
-    return access, found
-
-
-def apply_fixes(module, findings, executed):
-    """Apply (or plan, in check mode) the fix of every fixable finding; return (changed, diff, failures)."""
-    before, after = [], []
-    changed = False
-    failures = 0
-    for entry in findings:
-        fix = entry.pop('_fix', None)
-        if fix is None or not module.params['fix']:
-            continue
-        before.append('%s %04o\n' % (fix['path'], fix['mode']))
-        after.append('%s %04o\n' % (fix['path'], fix['target']))
-        if module.check_mode:
-            entry['status'] = 'planned'
-            changed = True
-            continue
-        error = apply_fix(fix)
-        if error:
-            entry['status'] = 'failed'
-            entry['error'] = error
-            failures += 1
-        else:
-            entry['status'] = 'fixed'
-            changed = True
-            executed.append('chmod %04o %s' % (fix['target'], fix['path']))
-    diff = dict(before=''.join(before), after=''.join(after),
-                before_header='modes under %s' % module.params['app_root'],
-                after_header='modes under %s' % module.params['app_root'])
-    return changed, diff, failures
-
-
-def format_bytes(count):
-    for unit, size in (('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
-        if count >= size:
-            return '%.1f %s' % (count / size, unit)
-    return '%d B' % count
-
-
-def summarize(params, findings, counts, stats, status):
-    total = len(findings)
-    parts = ['security audit: %d finding%s%s' % (
-        total, '' if total == 1 else 's',
-        ' (%s)' % ', '.join('%d %s' % (counts[s], s) for s in SEVERITIES if counts[s]) if total else '')]
-    for state in ('fixed', 'planned', 'failed'):
-        number = sum(1 for f in findings if f['status'] == state)
-        if number:
-            parts[0] += ', %d %s' % (number, 'fix FAILED' if state == 'failed' else 'fix planned' if state == 'planned'
-                                     else state)
-    if stats:
-        parts.append('%d files scanned (%s) under %s' % (stats['files_scanned'], format_bytes(stats['bytes_scanned']),
-                                                         params['app_root']))
-    skipped = [name for name, state in status.items() if state == 'skipped']
-    if skipped:
-        parts.append('skipped: %s' % ', '.join(skipped))
-    return '; '.join(parts)
+    if 'docker_socket' in checks:
+        more, note = docker_socket_findings(params['docker_socket'], params['docker_socket_group'])
+        found.extend(more)
+        if note:
+            status['docker_socket'] = 'skipped'
+            notes.append(note)
+    if 'docker_ports' in checks:
+        more, note = docker_port_findings(params['docker_host'], params['allowed_public_ports'], executed)
+        found.extend(more)
+        if note:
+            status['docker_ports'] = 'skipped'
+            notes.append(note)
+    return found
 
 
 def main():
@@ -608,51 +430,29 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    patterns = validate(module)
+    try:
+        patterns = check_options(params)
+    except AuditConfigError as exc:
+        module.fail_json(msg=str(exc))
     checks = [name for name in CHECKS if name in params['checks']]
     started = time.monotonic()
     status = dict((name, 'ran') for name in checks)
     notes = []
     executed = []
-    findings = []
-
     # The database first: an unreachable configured database fails the task before anything is fixed.
-    access, db_findings = access_review(module, checks, status, notes, executed)
-
-    stats = {}
-    file_checks = [name for name in FILE_CHECKS if name in checks]
-    if file_checks and params['app_root']:
-        found, stats, errors = audit_tree(params['app_root'], file_checks, params, patterns)
-        findings.extend(found)
-        notes.extend('%s cannot be read: %s' % (e['path'], e['error']) for e in errors)
-    elif file_checks:
-        for name in file_checks:
-            status[name] = 'skipped'
-        notes.append('no app_root given: %s skipped' % ', '.join(file_checks))
-
-    if 'docker_socket' in checks:
-        found, note = docker_socket_findings(params['docker_socket'], params['docker_socket_group'])
-        findings.extend(found)
-        if note:
-            status['docker_socket'] = 'skipped'
-            notes.append(note)
-    if 'docker_ports' in checks:
-        found, note = check_docker_ports(params, executed)
-        findings.extend(found)
-        if note:
-            status['docker_ports'] = 'skipped'
-            notes.append(note)
+    try:
+        access, db_findings = access_review(params, checks, status, notes, executed, lambda: connect_or_fail(module))
+    except AuditFailure as exc:
+        module.fail_json(msg=str(exc), executed_commands=exc.executed)
+    findings, stats = file_checks(params, checks, patterns, status, notes)
+    findings.extend(docker_checks(params, checks, status, notes, executed))
     findings.extend(db_findings)
 
-    changed, diff, failures = apply_fixes(module, findings, executed)
+    changed, diff, failures = apply_fixes(findings, params, module.check_mode, executed)
     counts = dict((severity, sum(1 for f in findings if f['severity'] == severity)) for severity in SEVERITIES)
-    metrics = dict(duration_ms=elapsed_ms(started), findings_total=len(findings),
-                   fixes_applied_count=sum(1 for f in findings if f['status'] == 'fixed'))
-    metrics.update(('findings_%s' % severity, counts[severity]) for severity in SEVERITIES)
-    metrics.update(stats)
     result = dict(changed=changed, findings=findings, counts=counts, checks=status, notes=notes, access=access,
-                  summary=summarize(params, findings, counts, stats, status), metrics=metrics,
-                  executed_commands=executed)
+                  summary=summarize(params, findings, counts, stats, status),
+                  metrics=metrics_of(findings, counts, stats, elapsed_ms(started)), executed_commands=executed)
     if module._diff and params['fix']:
         result['diff'] = diff
     if failures:

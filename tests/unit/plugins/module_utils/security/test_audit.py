@@ -9,22 +9,23 @@ import stat
 import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import MASK
-from ansible_collections.engineroom.maintenance.plugins.module_utils.security.audit import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.access import (
+    stale_login_findings,
+    superuser_findings,
+    table_identifier,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.audit import audit_tree
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.content import (
     BUILTIN_PATTERNS,
-    AuditConfigError,
-    apply_fix,
-    audit_tree,
     compile_patterns,
-    container_port_findings,
     masked_excerpt,
     read_for_scan,
     scan_text,
     shannon_entropy,
-    stale_login_findings,
-    superuser_findings,
-    table_identifier,
-    walk,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.exposure import container_port_findings
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.findings import AuditConfigError
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.permissions import apply_fix, walk
 
 AWS_ID = 'AKIAIOSFODNN7EXAMPLE'
 AWS_SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY'
