@@ -1,58 +1,93 @@
 # -*- coding: utf-8 -*-
 # Copyright: engineroom.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Hard-coded secrets in file contents: scan patterns, entropy, masked excerpts.
+"""Hard-coded secrets in file contents: detect-secrets' plugins and filters, the collection's own rules, decoys.
 
-A secret found in a file is never copied into a finding: only its file, line,
-pattern name and a masked excerpt are.
+The engine is detect-secrets (pinned in requirements.txt): its plugins, its
+filters and its file transformers (YAML, INI) run on the text this module has
+read itself, within the size and time bounds. The collection adds what
+detect-secrets lacks for an application server (database URLs with a
+password, ``.pgpass`` lines, PEM private keys written inline with escaped
+``\\n``, a few vendor token forms it has no plugin for) and drops decoys it reports (documentation example keys,
+placeholders, password hashes, integrity and checksum digests, inline images,
+CSRF tokens).
+
+A secret value never leaves this file: a hit is (line, kind, fingerprint),
+the fingerprint being the first 16 hex digits of the value's SHA-256. No
+excerpt of the line is ever made.
 """
 
 from __future__ import annotations
 
-import collections
-import math
+import hashlib
+import io
+import logging
+import os
 import re
+import time
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import MASK
+try:
+    from detect_secrets.core import scan as ds_scan
+    from detect_secrets.settings import default_settings
+    from detect_secrets.transformers import get_transformed_file
+    HAS_DETECT_SECRETS = True
+    logging.getLogger('detect-secrets').disabled = True  # its debug lines name the values it skips
+except ImportError:  # the module reports a "scanner unavailable" finding
+    HAS_DETECT_SECRETS = False
+
 from ansible_collections.engineroom.maintenance.plugins.module_utils.security.findings import AuditConfigError
 
-BINARY_PROBE_BYTES = 8192
-EXCERPT_CHARS = 120
+DETECT_SECRETS_REQUIREMENT = 'detect-secrets==1.5.0'
+PROBE_BYTES = 8192
+READ_BYTES = 1024 * 1024
+LINE_PIECE = 8192        # long lines are scanned in overlapping pieces, so no regex runs on a megabyte line
+LINE_OVERLAP = 512
+LINES_PER_BATCH = 2000   # the per-file deadline is checked between batches
 
-# Built-in scan patterns, most specific first: when several match one line the
-# first one names the finding. ``secret`` is the group masked in the excerpt;
-# a pattern without it (a key header) holds nothing secret in its match.
-BUILTIN_PATTERNS = collections.OrderedDict([
-    ('aws_access_key_id', r'\b(?:AKIA|ASIA)(?P<secret>[0-9A-Z]{16})\b'),
-    ('aws_secret_access_key',
-     r'(?i)aws_?secret_?(?:access_?)?key[\'"]?[ \t]*[:=][ \t]*[\'"]?(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])'),
-    ('private_key', r'-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----'),
-    ('password_assignment',
-     r'(?i)(?:password|passwd|pwd|secret)[\w.-]*[\'"]?[ \t]*(?::=|=>|[:=])[ \t]*([\'"])'
-     r'(?!\$\{|\{\{|%\()(?P<secret>[^\'"\s]{4,})\1'),
-    ('high_entropy_token', r'[\'"](?P<secret>[A-Za-z0-9+/=_-]{32,})[\'"]'),
-])
-ENTROPY_PATTERN = 'high_entropy_token'
-# Lower-case words every match of a built-in starts with. Python's ``re`` is slow on
-# case-insensitive alternations (~20 MB/s here); ``str.find`` on the lowered text
-# (C speed) finds the few candidate positions and the regex only runs there.
-ANCHORS = dict(aws_access_key_id=('akia', 'asia'), aws_secret_access_key=('aws',),
-               password_assignment=('pass', 'pwd', 'secret'))
+# The collection's own rules, for what detect-secrets does not know. ``secret`` is the value fingerprinted.
+OWN_RULES = (
+    ('private_key_inline', re.compile(
+        r'-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?:\\r)?\\n(?P<secret>[A-Za-z0-9+/=\\]{16,})')),
+    ('private_key', re.compile(r'-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----')),
+    ('database_url', re.compile(
+        r'(?i)\b(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|oracle|'
+        r'cockroachdb|clickhouse)(?:\+[a-z0-9]+)?://[^\s:/@\'"]*:(?P<secret>[^\s@\'"/]+)@[^\s\'"]+')),
+    ('vendor_token', re.compile(
+        r'\b(?P<secret>github_pat_[A-Za-z0-9_]{82}|hvs\.[A-Za-z0-9_-]{24,}|shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}|'
+        r'dop_v1_[a-f0-9]{64}|AIza[0-9A-Za-z_-]{35}|NRAK-[A-Z0-9]{27}|dapi[a-f0-9]{32}|lin_api_[A-Za-z0-9]{40}|'
+        r'sk-(?:proj|ant-api03)-[A-Za-z0-9_-]{40,})(?![A-Za-z0-9_-])')),
+    ('pgpass_line', re.compile(r'(?m)^[ \t]*[^\s:#]+:(?:\d{1,5}|\*):[^\s:]+:[^\s:]+:(?P<secret>[^\s]+)[ \t]*$')),
+)
+KIND_OF_TYPE = {'Private Key': 'private_key', 'Basic Auth Credentials': 'url_credentials', 'Secret Keyword': 'keyword',
+                'Base64 High Entropy String': 'high_entropy_base64', 'Hex High Entropy String': 'high_entropy_hex'}
+RANKS = {'private_key_inline': 0, 'database_url': 0, 'pgpass_line': 0, 'vendor_token': 0, 'private_key': 1}
+
+PLACEHOLDER_WORDS = ('example', 'changeme', 'change_me', 'change-me', 'placeholder', 'redacted', 'dummy', 'sample',
+                     'your_', 'your-', 'yourpassword', 'xxxx', 'todo', 'fixme', 'secret_here', 'password_here')
+PLAIN_WORDS = frozenset(('password', 'passwd', 'pass', 'pwd', 'secret', 'token', 'none', 'null', 'true', 'false', 'undefined',
+                         'empty', 'required', 'optional', 'string', 'str', 'text', 'value', 'hidden', 'mask', 'masked'))
+PASSWORD_HASH = re.compile(r'^\$(?:2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}|argon2(?:id|i|d)?\$\S+|[156]\$\S+|pbkdf2[-_]\S+)$')
+PLACEHOLDER = re.compile(r'<[^>]*>|\$\{|\{\{|%\(|\$\(|^\$[A-Za-z_]|^\*+$|^(.)\1{3,}$')
+DIGEST_CONTEXT = re.compile(r'(?i)\b(?:sha\d*|md5|hash|checksum|digest|commit|etag|integrity|nonce|revision)')
+SRI = re.compile(r'\bsha(?:1|256|384|512)-')
+TOKEN_TAIL = re.compile(r'[A-Za-z0-9_\-./+=~]*')
+INLINE_DATA = re.compile(r'(?i)data:[a-z]+/[a-z0-9.+-]+;base64,|csrf|xsrf')
 
 
-def compile_patterns(builtin_names, custom):
-    """Compile the built-ins asked for and the operator's patterns into (name, regex, mask group) triples.
+def fingerprint(value):
+    """First 16 hex digits of the value's SHA-256: enough to recognise a finding, nothing to recover it from."""
+    return hashlib.sha256(value.encode('utf-8', 'replace')).hexdigest()[:16]
 
-    Custom patterns go after the specific built-ins and before the generic
-    entropy one, so a precise operator pattern names a line first.
-    """
+
+def compile_patterns(custom):
+    """The operator's extra patterns as (name, regex, group) triples; ``secret`` names the fingerprinted part."""
     seen = set()
     compiled = []
     for entry in custom:
         name = entry['name']
-        if name in BUILTIN_PATTERNS or name in seen:
-            raise AuditConfigError('scan pattern name %r is used twice (built-in names: %s): give each pattern its own name'
-                                   % (name, ', '.join(BUILTIN_PATTERNS)))
+        if name in seen or name in RANKS or name in KIND_OF_TYPE.values():
+            raise AuditConfigError('scan pattern name %r is used twice or is a built-in kind: give each pattern its own name'
+                                   % name)
         seen.add(name)
         try:
             regex = re.compile(entry['regex'])
@@ -60,136 +95,177 @@ def compile_patterns(builtin_names, custom):
             raise AuditConfigError('scan pattern %r: regex %r does not compile (%s): fix scan_patterns'
                                    % (name, entry['regex'], exc)) from None
         compiled.append((name, regex, 'secret' if 'secret' in regex.groupindex else 0))
-    builtins = [(name, re.compile(BUILTIN_PATTERNS[name]), 'secret' if 'secret' in BUILTIN_PATTERNS[name] else None)
-                for name in BUILTIN_PATTERNS if name in builtin_names and name != ENTROPY_PATTERN]
-    ordered = builtins + compiled
-    if ENTROPY_PATTERN in builtin_names:
-        ordered.append((ENTROPY_PATTERN, re.compile(BUILTIN_PATTERNS[ENTROPY_PATTERN]), 'secret'))
-    return ordered
+    return compiled
 
 
-def find_matches(name, regex, text, lowered):
-    """Every match of ``regex`` in ``text``; built-ins with anchors are only tried where an anchor word starts."""
-    anchors = ANCHORS.get(name)
-    if not anchors or lowered is None:
-        yield from regex.finditer(text)
-        return
-    positions = set()
-    for word in anchors:
-        start = lowered.find(word)
-        while start != -1:
-            positions.add(start)
-            start = lowered.find(word, start + 1)
-    end = -1
-    for start in sorted(positions):
-        if start < end:
-            continue
-        match = regex.match(text, start)
-        if match:
-            end = match.end()
-            yield match
+def is_decoy(secret, line):
+    """A value reported by a generic rule that is not a secret: example, placeholder, hash, digest, image, CSRF."""
+    value = secret.strip().strip('\'"')
+    lowered = value.lower()
+    if len(value) < 4 or lowered in PLAIN_WORDS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        return True
+    if PLACEHOLDER.search(value) or PASSWORD_HASH.match(value):
+        return True
+    if INLINE_DATA.search(line) or SRI.search(line):
+        return True
+    return bool(re.match(r'^[0-9a-fA-F]{32,}$', value) and DIGEST_CONTEXT.search(line))
 
 
-def shannon_entropy(text):
-    """Bits per character of ``text``: ~4.5 for random base64, at most 4 for hex, lower for words."""
-    if not text:
-        return 0.0
-    counts = collections.Counter(text)
-    length = float(len(text))
-    return -sum(n / length * math.log(n / length, 2) for n in counts.values())
+def whole_token(value, line):
+    """The whole token a plugin matched: some report only their regex's first group (``ghp`` of a GitHub token)."""
+    start = line.find(value)
+    if not value or start == -1:
+        return value
+    match = TOKEN_TAIL.match(line, start + len(value))
+    return value + match.group(0)
 
 
-def looks_random(token, threshold):
-    """A generic token counts when it mixes letters and digits and its entropy reaches ``threshold``."""
-    return (any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-            and shannon_entropy(token) >= threshold)
-
-
-def masked_excerpt(line, spans, first_start):
-    """The line with every secret span replaced by the mask, cut to a window around the first hit."""
-    merged = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    pieces = []
-    cursor = 0
-    anchor = first_start
-    for start, end in merged:
-        pieces.append(line[cursor:start])
-        if start <= first_start < end:
-            anchor = len(''.join(pieces))
-        elif end <= first_start:
-            anchor -= (end - start) - len(MASK)
-        pieces.append(MASK)
-        cursor = end
-    pieces.append(line[cursor:])
-    text = ''.join(pieces)
-    begin = max(0, min(anchor - EXCERPT_CHARS // 3, len(text) - EXCERPT_CHARS))
-    excerpt = text[begin:begin + EXCERPT_CHARS].strip()
-    return ('...' if begin > 0 else '') + excerpt + ('...' if begin + EXCERPT_CHARS < len(text) else '')
-
-
-class LineCounter:
-    """Line numbers of increasing offsets by counting newlines from the previous offset (C speed).
-
-    A file usually has a handful of hits, so this beats indexing every newline;
-    an offset before the previous one (the next pattern) counts from the start again.
-    """
-
-    def __init__(self, text):
-        self.text = text
-        self.offset = 0
-        self.line = 0
-
-    def line_of(self, offset):
-        """0-based line number and start offset of the line holding ``offset``."""
-        if offset < self.offset:
-            self.offset = self.line = 0
-        self.line += self.text.count('\n', self.offset, offset)
-        self.offset = offset
-        return self.line, self.text.rfind('\n', 0, offset) + 1
-
-
-def scan_text(text, patterns, entropy_threshold):
-    """Hits in ``text`` as (line number, pattern name, masked excerpt), one per line, in line order.
-
-    Each pattern runs over the whole text (anchored built-ins only where their
-    anchor words are), hits are mapped to lines, and every secret on a line is
-    masked, not only the one that names the finding.
-    """
-    lines = LineCounter(text)
-    by_line = {}
-    lowered = text.lower()
-    if len(lowered) != len(text):  # a few characters lower-case to two: offsets would shift
-        lowered = None
-    for rank, (name, regex, group) in enumerate(patterns):
-        for match in find_matches(name, regex, text, lowered):
-            if name == ENTROPY_PATTERN and not looks_random(match.group('secret'), entropy_threshold):
-                continue
-            number, line_start = lines.line_of(match.start())
-            span = match.span(group) if group is not None and match.span(group) != (-1, -1) else None
-            entry = by_line.setdefault(number, dict(start=line_start, hits=[]))
-            entry['hits'].append((rank, name, match.start() - line_start,
-                                  None if span is None else (span[0] - line_start, span[1] - line_start)))
+def own_hits(text, custom):
+    """(line number, kind, secret) of the collection's rules and the operator's patterns over the whole text."""
     hits = []
-    for number in sorted(by_line):
-        entries = sorted(by_line[number]['hits'])
-        line_start = by_line[number]['start']
-        line_end = text.find('\n', line_start)
-        line = text[line_start:line_end if line_end != -1 else len(text)]
-        spans = [entry[3] for entry in entries if entry[3] is not None]
-        hits.append((number + 1, entries[0][1], masked_excerpt(line, spans, entries[0][2])))
+    for name, regex, group in list((n, r, 'secret') for n, r in OWN_RULES) + list(custom):
+        for match in regex.finditer(text):
+            number = text.count('\n', 0, match.start()) + 1
+            if name == 'private_key':
+                secret = private_key_block(text, match.start())
+            else:
+                secret = match.group(group) if match.group(group) is not None else match.group(0)
+            if name in RANKS and name != 'private_key' and is_decoy(secret, match.group(0)):
+                continue
+            hits.append((number, name, secret))
     return hits
 
 
-def read_for_scan(path, max_bytes):
-    """Return (text, bytes read, reason skipped): reason is ``binary`` or ``large`` and text None then."""
-    with open(path, 'rb') as handle:
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        return None, len(data), 'large'
-    if b'\0' in data[:BINARY_PROBE_BYTES]:
-        return None, len(data), 'binary'
-    return data.decode('utf-8', 'replace'), len(data), None
+def private_key_block(text, start):
+    """The PEM block from its header (to the END line or 4 KiB): what a private key's fingerprint is taken of."""
+    end = text.find('-----END', start + 10)
+    return text[start:end if 0 < end < start + 16384 else start + 4096]
+
+
+class _NamedText(io.StringIO):
+    """The text detect-secrets' transformers read, under the file's name (they choose by extension)."""
+
+    def __init__(self, text, name):
+        super().__init__(text)
+        self.name = name
+
+
+def pieces(lines):
+    """(number, line) pairs with long lines cut in overlapping pieces under the same number."""
+    for number, line in lines:
+        if len(line) <= LINE_PIECE:
+            yield number, line
+            continue
+        for start in range(0, len(line), LINE_PIECE - LINE_OVERLAP):
+            yield number, line[start:start + LINE_PIECE]
+
+
+def detect_secrets_hits(path, text, deadline):
+    """(hits, complete) of detect-secrets' plugins and filters, as its own ``scan_file`` would (transformed lines first)."""
+    if ds_scan._is_filtered_out(required_filter_parameters=['filename'], filename=path):  # pylint: disable=protected-access
+        return [], True
+    sources = [lambda: get_transformed_file(_NamedText(text, path)) or text.splitlines(True),
+               lambda: get_transformed_file(_NamedText(text, path), use_eager_transformers=True)]
+    hits = []
+    for source in sources:
+        lines = source()
+        if not lines:
+            break
+        numbered = list(pieces(enumerate(lines, start=1)))
+        for first in range(0, len(numbered), LINES_PER_BATCH):
+            if time.monotonic() > deadline:
+                return hits, False
+            for secret in ds_scan._process_line_based_plugins(  # pylint: disable=protected-access
+                    lines=numbered[first:first + LINES_PER_BATCH], filename=path):
+                kind = KIND_OF_TYPE.get(secret.type) or re.sub(r'[^a-z0-9]+', '_', secret.type.lower()).strip('_')
+                hits.append((secret.line_number, kind, secret.secret_value or ''))
+        if hits:
+            break
+    return hits, True
+
+
+class SecretScanner:
+    """Scan text for secrets: detect-secrets when it is installed, the collection's rules always.
+
+    :meth:`scan` returns (hits, complete): hits as dicts with ``line``, ``kind``, ``fingerprint`` and
+    ``sha1`` (detect-secrets' ``hashed_secret``, for its baselines), one per line and value.
+    """
+
+    def __init__(self, custom_patterns):
+        self.custom = compile_patterns(custom_patterns)
+        self.available = HAS_DETECT_SECRETS
+        self._settings = None
+
+    def __enter__(self):
+        if self.available:
+            self._settings = default_settings()
+            self._settings.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._settings is not None:
+            self._settings.__exit__(*exc_info)
+            self._settings = None
+
+    def scan(self, path, text, deadline):
+        raw, complete = own_hits(text, self.custom), True
+        if self.available:
+            found, complete = detect_secrets_hits(path, text, deadline)
+            lines = text.split('\n')
+            for number, kind, secret in found:
+                line = lines[number - 1] if 0 < number <= len(lines) else ''
+                if kind != 'private_key':
+                    secret = whole_token(secret, line)
+                    if is_decoy(secret, line):
+                        continue
+                raw.append((number, kind, secret))
+        return merge_hits(raw), complete
+
+
+def merge_hits(raw):
+    """One hit per (line, value): the most specific kind names it; private keys once per line."""
+    best = {}
+    for number, kind, secret in raw:
+        key = (number, 'private_key') if kind == 'private_key' else (number, secret)
+        rank = RANKS.get(kind, 2)
+        if key not in best or rank < best[key][0]:
+            best[key] = (rank, kind, secret)
+    for number in set(key[0] for key, value in best.items() if value[1] == 'private_key_inline'):
+        best.pop((number, 'private_key'), None)
+    return [dict(line=number, kind=kind, fingerprint=fingerprint(secret),
+                 sha1=hashlib.sha1(secret.encode('utf-8', 'replace')).hexdigest())  # nosec: detect-secrets' baseline hash
+            for (number, dummy), (rank, kind, secret) in sorted(best.items(), key=lambda item: (item[0][0], item[1][0]))]
+
+
+def looks_binary(block):
+    """Decided from the first block: a NUL byte, or more than 10 % of it not text (invalid UTF-8, control bytes)."""
+    if b'\0' in block:
+        return True
+    if not block:
+        return False
+    text = block.decode('utf-8', 'replace')
+    odd = sum(1 for char in text if char == '\ufffd' or (char < ' ' and char not in '\t\n\r\f\b\x1b'))
+    return odd * 10 > len(text)
+
+
+def read_for_scan(fd, max_bytes):
+    """Return (text, bytes read, reason skipped) from an open descriptor: reason ``binary`` or ``large``, text None then.
+
+    The first block decides text or binary before anything else is read.
+    """
+    first = os.read(fd, PROBE_BYTES)
+    if looks_binary(first[:PROBE_BYTES - 4] if len(first) == PROBE_BYTES else first):
+        return None, len(first), 'binary'
+    chunks = [first]
+    size = len(first)
+    while size <= max_bytes:
+        chunk = os.read(fd, min(READ_BYTES, max_bytes + 1 - size))
+        if not chunk:
+            break
+        if b'\0' in chunk:
+            return None, size + len(chunk), 'binary'
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > max_bytes:
+        return None, size, 'large'
+    return b''.join(chunks).decode('utf-8', 'replace'), size, None

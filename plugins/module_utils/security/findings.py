@@ -13,7 +13,7 @@ from __future__ import annotations
 import stat
 
 SEVERITIES = ('critical', 'high', 'medium', 'low', 'info')
-FILE_CHECKS = ('secret_files', 'world_writable_dirs', 'secret_scan')
+FILE_CHECKS = ('secret_files', 'world_writable_dirs', 'file_permissions', 'secret_scan')
 DOCKER_CHECKS = ('docker_socket', 'docker_ports')
 DB_CHECKS = ('superusers', 'stale_logins')
 CHECKS = FILE_CHECKS + DOCKER_CHECKS + DB_CHECKS
