@@ -211,15 +211,15 @@ volumes:
     size_bytes:
       description: Bytes it uses (V(0) when the engine does not know).
       type: int
-    labels:
-      description: The volume's labels.
-      type: dict
     outcome:
-      description: As RV(containers[].outcome).
+      description: What became of the volume, in the words of RV(containers[].outcome).
       type: str
     reason:
-      description: Why it was selected, or the error.
+      description: Why the volume was selected (no container uses it, its labels), or the engine's error.
       type: str
+    labels:
+      description: The labels the volume was created with.
+      type: dict
 attention:
   description: Containers that need a look (unhealthy, restarting, or restarted at least O(warn_restart_count) times).
   returned: always

@@ -14,13 +14,23 @@ description:
     RV(findings[].code), a RV(findings[].severity), a RV(findings[].path) or RV(findings[].object) and a message
     that says what to do.
   - V(secret_files) - files named like secrets (O(secret_file_patterns), for example C(.env), C(*.pem)) under
-    O(app_root) must have mode C(0600) or C(0400); a world-readable one is RV(findings[].code=secret_file_world_readable),
-    any other mode RV(findings[].code=secret_file_mode).
-  - V(world_writable_dirs) - directories under O(app_root) (the root included) that every user may write to.
-  - V(secret_scan) - hard-coded secrets in the other files under O(app_root) - AWS keys, private key headers,
-    C(password = "...") style assignments, generic high-entropy quoted tokens, and O(scan_patterns).
-    Files larger than O(scan_max_file_bytes) and binary files (a NUL byte in the first 8 KiB) are skipped and counted.
-    A secret is never returned; a finding holds the file, the line, the pattern name and a masked RV(findings[].excerpt).
+    O(app_root) must give no access to their group or others (judged by the bits: C(0600), C(0400), C(0700), C(0000)
+    are fine); a world-readable one is RV(findings[].code=secret_file_world_readable), any other group or other bit
+    RV(findings[].code=secret_file_mode).
+  - V(world_writable_dirs) - directories under O(app_root) (the root included) that every user may write to (the sticky
+    bit noted).
+  - V(file_permissions) - world-writable files, setuid and setgid files, files and directories owned by a user not in
+    O(expected_owners), symbolic links leaving O(app_root) (reported, never followed), FIFOs and device files.
+  - V(secret_scan) - hard-coded secrets in the other files under O(app_root), found by detect-secrets' plugins and
+    filters plus the collection's rules for database URLs with a password, C(.pgpass) lines and PEM private keys
+    written inline with escaped C(\\n), and O(scan_patterns); documentation example keys, placeholders, password
+    hashes, integrity digests, inline images and CSRF tokens are not reported. Without detect-secrets on the host a
+    RV(findings[].code=secret_scanner_unavailable) finding says so.
+  - Text or binary is decided from the first 8 KiB; files above O(scan_max_file_bytes) are not read; the run stops
+    scanning at O(scan_max_total_bytes) or O(scan_max_seconds), a file at O(scan_max_file_seconds); all are counted
+    in RV(metrics) and named in RV(notes).
+  - A secret value is never returned, not even in part; a finding holds the file, the line, the kind and a
+    RV(findings[].fingerprint). O(baseline) accepts known findings by fingerprint.
   - V(docker_socket) - O(docker_socket) must not be world-writable and must belong to O(docker_socket_group).
   - V(docker_ports) - running containers must not publish ports on every interface (C(0.0.0.0), C(::)) except
     O(allowed_public_ports); asked through the Docker engine API at O(docker_host).
@@ -28,12 +38,14 @@ description:
   - V(stale_logins) - application users that never logged in or not for O(stale_days) days. PostgreSQL records no
     login time for its roles, so this needs the application's own users table (O(last_login_table) with
     O(last_login_user_column) and O(last_login_column)) or a query (O(last_login_query)).
+  - O(app_root) given as a symbolic link is resolved once and the resolved directory audited, with a note.
   - Checks that cannot run are skipped with a note in RV(notes), never silently - no O(app_root) for the file checks,
     no Docker socket or Docker SDK for the Docker checks, no connection option given for the database checks,
     no last-login source for V(stale_logins).
-  - With O(fix=true) the safe fixes are applied - C(chmod) of secret files to C(0600) (C(0400) when the owner could
-    not write), and removal of the world-write bit of directories under O(app_root). Nothing else is ever changed,
-    contents never are, symbolic links are never followed, and files with several hard links are left to the operator.
+  - With O(fix=true) the safe fixes are applied - removal of the group and other bits of secret files, and of the
+    world-write bit of files and directories under O(app_root). A fix only ever removes access. Nothing else is ever
+    changed, contents never are, symbolic links are never followed, and files with several hard links (or, for a
+    non-root user, of another owner) are reported with RV(findings[].status=skipped), never failed.
 author:
   - engineroom maintainers (@engineroom)
 extends_documentation_fragment:
@@ -64,16 +76,19 @@ options:
       - The checks to run; leave one out to switch it off.
     type: list
     elements: str
-    choices: [secret_files, world_writable_dirs, secret_scan, docker_socket, docker_ports, superusers, stale_logins]
-    default: [secret_files, world_writable_dirs, secret_scan, docker_socket, docker_ports, superusers, stale_logins]
+    choices: [secret_files, world_writable_dirs, file_permissions, secret_scan, docker_socket, docker_ports, superusers,
+              stale_logins]
+    default: [secret_files, world_writable_dirs, file_permissions, secret_scan, docker_socket, docker_ports, superusers,
+              stale_logins]
   fix:
     description:
-      - Apply the safe fixes (modes of secret files, world-write bit of directories). V(false) only reports.
+      - Apply the safe fixes (group and other bits of secret files, world-write bit of files and directories).
+        V(false) only reports.
     type: bool
     default: false
   secret_file_patterns:
     description:
-      - Shell patterns of file names (not paths) that hold secrets and must be C(0600) or C(0400).
+      - Shell patterns of file names (not paths) that hold secrets and must give no access to group or others.
       - These files are not content-scanned, since holding secrets is their purpose.
     type: list
     elements: str
@@ -86,28 +101,17 @@ options:
     type: list
     elements: str
     default: ['*.example', '*.sample', '*.dist', '*.template']
-  builtin_patterns:
-    description:
-      - Built-in scan patterns to use. V(aws_access_key_id) (C(AKIA)/C(ASIA) key IDs), V(aws_secret_access_key),
-        V(private_key) (C(-----BEGIN ... PRIVATE KEY-----)), V(password_assignment) (a quoted literal assigned to
-        a name containing password, passwd, pwd or secret; C(${...}), C({{...}}) and C(%(...)) placeholders are not
-        secrets), V(high_entropy_token) (a quoted token of 32 or more base64/URL-safe characters mixing letters and
-        digits, whose entropy reaches O(entropy_threshold)).
-    type: list
-    elements: str
-    choices: [aws_access_key_id, aws_secret_access_key, private_key, password_assignment, high_entropy_token]
-    default: [aws_access_key_id, aws_secret_access_key, private_key, password_assignment, high_entropy_token]
   scan_patterns:
     description:
-      - Extra scan patterns. A named group C(secret) marks what the excerpt masks; without one the whole match is masked.
-      - When several patterns match one line, one finding names the first (specific built-ins, then these,
-        then V(high_entropy_token)), and every match on the line is masked.
+      - Extra scan patterns, run besides detect-secrets and the collection's rules. A named group C(secret) marks
+        what the fingerprint is taken of; without one the whole match.
+      - When several rules find the same value on a line, one finding names the most specific.
     type: list
     elements: dict
     default: []
     suboptions:
       name:
-        description: Name of the pattern, reported in RV(findings[].pattern); unique, and not a built-in's name.
+        description: Name of the pattern, reported in RV(findings[].kind); unique, and not a built-in kind.
         type: str
         required: true
       regex:
@@ -132,12 +136,36 @@ options:
       - Files larger than this are not content-scanned; C(metrics.files_skipped_large) in RV(metrics) counts them.
     type: int
     default: 1048576
-  entropy_threshold:
+  scan_max_total_bytes:
     description:
-      - Bits per character from which a V(high_entropy_token) candidate counts. Random base64 scores about 4.5,
-        hexadecimal at most 4, words and identifiers less.
+      - Bytes the whole run reads for the secret scan; files beyond are counted in C(metrics.files_skipped_budget).
+    type: int
+    default: 268435456
+  scan_max_file_seconds:
+    description:
+      - Seconds one file may be scanned; a file cut short is counted in C(metrics.files_cut_short) and named in RV(notes).
     type: float
-    default: 4.0
+    default: 10.0
+  scan_max_seconds:
+    description:
+      - Seconds the whole secret scan may take; files beyond are counted in C(metrics.files_skipped_budget).
+    type: float
+    default: 300.0
+  baseline:
+    description:
+      - A JSON file of accepted findings - a list of RV(findings[].fingerprint) values, an object
+        C({"fingerprints": [...]}) whose items are fingerprints or objects with a C(fingerprint) (and a C(reason)), or
+        a detect-secrets C(.secrets.baseline) (matched by its C(hashed_secret)). Accepted findings are counted in
+        C(metrics.findings_accepted), not listed.
+      - A baseline that cannot be read or parsed fails the task before anything is changed.
+    type: path
+  expected_owners:
+    description:
+      - Users (names or uids) that may own files under O(app_root) for V(file_permissions); empty means C(root) and
+        the owner of O(app_root).
+    type: list
+    elements: str
+    default: []
   docker_socket:
     description:
       - Path of the Docker engine's socket for the V(docker_socket) check.
@@ -194,6 +222,8 @@ notes:
   - Docker checks need the Docker SDK for Python only for V(docker_ports).
 requirements:
   - the docker Python SDK on the managed host for the V(docker_ports) check
+  - detect-secrets (1.5) on the managed host for the V(secret_scan) check (without it only the collection's own rules run,
+    and a finding says so)
 seealso:
   - name: Security audit
     description: What each finding means and how to act on it (docs/security-audit.md in the collection).
@@ -224,7 +254,13 @@ EXAMPLES = r'''
     last_login_column: last_login_at
     stale_days: 90
 
-- name: Extra scan pattern with its secret masked
+- name: Secret scan, accepting two known test fixtures by fingerprint
+  engineroom.maintenance.security_audit:
+    app_root: /srv/app
+    checks: [secret_scan]
+    baseline: /etc/engineroom/secrets-baseline.json
+
+- name: Extra scan pattern
   engineroom.maintenance.security_audit:
     app_root: /srv/app
     checks: [secret_scan]
@@ -242,9 +278,10 @@ findings:
   contains:
     code:
       description:
-        - V(secret_file_world_readable), V(secret_file_mode), V(world_writable_dir), V(hardcoded_secret),
-          V(docker_socket_world_writable), V(docker_socket_group), V(container_port_public), V(pg_superuser),
-          V(stale_login).
+        - V(secret_file_world_readable), V(secret_file_mode), V(world_writable_dir), V(world_writable_file),
+          V(setuid_file), V(setgid_file), V(unexpected_owner), V(symlink_outside_root), V(special_file),
+          V(hardcoded_secret), V(secret_scanner_unavailable), V(docker_socket_world_writable), V(docker_socket_group),
+          V(container_port_public), V(pg_superuser), V(stale_login).
       type: str
     severity:
       description: V(critical), V(high), V(medium), V(low) or V(info).
@@ -259,7 +296,9 @@ findings:
       description: What was found and what to do.
       type: str
     status:
-      description: V(open), or for fixable findings with O(fix=true) V(fixed), V(planned) (check mode) or V(failed).
+      description:
+        - V(open), or for fixable findings with O(fix=true) V(fixed), V(planned) (check mode), V(skipped) (left to the
+          operator, RV(findings[].reason) says why) or V(failed).
       type: str
     fix:
       description: The safe fix for this finding (for example C(chmod 0600)), or V(null) when there is none.
@@ -270,21 +309,27 @@ findings:
     line:
       description: Line number, for V(hardcoded_secret).
       type: int
-    pattern:
-      description: Name of the scan pattern, for V(hardcoded_secret).
+    kind:
+      description: What kind of secret, for V(hardcoded_secret) - a detect-secrets plugin (V(github_token), V(keyword),
+        V(high_entropy_base64), ...), a collection rule (V(database_url), V(pgpass_line), V(private_key_inline),
+        V(private_key)) or the name of one of O(scan_patterns).
       type: str
-    excerpt:
-      description: The line with every secret replaced by C(********), cut to 120 characters, for V(hardcoded_secret).
+    fingerprint:
+      description: First 16 hex digits of the SHA-256 of the secret, for V(hardcoded_secret) - to recognise it and accept
+        it in O(baseline); the value itself is never returned.
+      type: str
+    reason:
+      description: Why a fix was left to the operator (status V(skipped)).
       type: str
     error:
       description: Why a fix failed (status V(failed)).
       type: str
   sample:
     - {code: secret_file_world_readable, severity: high, path: /srv/app/.env, mode: '0644', status: fixed, fix: chmod 0600,
-       message: "secret file /srv/app/.env has mode 0644 and is readable by every user: it must be 0600 or 0400 (fix: chmod 0600)"}
-    - {code: hardcoded_secret, severity: high, path: /srv/app/config/settings.py, line: 12, pattern: aws_access_key_id,
-       excerpt: "AWS_KEY = 'AKIA********'", status: open, fix: null,
-       message: "/srv/app/config/settings.py:12: aws_access_key_id found in the file, which every user can read: ..."}
+       message: "secret file /srv/app/.env has mode 0644 (group read, other read): only its owner may have access (fix: chmod 0600)"}
+    - {code: hardcoded_secret, severity: high, path: /srv/app/config/settings.py, line: 12, kind: database_url,
+       fingerprint: 9f2c41d07be3a815, status: open, fix: null,
+       message: "/srv/app/config/settings.py:12: database_url found in the file, which every user can read (fingerprint ..."}
 counts:
   description: Number of findings per severity.
   returned: always
@@ -322,14 +367,16 @@ summary:
   description: One line for the maintenance log.
   returned: always
   type: str
-  sample: "security audit: 4 findings (3 high, 1 low), 2 fixed; 57 files scanned (1.2 MB) under /srv/app; skipped: docker_ports"
+  sample: "security audit: 4 findings (3 high, 1 low), 2 fixed; 57 files scanned (1.2 MiB) under /srv/app; skipped: docker_ports"
 metrics:
   description: Flat numbers for the report; keys carry their unit.
   returned: always
   type: dict
   sample: {duration_ms: 41.3, findings_total: 4, findings_critical: 0, findings_high: 3, findings_medium: 0,
            findings_low: 1, findings_info: 0, fixes_applied_count: 2, dirs_checked: 12, files_checked: 60,
-           files_scanned: 57, bytes_scanned: 1210000, files_skipped_binary: 2, files_skipped_large: 1}
+           files_scanned: 57, bytes_scanned: 1210000, files_skipped_binary: 2, files_skipped_large: 1,
+           files_skipped_budget: 0, files_cut_short: 0, special_files: 0, links_checked: 3, findings_accepted: 1,
+           scan_seconds: 0.41, slowest_file_ms: 35.2}
 executed_commands:
   description: SQL statements and Docker engine calls run, and the chmods applied.
   returned: always
@@ -339,54 +386,37 @@ executed_commands:
            "chmod 0600 /srv/app/.env"]
 '''
 
-import datetime
-import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-try:
-    import psycopg2
-    from psycopg2 import sql
-except ImportError:
-    psycopg2 = sql = None  # connect_or_fail reports the missing library when the database checks are asked for
-
-try:
-    import docker
-    HAS_DOCKER = True
-except ImportError:
-    HAS_DOCKER = False
-
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
-    POSTGRES_CONNECTION_SPEC,
-    StatementRunner,
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.access import access_review
 from ansible_collections.engineroom.maintenance.plugins.module_utils.security.audit import (
-    BUILTIN_PATTERNS,
-    CHECKS,
-    DB_CHECKS,
     DEFAULT_SCAN_EXCLUDE_DIRS,
     DEFAULT_SCAN_EXCLUDE_FILES,
     DEFAULT_SECRET_FILE_EXCLUDE,
     DEFAULT_SECRET_FILE_PATTERNS,
-    FILE_CHECKS,
+    apply_fixes,
+    check_options,
+    file_checks,
+    metrics_of,
+    summarize,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.exposure import (
+    docker_port_findings,
+    docker_socket_findings,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.security.findings import (
+    CHECKS,
     SEVERITIES,
     AuditConfigError,
-    apply_fix,
-    audit_tree,
-    compile_patterns,
-    container_port_findings,
-    docker_socket_findings,
-    stale_login_findings,
-    superuser_findings,
-    table_identifier,
+    AuditFailure,
 )
-
-SUPERUSERS_SQL = 'SELECT rolname, rolcanlogin FROM pg_catalog.pg_roles WHERE rolsuper ORDER BY rolname'
-CONNECTION_KEYS = ('login_host', 'login_port', 'login_user', 'login_password', 'login_db', 'login_unix_socket')
 
 
 def argument_spec():
@@ -397,7 +427,6 @@ def argument_spec():
         fix=dict(type='bool', default=False),
         secret_file_patterns=dict(type='list', elements='str', default=list(DEFAULT_SECRET_FILE_PATTERNS), no_log=False),
         secret_file_exclude=dict(type='list', elements='str', default=list(DEFAULT_SECRET_FILE_EXCLUDE), no_log=False),
-        builtin_patterns=dict(type='list', elements='str', choices=list(BUILTIN_PATTERNS), default=list(BUILTIN_PATTERNS)),
         scan_patterns=dict(type='list', elements='dict', default=[], options=dict(
             name=dict(type='str', required=True),
             regex=dict(type='str', required=True),
@@ -405,7 +434,11 @@ def argument_spec():
         scan_exclude_dirs=dict(type='list', elements='str', default=list(DEFAULT_SCAN_EXCLUDE_DIRS)),
         scan_exclude_files=dict(type='list', elements='str', default=list(DEFAULT_SCAN_EXCLUDE_FILES)),
         scan_max_file_bytes=dict(type='int', default=1048576),
-        entropy_threshold=dict(type='float', default=4.0),
+        scan_max_total_bytes=dict(type='int', default=268435456),
+        scan_max_file_seconds=dict(type='float', default=10.0),
+        scan_max_seconds=dict(type='float', default=300.0),
+        baseline=dict(type='path'),
+        expected_owners=dict(type='list', elements='str', default=[]),
         docker_socket=dict(type='path', default='/var/run/docker.sock'),
         docker_socket_group=dict(type='str', default='docker'),
         docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
@@ -420,184 +453,22 @@ def argument_spec():
     return spec
 
 
-def validate(module):
-    """Reject bad values before any check runs; return the compiled scan patterns."""
-    params = module.params
-    root = params['app_root']
-    if root:
-        if not os.path.exists(root):
-            module.fail_json(msg='app_root %s does not exist: set app_root to the application directory' % root)
-        if not os.path.isdir(root):
-            module.fail_json(msg='app_root %s is not a directory: set app_root to the application directory' % root)
-        if os.path.realpath(root) == '/':
-            module.fail_json(msg='app_root %s is the root of the filesystem: set app_root to the application '
-                                 'directory, the audit never walks (or fixes) the whole system' % root)
-    if params['scan_max_file_bytes'] < 1:
-        module.fail_json(msg='scan_max_file_bytes must be at least 1 (got %d)' % params['scan_max_file_bytes'])
-    if not 0 < params['entropy_threshold'] <= 8:
-        module.fail_json(msg='entropy_threshold must be above 0 and at most 8 bits per character (got %s)'
-                             % params['entropy_threshold'])
-    if params['stale_days'] < 1:
-        module.fail_json(msg='stale_days must be at least 1 (got %d)' % params['stale_days'])
-    if params['last_login_query'] is not None and not params['last_login_query'].strip():
-        module.fail_json(msg='last_login_query is empty: give a query returning (login name, last login) '
-                             'or leave the option out')
-    if params['last_login_table']:
-        try:
-            table_identifier(params['last_login_table'])
-        except AuditConfigError as exc:
-            module.fail_json(msg=str(exc))
-    try:
-        return compile_patterns(params['builtin_patterns'], params['scan_patterns'])
-    except AuditConfigError as exc:
-        module.fail_json(msg=str(exc))
-    return None  # not reached: fail_json exits
-
-
-def database_configured(params):
-    """The database checks run only when a connection option was given (differs from its default)."""
-    return any(params[key] != POSTGRES_CONNECTION_SPEC[key]['default'] for key in CONNECTION_KEYS)
-
-
-def check_docker_ports(params, executed):
-    """(findings, note) of the running containers' published ports, or a note when the engine cannot be asked."""
-    host = params['docker_host']
-    if host.startswith('unix://') and not os.path.exists(host[len('unix://'):]):
-        return [], 'docker socket %s absent: container port check skipped' % host[len('unix://'):]
-    if not HAS_DOCKER:
-        return [], '%s: container port check skipped' % missing_required_lib('docker')
-    executed.append('docker ps (engine API GET /containers/json at %s)' % host)
-    try:
-        client = docker.APIClient(base_url=host, timeout=30)
-        try:
-            containers = client.containers()
-        finally:
-            client.close()
-    except Exception as exc:  # pylint: disable=broad-except
-        # The SDK raises requests/urllib3/docker errors alike for an engine that does not answer.
-        return [], 'cannot list containers at %s (%s): container port check skipped' % (host, exc)
-    return container_port_findings(containers, params['allowed_public_ports']), None
-
-
-def last_login_statement(params):
-    """The statement reading (login name, last login): the operator's query, or a composed SELECT."""
-    if params['last_login_query']:
-        return params['last_login_query']
-    return sql.SQL('SELECT {user}::text, {last} FROM {table} ORDER BY 1').format(
-        user=sql.Identifier(params['last_login_user_column']),
-        last=sql.Identifier(params['last_login_column']),
-        table=sql.Identifier(*table_identifier(params['last_login_table'])))
-
-
-def access_review(module, checks, status, notes, executed):
-    """Superusers and stale logins; fails the task when a configured database cannot be read."""
-    params = module.params
-    access = dict(superusers=[], logins=[])
-    wanted = [name for name in DB_CHECKS if name in checks]
-    if not wanted:
-        return access, []
-    if not database_configured(params):
-        for name in wanted:
-            status[name] = 'skipped'
-        notes.append('no PostgreSQL connection option given: %s skipped' % ', '.join(wanted))
-        return access, []
-    has_source = bool(params['last_login_query'] or params['last_login_table'])
-    if 'stale_logins' in wanted and not has_source:
-        status['stale_logins'] = 'skipped'
-        notes.append('stale_logins skipped: PostgreSQL keeps no last-login time for roles; give the application\'s '
-                     'users table (last_login_table, last_login_user_column, last_login_column) or last_login_query')
-        wanted.remove('stale_logins')
-    if not wanted:
-        return access, []
-    conn = connect_or_fail(module)
+def docker_checks(params, checks, status, notes, executed):
+    """Findings of the Docker checks asked for; a check that cannot run is skipped with a note."""
     found = []
-    try:
-        conn.set_session(readonly=True, autocommit=True)
-        runner = StatementRunner(conn)
-        try:
-            if 'superusers' in wanted:
-                access['superusers'], more = superuser_findings(runner.rows(SUPERUSERS_SQL), params['expected_superusers'])
-                found.extend(more)
-                status['superusers'] = 'ran'
-            if 'stale_logins' in wanted:
-                try:
-                    rows = runner.rows(last_login_statement(params))
-                except psycopg2.Error as exc:
-                    module.fail_json(msg='the last-login source on database %s cannot be read: %s (check %s)' % (
-                        params['login_db'] or 'postgres', (exc.pgerror or str(exc)).strip().splitlines()[0],
-                        'last_login_query' if params['last_login_query'] else
-                        'last_login_table, last_login_user_column and last_login_column'),
-                        executed_commands=executed + runner.executed)
-                try:
-                    access['logins'], more = stale_login_findings(rows, params['stale_days'],
-                                                                  datetime.datetime.now(datetime.timezone.utc))
-                except AuditConfigError as exc:
-                    module.fail_json(msg=str(exc), executed_commands=executed + runner.executed)
-                found.extend(more)
-                status['stale_logins'] = 'ran'
-        except psycopg2.Error as exc:
-            module.fail_json(msg='access review on %s failed: %s' % (params['login_db'] or 'postgres', str(exc).strip()),
-                             executed_commands=executed + runner.executed)
-        executed.extend(runner.executed)
-    finally:
-        conn.close()
-    return access, found
-
-
-def apply_fixes(module, findings, executed):
-    """Apply (or plan, in check mode) the fix of every fixable finding; return (changed, diff, failures)."""
-    before, after = [], []
-    changed = False
-    failures = 0
-    for entry in findings:
-        fix = entry.pop('_fix', None)
-        if fix is None or not module.params['fix']:
-            continue
-        before.append('%s %04o\n' % (fix['path'], fix['mode']))
-        after.append('%s %04o\n' % (fix['path'], fix['target']))
-        if module.check_mode:
-            entry['status'] = 'planned'
-            changed = True
-            continue
-        error = apply_fix(fix)
-        if error:
-            entry['status'] = 'failed'
-            entry['error'] = error
-            failures += 1
-        else:
-            entry['status'] = 'fixed'
-            changed = True
-            executed.append('chmod %04o %s' % (fix['target'], fix['path']))
-    diff = dict(before=''.join(before), after=''.join(after),
-                before_header='modes under %s' % module.params['app_root'],
-                after_header='modes under %s' % module.params['app_root'])
-    return changed, diff, failures
-
-
-def format_bytes(count):
-    for unit, size in (('GB', 1e9), ('MB', 1e6), ('kB', 1e3)):
-        if count >= size:
-            return '%.1f %s' % (count / size, unit)
-    return '%d B' % count
-
-
-def summarize(params, findings, counts, stats, status):
-    total = len(findings)
-    parts = ['security audit: %d finding%s%s' % (
-        total, '' if total == 1 else 's',
-        ' (%s)' % ', '.join('%d %s' % (counts[s], s) for s in SEVERITIES if counts[s]) if total else '')]
-    for state in ('fixed', 'planned', 'failed'):
-        number = sum(1 for f in findings if f['status'] == state)
-        if number:
-            parts[0] += ', %d %s' % (number, 'fix FAILED' if state == 'failed' else 'fix planned' if state == 'planned'
-                                     else state)
-    if stats:
-        parts.append('%d files scanned (%s) under %s' % (stats['files_scanned'], format_bytes(stats['bytes_scanned']),
-                                                         params['app_root']))
-    skipped = [name for name, state in status.items() if state == 'skipped']
-    if skipped:
-        parts.append('skipped: %s' % ', '.join(skipped))
-    return '; '.join(parts)
+    if 'docker_socket' in checks:
+        more, note = docker_socket_findings(params['docker_socket'], params['docker_socket_group'])
+        found.extend(more)
+        if note:
+            status['docker_socket'] = 'skipped'
+            notes.append(note)
+    if 'docker_ports' in checks:
+        more, note = docker_port_findings(params['docker_host'], params['allowed_public_ports'], executed)
+        found.extend(more)
+        if note:
+            status['docker_ports'] = 'skipped'
+            notes.append(note)
+    return found
 
 
 def main():
@@ -608,51 +479,31 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    patterns = validate(module)
+    try:
+        root, notes = check_options(params)
+    except AuditConfigError as exc:
+        module.fail_json(msg=str(exc))
     checks = [name for name in CHECKS if name in params['checks']]
     started = time.monotonic()
     status = dict((name, 'ran') for name in checks)
-    notes = []
     executed = []
-    findings = []
-
     # The database first: an unreachable configured database fails the task before anything is fixed.
-    access, db_findings = access_review(module, checks, status, notes, executed)
-
-    stats = {}
-    file_checks = [name for name in FILE_CHECKS if name in checks]
-    if file_checks and params['app_root']:
-        found, stats, errors = audit_tree(params['app_root'], file_checks, params, patterns)
-        findings.extend(found)
-        notes.extend('%s cannot be read: %s' % (e['path'], e['error']) for e in errors)
-    elif file_checks:
-        for name in file_checks:
-            status[name] = 'skipped'
-        notes.append('no app_root given: %s skipped' % ', '.join(file_checks))
-
-    if 'docker_socket' in checks:
-        found, note = docker_socket_findings(params['docker_socket'], params['docker_socket_group'])
-        findings.extend(found)
-        if note:
-            status['docker_socket'] = 'skipped'
-            notes.append(note)
-    if 'docker_ports' in checks:
-        found, note = check_docker_ports(params, executed)
-        findings.extend(found)
-        if note:
-            status['docker_ports'] = 'skipped'
-            notes.append(note)
+    try:
+        access, db_findings = access_review(params, checks, status, notes, executed, lambda: connect_or_fail(module))
+    except AuditFailure as exc:
+        module.fail_json(msg=str(exc), executed_commands=exc.executed)
+    try:
+        findings, stats = file_checks(params, root, checks, status, notes)
+    except AuditConfigError as exc:  # a baseline or owner option that turns out bad
+        module.fail_json(msg=str(exc), executed_commands=executed)
+    findings.extend(docker_checks(params, checks, status, notes, executed))
     findings.extend(db_findings)
 
-    changed, diff, failures = apply_fixes(module, findings, executed)
+    changed, diff, failures = apply_fixes(findings, params, module.check_mode, executed)
     counts = dict((severity, sum(1 for f in findings if f['severity'] == severity)) for severity in SEVERITIES)
-    metrics = dict(duration_ms=elapsed_ms(started), findings_total=len(findings),
-                   fixes_applied_count=sum(1 for f in findings if f['status'] == 'fixed'))
-    metrics.update(('findings_%s' % severity, counts[severity]) for severity in SEVERITIES)
-    metrics.update(stats)
     result = dict(changed=changed, findings=findings, counts=counts, checks=status, notes=notes, access=access,
-                  summary=summarize(params, findings, counts, stats, status), metrics=metrics,
-                  executed_commands=executed)
+                  summary=summarize(params, findings, counts, stats, status),
+                  metrics=metrics_of(findings, counts, stats, elapsed_ms(started)), executed_commands=executed)
     if module._diff and params['fix']:
         result['diff'] = diff
     if failures:

@@ -17,12 +17,13 @@ from tests.harness.ports import free_port
 from tests.harness.security_audit import FAKE_AWS_KEY_ID, FAKE_DB_PASSWORD, seed_access, seed_app_tree, tree_state
 
 MODULE = 'engineroom.maintenance.security_audit'
-FILE_CHECKS = ['secret_files', 'world_writable_dirs', 'secret_scan']
+FILE_CHECKS = ['secret_files', 'world_writable_dirs', 'file_permissions', 'secret_scan']
 SEEDED = [
     ('secret_file_world_readable', 'high', '.env', 'open'),
+    ('symlink_outside_root', 'low', 'shared', 'open'),
     ('world_writable_dir', 'high', 'uploads', 'open'),
-    ('hardcoded_secret', 'high', 'config/settings.py', 'open'),
-    ('hardcoded_secret', 'high', 'config/settings.py', 'open'),
+    ('symlink_outside_root', 'low', 'config/outside.env', 'open'),
+    ('hardcoded_secret', 'high', 'config/settings.py', 'open'),   # the AWS key on line 3 is AWS's documented example
 ]
 
 
@@ -41,18 +42,17 @@ def test_report_mode_finds_exactly_the_seeded_problems_and_changes_nothing(tmp_p
     result = run.result('audit')
     assert run.rc == 0, run.stderr
     assert rows(result, app) == SEEDED
-    secrets = result['findings'][2:]
-    assert [(f['line'], f['pattern'], f['excerpt']) for f in secrets] == [
-        (3, 'aws_access_key_id', 'AWS_ACCESS_KEY_ID = "AKIA********"'),
-        (6, 'private_key', '-----BEGIN RSA PRIVATE KEY-----')]
-    assert all(f['world_readable'] for f in secrets)
-    assert result['findings'][0]['fix'] == 'chmod 0600' and result['findings'][1]['fix'] == 'chmod 0775'
+    secret = result['findings'][4]
+    assert (secret['line'], secret['kind'], len(secret['fingerprint'])) == (6, 'private_key', 16)
+    assert secret['world_readable'] and 'excerpt' not in secret
+    assert result['findings'][3]['target'] == os.path.join(os.path.dirname(app), 'outside', '.env')
+    assert result['findings'][0]['fix'] == 'chmod 0600' and result['findings'][2]['fix'] == 'chmod 0775'
     assert result['changed'] is False
-    assert result['counts'] == dict(critical=0, high=4, medium=0, low=0, info=0)
-    assert result['checks'] == dict(secret_files='ran', world_writable_dirs='ran', secret_scan='ran')
+    assert result['counts'] == dict(critical=0, high=3, medium=0, low=2, info=0)
+    assert result['checks'] == dict(secret_files='ran', world_writable_dirs='ran', file_permissions='ran', secret_scan='ran')
     assert result['metrics']['files_scanned'] == 2            # README.md and settings.py; .env is a secret file
-    assert result['metrics']['findings_total'] == 4
-    assert result['summary'].startswith('security audit: 4 findings (4 high); 2 files scanned')
+    assert result['metrics']['findings_total'] == 5 and result['metrics']['links_checked'] == 2
+    assert result['summary'].startswith('security audit: 5 findings (3 high, 2 low); 2 files scanned')
     dump = json.dumps(run.report)
     assert FAKE_AWS_KEY_ID not in dump and FAKE_DB_PASSWORD not in dump and 'MIIBOgIBAAJBAK' not in dump
     assert tree_state(str(tmp_path)) == before
@@ -71,18 +71,18 @@ def test_fix_check_mode_then_fix_then_idempotent(tmp_path):
     planned, fixed, again = run.result('planned'), run.result('fix'), run.result('again')
 
     assert planned['changed'] is True
-    assert [r[3] for r in rows(planned, app)] == ['planned', 'planned', 'open', 'open']
+    assert [r[3] for r in rows(planned, app)] == ['planned', 'open', 'planned', 'open', 'open']
     assert planned['diff']['before'] == '%s/.env 0644\n%s/uploads 0777\n' % (app, app)
     assert planned['diff']['after'] == '%s/.env 0600\n%s/uploads 0775\n' % (app, app)
 
     assert fixed['changed'] is True
-    assert [r[3] for r in rows(fixed, app)] == ['fixed', 'fixed', 'open', 'open']
+    assert [r[3] for r in rows(fixed, app)] == ['fixed', 'open', 'fixed', 'open', 'open']
     assert fixed['metrics']['fixes_applied_count'] == 2
     assert fixed['executed_commands'] == ['chmod 0600 %s/.env' % app, 'chmod 0775 %s/uploads' % app]
     assert '2 fixed' in fixed['summary']
 
     assert again['changed'] is False
-    assert rows(again, app) == SEEDED[2:]                     # the hard-coded secrets need a person
+    assert rows(again, app) == [SEEDED[1], SEEDED[3], SEEDED[4]]   # links and the secret need a person
     assert 'diff' not in again
 
     after = tree_state(str(tmp_path))
@@ -199,8 +199,11 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path, pg):
         ('duplicate', dict(app_root=app, scan_patterns=[dict(name='private_key', regex='a')]),
          "scan pattern name 'private_key' is used twice"),
         ('stale days', dict(app_root=app, stale_days=0), 'stale_days must be at least 1'),
-        ('entropy', dict(app_root=app, entropy_threshold=9), 'entropy_threshold must be above 0'),
         ('max bytes', dict(app_root=app, scan_max_file_bytes=0), 'scan_max_file_bytes must be at least 1'),
+        ('max seconds', dict(app_root=app, scan_max_seconds=0), 'scan_max_seconds must be above 0 seconds'),
+        ('corrupt baseline', dict(app_root=app, baseline=a_file), 'baseline %s cannot be read' % a_file),
+        ('missing baseline', dict(app_root=app, baseline=a_file + '.none'), 'baseline %s.none cannot be read' % a_file),
+        ('unknown owner', dict(app_root=app, expected_owners=['no-such-user-here']), "no user 'no-such-user-here'"),
         ('both sources', dict(table, app_root=app, last_login_query='SELECT 1'),
          'parameters are mutually exclusive: last_login_query|last_login_table'),
         ('half table', dict(app_root=app, last_login_table='sa_shop.users'),
