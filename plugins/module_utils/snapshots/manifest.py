@@ -34,6 +34,7 @@ import json
 import os
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc, utc_now
 
 SCHEMA_VERSION = 1
@@ -73,6 +74,15 @@ def parse_artifact_name(name):
 
 def manifest_path_for(artifact_path):
     return artifact_path + MANIFEST_SUFFIX
+
+
+def write_manifest(artifact_path, manifest):
+    """Write the manifest atomically (0600: it names hosts and tables), ``schema_version`` first."""
+    ordered = dict(schema_version=SCHEMA_VERSION)
+    ordered.update((key, value) for key, value in manifest.items() if key != 'schema_version')
+    path = manifest_path_for(artifact_path)
+    atomic_write(path, json.dumps(ordered, indent=2, sort_keys=False) + '\n', mode=0o600)
+    return path
 
 
 def load_manifest(path):
