@@ -171,10 +171,24 @@ options:
     default: 300
   exact_count_max_rows:
     description:
-      - Tables with fewer estimated rows are counted exactly for the manifest; larger ones record the
-        planner's estimate (marked C(exact=false)).
+      - With O(fingerprint=none), tables with fewer estimated rows are counted exactly for the manifest; larger ones
+        record the planner's estimate (marked C(exact=false)). With a fingerprint every table is counted exactly.
     type: int
     default: 1000000
+  fingerprint:
+    description:
+      - Content fingerprint recorded in the manifest, taken in the dump's own snapshot (on the dump's connection, beside
+        pg_dump), so that M(engineroom.maintenance.snapshot_restore) can prove the restored data equal.
+      - V(full) - per table (leaf partitions and plain tables, C(ONLY) for inheritance parents) the exact row count and
+        an order-independent content hash; sequences (last value, is_called); large objects (count and content hash);
+        materialized views (populated, content hash); an inventory of objects by kind and qualified name with owner
+        and ACL. It reads every row once more (see docs/performance/snapshot.md).
+      - V(counts) - the same without content hashes (exact row counts only).
+      - V(none) - no fingerprint (row counts as set by O(exact_count_max_rows)).
+      - A dump inside a O(container) records no fingerprint (no shared snapshot there).
+    type: str
+    choices: [full, counts, none]
+    default: full
   keep_last:
     description: Keep this many newest snapshots.
     type: int
@@ -585,6 +599,7 @@ def argument_spec():
         min_free_bytes=dict(type='int', default=268435456),
         lock_wait_timeout_s=dict(type='int', default=300),
         exact_count_max_rows=dict(type='int', default=1000000),
+        fingerprint=dict(type='str', default='full', choices=['full', 'counts', 'none']),
         keep_last=dict(type='int'),
         keep_daily=dict(type='int'),
         keep_weekly=dict(type='int'),

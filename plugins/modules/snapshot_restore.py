@@ -13,7 +13,12 @@ description:
   - Takes a snapshot written by M(engineroom.maintenance.snapshot_archive) (the newest of a tier in O(dest),
     or one O(snapshot) path), verifies it against its manifest first, and refuses it when anything differs.
   - Restores the database into a scratch database it creates (named with O(scratch_prefix)), and compares
-    every table's row count with the manifest.
+    it with the manifest. When the snapshot recorded a content fingerprint (M(engineroom.maintenance.snapshot_archive)
+    O(engineroom.maintenance.snapshot_archive#module:fingerprint)), the same fingerprint is taken of the restored
+    database and compared item by item (table rows and content, sequences, large objects, materialized views,
+    the object inventory), so RV(matches) means the data matches; RV(differences) names what differs.
+    Snapshots without a fingerprint (schema version 1 manifests, O(engineroom.maintenance.snapshot_archive#module:fingerprint=none),
+    container dumps) are compared by row counts as far as they go, and RV(note) says so.
   - For a full archive, extracts the files into a scratch directory and compares their count and bytes
     (and sha256 when the manifest recorded them). Extraction refuses absolute member names, C(..)
     components, members reached through a link and relative links leading outside the target, naming the
@@ -22,6 +27,9 @@ description:
   - The scratch database is marked at creation with the comment C(engineroom.maintenance restore drill <run id>);
     an existing database is only replaced, and a scratch database only dropped, when it carries that mark.
     The dumped database itself and O(login_db) are refused as scratch databases.
+  - A snapshot with a fingerprint is restored like a real restore, with owners and ACLs; roles it needs that the
+    server lacks fail the drill, named (create them, or set O(no_owner=true)). Plain dumps are written without
+    owners and are restored without them.
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
   - When the newest snapshot (O(snapshot=latest)) does not verify, the drill is refused and names the newest older
@@ -97,6 +105,12 @@ options:
     description: Fail the task when RV(matches) is false.
     type: bool
     default: true
+  no_owner:
+    description:
+      - Restore without owners and ACLs (C(--no-owner --no-acl)), as when the roles the snapshot needs do not exist
+        on this server; owners and grants are then not compared.
+    type: bool
+    default: false
   pg_restore_path:
     description:
       - pg_restore to run (psql is looked up beside it). Defaults to the server's major version directory
@@ -144,9 +158,41 @@ alternative:
   type: str
   sample: /var/backups/engineroom/app-database-20261122T020000Z.dump.zst
 matches:
-  description: Whether every table's rows (and the files, for a full archive) matched the manifest.
+  description:
+    - Whether the restored data matched the manifest - every table's rows, and with a fingerprint every content hash,
+      sequence, large object, materialized view and object of the inventory (and the files, for a full archive).
   returned: success
   type: bool
+differences:
+  description: Fingerprint differences, in a stable order (empty when everything matches or no fingerprint was recorded).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{kind: table, name: public.orders, what: content, expected: "9223372036854775", actual: "9223372036800012"}]
+  contains:
+    kind:
+      description: C(table), C(materialized view), C(sequence), C(large objects) or C(object) (the inventory).
+      type: str
+    name:
+      description: Qualified name (quoted where needed), or C(kind name) for the inventory.
+      type: str
+    what:
+      description: What differs, such as C(rows), C(content), C(last_value), C(is_called), C(populated), C(count), C(missing).
+      type: str
+    expected:
+      description: The snapshot's value.
+      type: raw
+    actual:
+      description: The restored value.
+      type: raw
+fingerprint:
+  description: The fingerprint mode compared (V(full), V(counts)), or V(null) when the snapshot holds none.
+  returned: success
+  type: str
+note:
+  description: What the comparison could not cover (an old manifest, no fingerprint, no owners restored).
+  returned: success
+  type: str
 rto_s:
   description: Seconds from the start of the drill (verification included) until the data was restored.
   returned: success
@@ -166,7 +212,12 @@ tables:
   elements: dict
   contains:
     table:
-      description: Schema-qualified table name.
+      description: Schema-qualified table name, each part double-quoted unless a plain lower-case identifier.
+      type: str
+    compared:
+      description:
+        - How the table was compared - V(content) (rows and content hash), V(counts_only) (exact rows),
+          V(exact) or V(estimate) (snapshots without a fingerprint).
       type: str
     expected:
       description: Row count in the manifest (null for a table the manifest does not know).
@@ -178,7 +229,7 @@ tables:
       description: Whether the manifest's count was exact.
       type: bool
     match:
-      description: Whether the counts agree.
+      description: Whether the counts (and the content, where compared) agree.
       type: bool
 files:
   description: For a full archive, the file count and bytes recorded and restored.
@@ -252,6 +303,7 @@ def argument_spec():
         jobs=dict(type='int', default=2),
         estimate_tolerance_pct=dict(type='float', default=10),
         fail_on_mismatch=dict(type='bool', default=True),
+        no_owner=dict(type='bool', default=False),
         pg_restore_path=dict(type='path'),
     )
     return spec
@@ -273,19 +325,21 @@ def prepare(module, drill, result, started):
 
 def report(module, drill, outcome, started, verify_ms, result):
     params = module.params
-    tables, files = outcome['tables'], outcome['files']
+    tables, files, differences = outcome['tables'], outcome['files'], outcome['differences']
     mismatched = [row for row in tables if not row['match']]
     rto_s = round(outcome['restored_at'] - started, 3)
-    result.update(changed=params['keep'], matches=not mismatched, rto_s=rto_s, scratch_database=drill.scratch_db,
-                  scratch_dir=drill.scratch_dir, tables=tables, files=files)
+    result.update(changed=params['keep'], matches=not (mismatched or differences), rto_s=rto_s,
+                  scratch_database=drill.scratch_db, scratch_dir=drill.scratch_dir, tables=tables, files=files,
+                  differences=differences, fingerprint=outcome['fingerprint'], note=outcome['note'])
     result['metrics'] = dict(duration_ms=elapsed_ms(started), rto_s=rto_s, verify_ms=verify_ms,
                              restore_ms=outcome['restore_ms'], compare_ms=outcome['compare_ms'],
                              tables_compared=len(tables), tables_mismatched=len(mismatched),
+                             differences=len(differences),
                              rows_restored=sum(row['actual'] or 0 for row in tables),
                              files_restored=files['restored_count'] if files else 0)
-    result['summary'] = drill_summary(drill.path, tables, files, rto_s,
+    result['summary'] = drill_summary(drill.path, outcome, rto_s,
                                       (drill.scratch_db or drill.scratch_dir) if params['keep'] else None)
-    if mismatched and params['fail_on_mismatch']:
+    if not result['matches'] and params['fail_on_mismatch']:
         module.fail_json(msg=result['summary'], **result)
     module.exit_json(**result)
 

@@ -46,6 +46,12 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms, format_argv
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import (
+    compare as compare_fingerprints,
+    describe as describe_differences,
+    roles_needed,
+    take as take_fingerprint,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     ToolFeed,
     VerifyError,
@@ -75,23 +81,26 @@ def feed_file(path, compression, feed):
         read_all(open_decompressor(compression, handle), feed.write)
 
 
-def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env, executed):
+def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env, executed, owners=False):
     """Load a dump into ``scratch_db``: pg_restore for custom/directory (``-j`` when seekable), psql for plain.
 
-    A directory dump is given as its extracted directory.
+    A directory dump is given as its extracted directory. ``owners``:
+    restore owners and ACLs (the roles must exist), else ``--no-owner
+    --no-acl``.
 
     ``compression`` is the artifact's outer layer (``compression_of`` its
     name); ``programs`` maps ``pg_restore``/``psql`` to their paths.
     """
     target = connection_args(params, scratch_db)
+    ownership = [] if owners else ['--no-owner', '--no-acl']
     if fmt == 'directory' or (fmt == 'custom' and compression == 'none'):
-        argv = [programs['pg_restore'], '--no-owner', '--no-acl', '--exit-on-error', '-j', str(jobs)] + target + [path]
+        argv = [programs['pg_restore']] + ownership + ['--exit-on-error', '-j', str(jobs)] + target + [path]
         executed.append(format_argv(argv))
         completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
         check_finished('pg_restore', completed.returncode, completed.stderr)
         return
     if fmt == 'custom':
-        name, argv = 'pg_restore', [programs['pg_restore'], '--no-owner', '--no-acl', '--exit-on-error'] + target
+        name, argv = 'pg_restore', [programs['pg_restore']] + ownership + ['--exit-on-error'] + target
     else:
         name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-o', os.devnull] + target
     executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
@@ -103,7 +112,13 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
     feed.finish(name)
 
 
-def compare_tables(expected, actual, tolerance_pct):
+def compare_tables(expected, actual, tolerance_pct, compared=None):
+    """Per table: expected and restored rows, and whether they match.
+
+    ``compared`` says how (``content``, ``counts_only``); without it a table
+    with an exact count is compared ``exact`` and one with an estimate
+    ``estimate`` (within ``tolerance_pct``).
+    """
     rows = []
     for table in sorted(set(expected) | set(actual)):
         want = expected.get(table)
@@ -115,8 +130,18 @@ def compare_tables(expected, actual, tolerance_pct):
             match = got == want['rows']
         else:
             match = abs(got - want['rows']) <= max(want['rows'], 1) * tolerance_pct / 100.0
-        rows.append(dict(table=table, expected=want['rows'] if want else None, actual=got, exact=exact, match=match))
+        rows.append(dict(table=table, expected=want['rows'] if want else None, actual=got, exact=exact, match=match,
+                         compared=compared or ('exact' if exact else 'estimate')))
     return rows
+
+
+def mark_differences(tables, differences):
+    """A table with a fingerprint difference (its content) does not match either."""
+    differing = set(item['name'] for item in differences if item['kind'] == 'table')
+    for row in tables:
+        if row['table'] in differing:
+            row['match'] = False
+    return tables
 
 
 def selection_prefix(params):
@@ -146,6 +171,7 @@ class RestoreDrill:
         self.path = self.manifest = self.scratch_db = self.scratch_dir = None
         self.created = False
         self.leftover = False
+        self.owners = False
 
     # -- choosing and verifying -------------------------------------------------------
 
@@ -241,7 +267,30 @@ class RestoreDrill:
                                'drill (comment %r...); drop it yourself or choose another scratch_database'
                                % (scratch_db, DRILL_MARK.strip()))
         self.leftover = bool(marks)
+        self.owners = self._check_roles()
         return scratch_db
+
+    def _check_roles(self):
+        """Whether to restore owners and ACLs: with a fingerprint (it names the roles), a non-plain dump, no no_owner.
+
+        Roles the snapshot needs that this server lacks fail the drill,
+        named, unless ``no_owner`` asks for a restore without owners and ACLs.
+        """
+        database = self.manifest['database']
+        fingerprint = database.get('fingerprint')
+        if not fingerprint or (database.get('format') or self.manifest['artifact']['format']) == 'plain':
+            return False
+        if self.params['no_owner']:
+            return False
+        needed = roles_needed(fingerprint)
+        present = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)',
+                                                           (needed,)))
+        missing = [role for role in needed if role not in present]
+        if missing:
+            raise DrillFailure('the snapshot needs roles this server lacks: %s; create them (their owners and grants '
+                               'are part of the restore), or set no_owner: true to restore without owners and ACLs'
+                               % ', '.join(missing))
+        return True
 
     def _create_scratch(self):
         scratch_db = self.scratch_db
@@ -292,25 +341,46 @@ class RestoreDrill:
             self._create_scratch()
             restore_dump(dump_file, database.get('format') or manifest['artifact']['format'],
                          compression_of(dump_file), params, self.scratch_db, self.programs, params['jobs'],
-                         dict(os.environ, **connection_env(params)), self.executed)
+                         dict(os.environ, **connection_env(params)), self.executed, self.owners)
         return files
 
     def compare(self):
-        """Count the restored tables exactly and compare them with the manifest; returns the table rows."""
+        """Count and fingerprint the restored database; compare with the manifest.
+
+        Returns dict(tables, differences, fingerprint, note). A schema
+        version 1 manifest (no fingerprint, unquoted keys) is compared by row
+        counts as far as it goes, and the note says so.
+        """
         database = self.manifest.get('database')
         if not database:
-            return []
+            return dict(tables=[], differences=[], fingerprint=None, note=None)
+        legacy = self.manifest.get('schema_version', 1) < 2
+        expected = database.get('fingerprint')
         try:
             scratch_conn = connect(dict(self.params, login_db=self.scratch_db))
         except PostgresError as exc:
             raise DrillFailure('restored database cannot be opened: %s' % exc) from exc
         scratch_runner = StatementRunner(scratch_conn)
         try:
-            actual = count_tables(scratch_runner, EXACT_EVERYWHERE)
+            actual = count_tables(scratch_runner, EXACT_EVERYWHERE, legacy_keys=legacy)
+            restored = take_fingerprint(scratch_runner, expected['mode']) if expected else None
         finally:
             scratch_conn.close()
         self.executed.extend(scratch_runner.executed)
-        return compare_tables(database.get('tables') or {}, actual, self.params['estimate_tolerance_pct'])
+        differences = compare_fingerprints(expected, restored, owners=self.owners) if expected else []
+        compared = dict(full='content', counts='counts_only').get(expected['mode']) if expected else None
+        tables = mark_differences(compare_tables(database.get('tables') or {}, actual,
+                                                 self.params['estimate_tolerance_pct'], compared), differences)
+        note = None
+        if legacy:
+            note = ('manifest schema version 1: no fingerprint recorded, only row counts compared (keys unquoted); '
+                    'take a new snapshot for content fingerprints')
+        elif not expected:
+            note = 'the snapshot holds no fingerprint (fingerprint: none, or a container dump): only row counts compared'
+        elif not self.owners:
+            note = 'restored without owners and ACLs (no_owner, or a plain dump): owners and grants not compared'
+        return dict(tables=tables, differences=differences, fingerprint=expected['mode'] if expected else None,
+                    note=note)
 
     def cleanup(self):
         """Drop the scratch database and directory unless kept; hand the server statements to the result."""
@@ -332,22 +402,27 @@ class RestoreDrill:
             restored_at = time.monotonic()
             restore_ms = elapsed_ms(started)
             compare_started = time.monotonic()
-            tables = self.compare()
+            outcome = self.compare()
         finally:
             self.cleanup()
-        return dict(files=files, tables=tables, restored_at=restored_at, restore_ms=restore_ms,
-                    compare_ms=elapsed_ms(compare_started))
+        outcome.update(files=files, restored_at=restored_at, restore_ms=restore_ms,
+                       compare_ms=elapsed_ms(compare_started))
+        return outcome
 
 
-def drill_summary(path, tables, files, rto_s, kept):
-    """The one-line verdict of a drill: what was restored, whether it matches, the time to usable."""
+def drill_summary(path, outcome, rto_s, kept):
+    """The one-line verdict of a drill: what was restored, whether it matches (naming the first differences)."""
+    tables, files, differences = outcome['tables'], outcome['files'], outcome['differences']
     mismatched = [row for row in tables if not row['match']]
     what = '%d tables, %d rows' % (len(tables), sum(row['actual'] or 0 for row in tables))
     if files:
         what += ', %d files / %d bytes' % (files['restored_count'], files['restored_bytes'])
-    if not mismatched:
-        verdict = 'all match'
-    else:
+    if outcome['fingerprint']:
+        what += ' (fingerprint %s)' % outcome['fingerprint']
+    verdict = 'all match'
+    if differences:
+        verdict = 'MISMATCH: %s' % describe_differences(differences)
+    elif mismatched:
         verdict = 'MISMATCH in %s' % ', '.join('%s (manifest %s, restored %s)' % (row['table'], row['expected'], row['actual'])
                                                for row in mismatched)
     return 'restore drill of %s: %s, %s; usable after %.1f s%s' % (

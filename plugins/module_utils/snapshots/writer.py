@@ -45,6 +45,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.d
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
     MANIFEST_SUFFIX,
+    SCHEMA_VERSION,
     artifact_name,
     write_manifest,
 )
@@ -252,7 +253,7 @@ class SnapshotWriter:
         params, tier = self.params, self.params['tier']
         now = snapshot.pop('created')
         name = os.path.basename(self.path)
-        manifest = dict(schema_version=1, tier=tier, created_at=iso_utc(now), verified_at=None, host=socket.gethostname())
+        manifest = dict(schema_version=SCHEMA_VERSION, tier=tier, created_at=iso_utc(now), verified_at=None, host=socket.gethostname())
         manifest['artifact'] = dict(file=name, size_bytes=None, sha256=None, format=snapshot['format'],
                                     compression=params['compression'] if tier == 'database' else params['archive_format'])
         try:
@@ -331,17 +332,19 @@ class SnapshotWriter:
             staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
             self.temp_dirs.append(staging)
             run = source.dump(dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
-                              params['exact_count_max_rows'])
+                              params['exact_count_max_rows'], params['fingerprint'])
             with open(target, 'wb') as handle:
                 sha, size, tables, dumped, database['dump_files'] = write_directory_dump(run, staging, handle,
                                                                                          compression, level)
         else:
-            run = source.dump(dump_args(params), params['exact_count_max_rows'])
+            run = source.dump(dump_args(params), params['exact_count_max_rows'], params['fingerprint'])
             with open(target, 'wb') as handle:
                 sha, size, tables = write_dump(run, handle, outer_compression(fmt, compression), level,
                                                source.compress_threads)
             dumped = run.source_bytes
         database['tables'] = tables
+        if run.fingerprint is not None:
+            database['fingerprint'] = run.fingerprint
         return target, sha, size, dumped, database
 
     def _publish(self, target, manifest):
