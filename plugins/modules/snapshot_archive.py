@@ -171,10 +171,24 @@ options:
     default: 300
   exact_count_max_rows:
     description:
-      - Tables with fewer estimated rows are counted exactly for the manifest; larger ones record the
-        planner's estimate (marked C(exact=false)).
+      - With O(fingerprint=none), tables with fewer estimated rows are counted exactly for the manifest; larger ones
+        record the planner's estimate (marked C(exact=false)). With a fingerprint every table is counted exactly.
     type: int
     default: 1000000
+  fingerprint:
+    description:
+      - Content fingerprint recorded in the manifest, taken in the dump's own snapshot (on the dump's connection, beside
+        pg_dump), so that M(engineroom.maintenance.snapshot_restore) can prove the restored data equal.
+      - V(full) - per table (leaf partitions and plain tables, C(ONLY) for inheritance parents) the exact row count and
+        an order-independent content hash; sequences (last value, is_called); large objects (count and content hash);
+        materialized views (populated, content hash); an inventory of objects by kind and qualified name with owner
+        and ACL. It reads every row once more (see docs/performance/snapshot.md).
+      - V(counts) - the same without content hashes (exact row counts only).
+      - V(none) - no fingerprint (row counts as set by O(exact_count_max_rows)).
+      - A dump inside a O(container) records no fingerprint (no shared snapshot there).
+    type: str
+    choices: [full, counts, none]
+    default: full
   keep_last:
     description: Keep this many newest snapshots.
     type: int
@@ -336,79 +350,34 @@ executed_commands:
   elements: str
 '''
 
-import datetime
 import os
-import shutil
-import socket
-import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
     ARCHIVE_FORMATS,
     COMPRESSIONS,
-    DEFAULT_LEVELS,
     HAS_ZSTANDARD,
     LEVEL_RANGES,
     ZSTANDARD_IMPORT_ERROR,
-    ArchiveError,
-    HashingWriter,
     default_compression,
-    estimate_tree_bytes,
-    write_tar,
-    write_zip,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
-    DATABASE_ERRORS,
-    DumpError,
-    dump_format_args,
-    find_program,
-    lock_timeout_setting,
-    open_source,
-    parse_version,
-)
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir, fsync_dir, rename_no_replace
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
-    MANIFEST_SUFFIX,
-    ManifestError,
-    artifact_name,
-    load_manifest,
-    parse_artifact_name,
-)
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
-    PostgresError,
-    postgres_argument_spec,
-)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import postgres_argument_spec
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import (
     POLICY_KEYS,
     SLOTS,
     policy_active,
-    select,
     slot_key,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.artifacts import (
-    VerifyError,
-    artifact_ext,
-    dump_ext,
-    snapshot_identity,
-    snapshots,
-    outer_compression,
-    verify_snapshot,
-    write_directory_dump,
-    write_dump,
-    write_manifest,
-)
-
-# Share of the table data a dump takes on disk, for the free-space check.
-# Deliberately on the high side: refusing early beats a full disk.
-SIZE_FACTORS = dict(zstd=0.5, gzip=0.5, none=1.0)
-
-
-class SnapshotFailure(Exception):
-    """A failure already phrased for the operator."""
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.prune import PruneRefused, Pruner
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import VerifyError, verify_selection
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.writer import SnapshotFailure, SnapshotWriter
 
 
 def fail(module, message, result):
@@ -449,12 +418,6 @@ def validate(module):
     except ValueError as exc:
         module.fail_json(msg='%s; set the prefix option' % exc)
     params['prefix'] = prefix
-
-
-def level_for(params, compression):
-    if params['compression_level'] is not None and compression == params['compression']:
-        return params['compression_level']
-    return DEFAULT_LEVELS[compression]
 
 
 def listing(dest):
@@ -501,203 +464,6 @@ def nearest_existing(path):
     return path
 
 
-def check_space(dest, need, min_free, what):
-    info = os.statvfs(dest)
-    free = info.f_bavail * info.f_frsize
-    if need > free - min_free:
-        raise SnapshotFailure(
-            'dest %s has %d bytes free; %s needs about %d bytes plus min_free_bytes %d: '
-            'free space or choose another dest' % (dest, free, what, need, min_free))
-    return free
-
-
-def pg_restore_for(params, manifest):
-    """pg_restore of the dump's major version (or newer), for verification."""
-    parsed = parse_version('(PostgreSQL) ' + ((manifest.get('database') or {}).get('pg_dump_version') or ''))
-    return find_program('pg_restore', parsed[0] if parsed else None, near=params['pg_dump_path'])
-
-
-def take_snapshot(module, params, dest, roots, result, space_dir):
-    """Write, verify, rename, write the manifest. Returns the snapshot dict."""
-    started = time.monotonic()
-    tier, fmt, compression = params['tier'], params['format'], params['compression']
-    now = utc_now()
-    source = None
-    temps = []  # temporary files in dest, removed on the way out
-    path = None
-    if params['database']:
-        try:
-            source = open_source(params, params['database'], params['container'], params['container_user'],
-                                 params['docker_host'], params['pg_dump_path'])
-        except (PostgresError, DumpError) as exc:
-            raise SnapshotFailure(str(exc)) from exc
-        except DATABASE_ERRORS as exc:
-            raise SnapshotFailure('database %s refused a query before the dump: %s; nothing was written to %s'
-                                  % (params['database'], str(exc).strip(), dest)) from exc
-    try:
-        if source:
-            result['executed_commands'] = source.executed
-        data_bytes = source.data_bytes() if source else 0
-        tree_bytes = estimate_tree_bytes(roots, params['exclude']) if roots else 0
-        need = int(data_bytes * SIZE_FACTORS[compression]) + tree_bytes
-        if fmt == 'directory':
-            need += int(data_bytes * (SIZE_FACTORS['gzip'] if compression == 'gzip' else 1.0))  # the staging directory
-        if tier == 'full' and source:
-            need += int(data_bytes * SIZE_FACTORS[compression])  # the dump is staged before it joins the archive
-        check_space(space_dir, need, params['min_free_bytes'], 'this %s snapshot' % tier)
-        ext = artifact_ext(tier, fmt, compression, params['archive_format'])
-        name = artifact_name(params['prefix'], tier, now, ext)
-        while os.path.lexists(os.path.join(dest, name)):  # two runs within one second: never overwrite
-            now += datetime.timedelta(seconds=1)
-            name = artifact_name(params['prefix'], tier, now, ext)
-        path = os.path.join(dest, name)
-        snapshot = dict(path=path, manifest_path=path + MANIFEST_SUFFIX, tier=tier,
-                        format=fmt if tier == 'database' else params['archive_format'], compression=compression)
-        if module.check_mode:
-            snapshot.update(status='planned', size_bytes=None, sha256=None, duration_ms=elapsed_ms(started),
-                            source_bytes=data_bytes + tree_bytes, throughput_mb_s=None)
-            return snapshot
-        manifest = dict(schema_version=1, tier=tier, created_at=iso_utc(now), verified_at=None, host=socket.gethostname())
-        manifest['artifact'] = dict(file=name, size_bytes=None, sha256=None, format=snapshot['format'],
-                                    compression=compression if tier == 'database' else params['archive_format'])
-        temp_dirs = []
-        try:
-            source_bytes = 0
-            dump_path = None
-            if source:
-                dump_path, sha, size, dumped, database = write_database(source, params, dest, name, temps, temp_dirs)
-                source_bytes += dumped
-                manifest['database'] = database
-                if tier == 'database':
-                    target = dump_path
-                    manifest['artifact'].update(size_bytes=size, sha256=sha)
-                else:
-                    member = 'database/%s.%s' % (params['database'], dump_ext(fmt, compression))
-                    manifest['database'].update(member=member, member_sha256=sha, member_size_bytes=size)
-            if tier == 'full':
-                target = _temp(dest, name, temps)
-                extra = [(manifest['database']['member'], dump_path)] if dump_path else []
-                with open(target, 'wb') as handle:
-                    sink = HashingWriter(handle)
-                    archive_format = params['archive_format']
-                    if archive_format == 'zip':
-                        tally = write_zip(sink, level_for(params, 'gzip'), roots, params['exclude'], extra,
-                                          params['file_checksums'])
-                    else:
-                        archive_compression = 'zstd' if archive_format == 'tar.zst' else 'gzip'
-                        tally = write_tar(sink, archive_compression, level_for(params, archive_compression), roots,
-                                          params['exclude'], extra, params['file_checksums'])
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                manifest['artifact'].update(size_bytes=sink.size, sha256=sink.sha256)
-                manifest['files'] = dict(tally.as_manifest(), roots=[os.path.abspath(p) for p in roots])
-                source_bytes += tally.total_bytes
-            write_ms = elapsed_ms(started)
-            verify_started = time.monotonic()
-            verify = verify_snapshot(target, manifest, pg_restore_for(params, manifest), result['executed_commands'])
-            verify_ms = elapsed_ms(verify_started)
-            os.chmod(target, 0o600)
-            try:
-                rename_no_replace(target, path)
-            except FileExistsError:
-                raise SnapshotFailure('a snapshot named %s appeared in %s while this one was written (another run in the '
-                                      'same second?): it was kept, and this run\'s copy was discarded: nothing of this '
-                                      'run is left in dest' % (os.path.basename(path), dest)) from None
-            temps.remove(target)
-            try:  # rename, fsync and manifest are one step: without its manifest it is no snapshot, so take it back
-                fsync_dir(dest)
-                manifest['verified_at'] = iso_utc(utc_now())
-                write_manifest(path, manifest)
-            except OSError:
-                _remove_quietly(path)
-                raise
-        finally:
-            for temp in temps:
-                _remove_quietly(temp)
-            for temp_dir in temp_dirs:
-                shutil.rmtree(temp_dir, ignore_errors=True)
-        duration = elapsed_ms(started)
-        snapshot.update(status='written', size_bytes=manifest['artifact']['size_bytes'],
-                        sha256=manifest['artifact']['sha256'], duration_ms=duration, write_ms=write_ms,
-                        verify_ms=verify_ms, source_bytes=source_bytes,
-                        throughput_mb_s=round(source_bytes / 1e6 / max(duration / 1000.0, 1e-6), 1))
-        result['verified'].append(dict(path=path, ok=True, message=_verify_message(verify)))
-        return snapshot
-    except (DumpError, VerifyError, ArchiveError) as exc:
-        raise SnapshotFailure('%s; nothing was written to %s' % (exc, dest)) from exc
-    except DATABASE_ERRORS as exc:
-        raise SnapshotFailure('database %s refused a query while it was being snapshotted: %s; nothing was written to %s '
-                              '(a lock held longer than lock_wait_timeout_s %d s ends it: retry when the lock is gone)'
-                              % (params['database'], str(exc).strip(), dest, params['lock_wait_timeout_s'])) from exc
-    except OSError as exc:
-        left = [leftover for leftover in temps + [path] if leftover and os.path.lexists(leftover)]
-        raise SnapshotFailure('writing the snapshot into %s failed: %s (%s); %s'
-                              % (dest, exc.strerror or exc, exc.filename or 'dest',
-                                 'could not remove %s: delete it by hand' % ', '.join(left) if left
-                                 else 'partial files removed: nothing of this run is left in dest')) from exc
-    finally:
-        if source:
-            source.close()
-
-
-def write_database(source, params, dest, name, temps, temp_dirs):
-    """Dump into a temporary file in ``dest``; return (path, sha256, size, dump bytes, manifest ``database``).
-
-    A directory-format dump goes to a staging directory first (removed by the
-    caller through ``temp_dirs``) and is then stored as one tar.
-    """
-    fmt, compression = params['format'], params['compression']
-    level = level_for(params, compression)
-    target = _temp(dest, name, temps)
-    database = dict(name=params['database'], server_version=source.server_version,
-                    pg_dump_version=source.pg_dump_version, where=source.where, container=params['container'],
-                    format=fmt, compression=compression)
-    if fmt == 'directory':
-        staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=dest)
-        temp_dirs.append(staging)
-        run = source.dump(_dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
-                          params['exact_count_max_rows'])
-        with open(target, 'wb') as handle:
-            sha, size, tables, dumped, database['dump_files'] = write_directory_dump(run, staging, handle,
-                                                                                     compression, level)
-    else:
-        run = source.dump(_dump_args(params), params['exact_count_max_rows'])
-        with open(target, 'wb') as handle:
-            sha, size, tables = write_dump(run, handle, outer_compression(fmt, compression), level,
-                                           source.compress_threads)
-        dumped = run.source_bytes
-    database['tables'] = tables
-    return target, sha, size, dumped, database
-
-
-def _dump_args(params):
-    """pg_dump's format arguments, and a bounded wait for its table locks (it fails instead of hanging)."""
-    return dump_format_args(params['format'], params['compression'], level_for(params, params['compression'])) + [
-        '--lock-wait-timeout=%s' % lock_timeout_setting(params)]
-
-
-def _temp(dest, name, temps):
-    fd, path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=dest)
-    os.close(fd)
-    temps.append(path)
-    return path
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _verify_message(detail):
-    if 'toc_entries' in detail:
-        return 'sha256 matches; pg_restore --list read %d entries' % detail['toc_entries']
-    if 'plain_bytes' in detail:
-        return 'sha256 matches; %d bytes of SQL decompressed, end marker present' % detail['plain_bytes']
-    return 'sha256 matches; %d files / %d bytes listed as recorded' % (detail['files'], detail['file_bytes'])
-
-
 def identity_roots(params, roots):
     """The roots that identify a full snapshot (absolute, sorted), or None when they do not narrow the selection."""
     if params['tier'] != 'full' or (params['state'] != 'present' and not params['paths']):
@@ -705,179 +471,72 @@ def identity_roots(params, roots):
     return sorted(os.path.abspath(path) for path in roots)
 
 
-def apply_retention(module, params, dest, result, roots):
-    """Delete what the keep_* rules do not keep (check mode: list it), counting a planned snapshot as written.
+def verify_existing(module, params, result, started):
+    try:
+        outcomes = verify_selection(params['dest'], params['prefix'], params['tier'], params['database'], params['which'],
+                                    params['pg_dump_path'], result['executed_commands'])
+    except VerifyError as exc:
+        fail(module, str(exc), result)
+    result['verified'] = outcomes
+    failures = [outcome['message'] for outcome in outcomes if not outcome['ok']]
+    result['metrics'] = dict(duration_ms=elapsed_ms(started), snapshots_verified=len(outcomes),
+                             snapshots_failed=len(failures))
+    result['summary'] = 'verified %d snapshot(s) in %s: %d ok, %d failed' % (
+        len(outcomes), params['dest'], len(outcomes) - len(failures), len(failures))
+    if failures:
+        fail(module, '; '.join(failures), result)
+    module.exit_json(**result)
 
-    The rules apply to each identity (database, and roots for the full tier)
-    on its own, so every database and every set of trees keeps its own newest
-    verified snapshot.
-    """
-    policy = dict((key, params[key]) for key in POLICY_KEYS)
-    candidates = snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
-    planned = result['snapshot']
-    if planned and planned['status'] == 'planned':
-        # Its moment is the one its name carries (moved past any snapshot of the same second), as when written.
-        created = parse_artifact_name(os.path.basename(planned['path']))['created']
-        candidates.append(dict(path=planned['path'], manifest_path=planned['manifest_path'], created=created,
-                               verified=True, identity=snapshot_identity(params['tier'], params['database'], roots)))
-    groups = {}
-    for snap in candidates:
-        groups.setdefault(snap['identity'], []).append(snap)
-    pruned = []
-    for identity in sorted(groups, key=repr):
-        group = groups[identity]
-        kept, dropped = select(group, policy, utc_now())
-        result['kept'].extend(snap['path'] for snap in kept)
-        if dropped and not any(snap['verified'] for snap in group):
-            fail(module, 'refusing to prune %s: none of its %d %s snapshots of prefix %s%s is verified, so none may be '
-                 'deleted; take or verify a snapshot first' % (dest, len(group), params['tier'], params['prefix'],
-                                                               _describe_identity(identity)), result)
-        if dropped:
-            check_newest_kept(module, params, kept, result)
-        pruned.extend(dropped)
-    for snap in pruned:
-        if not module.check_mode:
-            try:
-                os.unlink(snap['path'])
-                os.unlink(snap['manifest_path'])
-            except OSError as exc:
-                fail(module, 'cannot delete snapshot %s: %s' % (snap['path'], exc.strerror or exc), result)
-        result['pruned'].append(snap['path'])
-    if pruned and not module.check_mode:
-        fsync_dir(dest)
-    if pruned:
+
+def covering_snapshot(params, dest, roots):
+    """The verified snapshot already covering the current slot, as the result reports it, or None."""
+    current = slot_key(utc_now(), params['slot'])
+    covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
+                if snap['verified'] and current is not None and slot_key(snap['created'], params['slot']) == current]
+    if not covering:
+        return None
+    snap = covering[-1]
+    artifact = snap['manifest']['artifact']
+    return dict(path=snap['path'], manifest_path=snap['manifest_path'], tier=params['tier'],
+                format=artifact.get('format'), compression=artifact.get('compression'),
+                size_bytes=artifact.get('size_bytes'), sha256=artifact.get('sha256'),
+                duration_ms=0.0, source_bytes=0, throughput_mb_s=None, status='existing')
+
+
+def ensure_snapshot(module, params, dest, exists, result):
+    """state present: the covering snapshot, or a new one. Returns the roots identifying it."""
+    present = existing_paths(module, params, result) if params['tier'] == 'full' else []
+    roots = identity_roots(params, present)
+    result['snapshot'] = covering_snapshot(params, dest, roots)
+    if result['snapshot']:
+        return roots
+    writer = SnapshotWriter(params, dest, present, module.check_mode)
+    try:
+        result['snapshot'] = writer.take(dest if exists else nearest_existing(dest))
+    except SnapshotFailure as exc:
+        result['executed_commands'] = writer.executed
+        fail(module, str(exc), result)
+    result['executed_commands'] = writer.executed
+    if writer.verified:
+        result['verified'].append(dict(path=writer.path, ok=True, message=writer.verified))
+    result['changed'] = True
+    return roots
+
+
+def apply_retention(module, params, dest, result, roots):
+    pruner = Pruner(dest, params['prefix'], params['tier'], params['database'], roots, params['pg_dump_path'],
+                    result['executed_commands'])
+    try:
+        pruner.run(dict((key, params[key]) for key in POLICY_KEYS), result['snapshot'], module.check_mode)
+    except PruneRefused as exc:
+        result.update(kept=pruner.kept, pruned=pruner.pruned)
+        fail(module, str(exc), result)
+    result.update(kept=pruner.kept, pruned=pruner.pruned)
+    if pruner.pruned:
         result['changed'] = True
 
 
-def check_newest_kept(module, params, kept, result):
-    """Refuse to delete older snapshots while the newest one kept in their place does not verify now.
-
-    A manifest's ``verified_at`` says the file was good when it was written; a
-    file damaged since then (a flipped bit, a truncated copy) must not be what
-    justifies deleting the good older ones. The snapshot this run wrote was
-    just verified and is not read again.
-    """
-    newest = max(kept, key=lambda snap: snap['created']) if kept else None
-    this_run = result['snapshot']['path'] if result['snapshot'] and result['snapshot']['status'] != 'existing' else None
-    if newest is None or newest['path'] == this_run:
-        return
-    try:
-        verify_snapshot(newest['path'], newest['manifest'], pg_restore_for(params, newest['manifest']),
-                        result['executed_commands'])
-    except (VerifyError, DumpError) as exc:
-        fail(module, 'refusing to prune: the newest snapshot retention keeps, %s, does not verify now (%s); nothing '
-             'was deleted: take a new snapshot (or remove the damaged one with its manifest) first'
-             % (newest['path'], exc), result)
-
-
-def _describe_identity(identity):
-    database, roots = identity
-    parts = (['database %s' % database] if database else []) + (['paths %s' % ', '.join(roots)] if roots else [])
-    return ' (%s)' % '; '.join(parts) if parts else ''
-
-
-def verify_existing(module, params, dest, result):
-    which = params['which']
-    if which in ('latest', 'all'):
-        chosen = [(snap['path'], snap['manifest']) for snap in
-                  snapshots(dest, params['prefix'], params['tier'], params['database'])]
-        if which == 'latest':
-            chosen = chosen[-1:]
-        if not chosen:
-            fail(module, 'no %s snapshot of prefix %s with a manifest in %s: nothing to verify'
-                 % (params['tier'], params['prefix'], dest), result)
-    else:
-        try:
-            chosen = [(which, load_manifest(which + MANIFEST_SUFFIX))]
-        except ManifestError as exc:
-            fail(module, '%s is not a verifiable snapshot: %s' % (which, exc), result)
-    failures = []
-    for path, manifest in chosen:
-        try:
-            detail = verify_snapshot(path, manifest, pg_restore_for(params, manifest), result['executed_commands'])
-            result['verified'].append(dict(path=path, ok=True, message=_verify_message(detail)))
-        except (VerifyError, DumpError) as exc:
-            result['verified'].append(dict(path=path, ok=False, message=str(exc)))
-            failures.append(str(exc))
-    return failures
-
-
-def main():
-    argument_spec = postgres_argument_spec()
-    argument_spec.update(
-        state=dict(type='str', default='present', choices=['present', 'verified', 'pruned']),
-        tier=dict(type='str', default='database', choices=['database', 'full']),
-        dest=dict(type='path', required=True),
-        prefix=dict(type='str'),
-        database=dict(type='str'),
-        format=dict(type='str', default='custom', choices=['custom', 'plain', 'directory']),
-        jobs=dict(type='int', default=2),
-        compression=dict(type='str', choices=list(COMPRESSIONS)),
-        compression_level=dict(type='int'),
-        container=dict(type='str'),
-        container_user=dict(type='str', default='postgres'),
-        docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
-        pg_dump_path=dict(type='path'),
-        paths=dict(type='list', elements='path', default=[]),
-        exclude=dict(type='list', elements='str', default=[]),
-        missing_ok=dict(type='bool', default=False),
-        archive_format=dict(type='str', default='tar.zst', choices=list(ARCHIVE_FORMATS)),
-        file_checksums=dict(type='bool', default=False),
-        slot=dict(type='str', default='daily', choices=list(SLOTS)),
-        min_free_bytes=dict(type='int', default=268435456),
-        lock_wait_timeout_s=dict(type='int', default=300),
-        exact_count_max_rows=dict(type='int', default=1000000),
-        keep_last=dict(type='int'),
-        keep_daily=dict(type='int'),
-        keep_weekly=dict(type='int'),
-        keep_monthly=dict(type='int'),
-        keep_within_days=dict(type='int'),
-        which=dict(type='str', default='latest'),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    validate(module)
-    params = module.params
-    started = time.monotonic()
-    dest = params['dest']
-    result = dict(changed=False, snapshot=None, pruned=[], kept=[], verified=[], executed_commands=[], summary='',
-                  metrics={})
-    before = listing(dest)
-
-    if params['state'] == 'verified':
-        failures = verify_existing(module, params, dest, result)
-        result['metrics'] = dict(duration_ms=elapsed_ms(started), snapshots_verified=len(result['verified']),
-                                 snapshots_failed=len(failures))
-        result['summary'] = 'verified %d snapshot(s) in %s: %d ok, %d failed' % (
-            len(result['verified']), dest, len(result['verified']) - len(failures), len(failures))
-        if failures:
-            fail(module, '; '.join(failures), result)
-        module.exit_json(**result)
-
-    exists = prepare_dest(module, dest, result)
-    roots = identity_roots(params, params['paths'])
-    if params['state'] == 'present':
-        present = existing_paths(module, params, result) if params['tier'] == 'full' else []
-        roots = identity_roots(params, present)
-        current = slot_key(utc_now(), params['slot'])
-        covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
-                    if snap['verified'] and current is not None and slot_key(snap['created'], params['slot']) == current]
-        if covering:
-            snap = covering[-1]
-            artifact = snap['manifest']['artifact']
-            result['snapshot'] = dict(path=snap['path'], manifest_path=snap['manifest_path'], tier=params['tier'],
-                                      format=artifact.get('format'), compression=artifact.get('compression'),
-                                      size_bytes=artifact.get('size_bytes'), sha256=artifact.get('sha256'),
-                                      duration_ms=0.0, source_bytes=0, throughput_mb_s=None, status='existing')
-        else:
-            space_dir = dest if exists else nearest_existing(dest)
-            try:
-                result['snapshot'] = take_snapshot(module, params, dest, present, result, space_dir)
-            except SnapshotFailure as exc:
-                fail(module, str(exc), result)
-            result['changed'] = True
-    if exists:
-        apply_retention(module, params, dest, result, roots)
-
+def summarize(module, params, result, started):
     snap = result['snapshot']
     parts = []
     if snap:
@@ -904,12 +563,73 @@ def main():
         # The size of the snapshot covering the slot under a key that names its tier, so that the
         # maintenance log (numbers only) tells the tiers apart for capacity_review and the report.
         result['metrics']['%s_snapshot_bytes' % params['tier']] = snap['size_bytes']
+
+
+def add_diff(module, dest, before, result):
+    snap = result['snapshot']
+    result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(listing(dest)) + '\n')
+    if module.check_mode and snap and snap['status'] == 'planned':
+        after = sorted(set(before) - set(os.path.basename(p) for p in result['pruned'] + [
+            p + MANIFEST_SUFFIX for p in result['pruned']]) | set([os.path.basename(snap['path'])]))
+        result['diff']['after'] = '\n'.join(after) + '\n'
+
+
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(
+        state=dict(type='str', default='present', choices=['present', 'verified', 'pruned']),
+        tier=dict(type='str', default='database', choices=['database', 'full']),
+        dest=dict(type='path', required=True),
+        prefix=dict(type='str'),
+        database=dict(type='str'),
+        format=dict(type='str', default='custom', choices=['custom', 'plain', 'directory']),
+        jobs=dict(type='int', default=2),
+        compression=dict(type='str', choices=list(COMPRESSIONS)),
+        compression_level=dict(type='int'),
+        container=dict(type='str'),
+        container_user=dict(type='str', default='postgres'),
+        docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
+        pg_dump_path=dict(type='path'),
+        paths=dict(type='list', elements='path', default=[]),
+        exclude=dict(type='list', elements='str', default=[]),
+        missing_ok=dict(type='bool', default=False),
+        archive_format=dict(type='str', default='tar.zst', choices=list(ARCHIVE_FORMATS)),
+        file_checksums=dict(type='bool', default=False),
+        slot=dict(type='str', default='daily', choices=list(SLOTS)),
+        min_free_bytes=dict(type='int', default=268435456),
+        lock_wait_timeout_s=dict(type='int', default=300),
+        exact_count_max_rows=dict(type='int', default=1000000),
+        fingerprint=dict(type='str', default='full', choices=['full', 'counts', 'none']),
+        keep_last=dict(type='int'),
+        keep_daily=dict(type='int'),
+        keep_weekly=dict(type='int'),
+        keep_monthly=dict(type='int'),
+        keep_within_days=dict(type='int'),
+        which=dict(type='str', default='latest'),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    validate(module)
+    params = module.params
+    started = time.monotonic()
+    dest = params['dest']
+    result = dict(changed=False, snapshot=None, pruned=[], kept=[], verified=[], executed_commands=[], summary='',
+                  metrics={})
+    if params['state'] == 'verified':
+        verify_existing(module, params, result, started)
+    before = listing(dest)
+    exists = prepare_dest(module, dest, result)
+    roots = identity_roots(params, params['paths'])
+    if params['state'] == 'present':
+        roots = ensure_snapshot(module, params, dest, exists, result)
+    if exists:
+        apply_retention(module, params, dest, result, roots)
+    summarize(module, params, result, started)
     if module._diff:  # pylint: disable=protected-access
-        result['diff'] = dict(before='\n'.join(before) + '\n', after='\n'.join(listing(dest)) + '\n')
-        if module.check_mode and snap and snap['status'] == 'planned':
-            after = sorted(set(before) - set(os.path.basename(p) for p in result['pruned'] + [
-                p + MANIFEST_SUFFIX for p in result['pruned']]) | set([os.path.basename(snap['path'])]))
-            result['diff']['after'] = '\n'.join(after) + '\n'
+        add_diff(module, dest, before, result)
     module.exit_json(**result)
 
 

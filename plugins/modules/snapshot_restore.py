@@ -13,7 +13,12 @@ description:
   - Takes a snapshot written by M(engineroom.maintenance.snapshot_archive) (the newest of a tier in O(dest),
     or one O(snapshot) path), verifies it against its manifest first, and refuses it when anything differs.
   - Restores the database into a scratch database it creates (named with O(scratch_prefix)), and compares
-    every table's row count with the manifest.
+    it with the manifest. When the snapshot recorded a content fingerprint (M(engineroom.maintenance.snapshot_archive)
+    O(engineroom.maintenance.snapshot_archive#module:fingerprint)), the same fingerprint is taken of the restored
+    database and compared item by item (table rows and content, sequences, large objects, materialized views,
+    the object inventory), so RV(matches) means the data matches; RV(differences) names what differs.
+    Snapshots without a fingerprint (schema version 1 manifests, O(engineroom.maintenance.snapshot_archive#module:fingerprint=none),
+    container dumps) are compared by row counts as far as they go, and RV(note) says so.
   - For a full archive, extracts the files into a scratch directory and compares their count and bytes
     (and sha256 when the manifest recorded them). Extraction refuses absolute member names, C(..)
     components, members reached through a link and relative links leading outside the target, naming the
@@ -22,6 +27,9 @@ description:
   - The scratch database is marked at creation with the comment C(engineroom.maintenance restore drill <run id>);
     an existing database is only replaced, and a scratch database only dropped, when it carries that mark.
     The dumped database itself and O(login_db) are refused as scratch databases.
+  - A snapshot with a fingerprint is restored like a real restore, with owners and ACLs; roles it needs that the
+    server lacks fail the drill, named (create them, or set O(no_owner=true)). Plain dumps are written without
+    owners and are restored without them.
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
   - When the newest snapshot (O(snapshot=latest)) does not verify, the drill is refused and names the newest older
@@ -97,6 +105,12 @@ options:
     description: Fail the task when RV(matches) is false.
     type: bool
     default: true
+  no_owner:
+    description:
+      - Restore without owners and ACLs (C(--no-owner --no-acl)), as when the roles the snapshot needs do not exist
+        on this server; owners and grants are then not compared.
+    type: bool
+    default: false
   pg_restore_path:
     description:
       - pg_restore to run (psql is looked up beside it). Defaults to the server's major version directory
@@ -144,9 +158,41 @@ alternative:
   type: str
   sample: /var/backups/engineroom/app-database-20261122T020000Z.dump.zst
 matches:
-  description: Whether every table's rows (and the files, for a full archive) matched the manifest.
+  description:
+    - Whether the restored data matched the manifest - every table's rows, and with a fingerprint every content hash,
+      sequence, large object, materialized view and object of the inventory (and the files, for a full archive).
   returned: success
   type: bool
+differences:
+  description: Fingerprint differences, in a stable order (empty when everything matches or no fingerprint was recorded).
+  returned: success
+  type: list
+  elements: dict
+  sample: [{kind: table, name: public.orders, what: content, expected: "9223372036854775", actual: "9223372036800012"}]
+  contains:
+    kind:
+      description: C(table), C(materialized view), C(sequence), C(large objects) or C(object) (the inventory).
+      type: str
+    name:
+      description: Qualified name (quoted where needed), or C(kind name) for the inventory.
+      type: str
+    what:
+      description: What differs, such as C(rows), C(content), C(last_value), C(is_called), C(populated), C(count), C(missing).
+      type: str
+    expected:
+      description: The snapshot's value.
+      type: raw
+    actual:
+      description: The restored value.
+      type: raw
+fingerprint:
+  description: The fingerprint mode compared (V(full), V(counts)), or V(null) when the snapshot holds none.
+  returned: success
+  type: str
+note:
+  description: What the comparison could not cover (an old manifest, no fingerprint, no owners restored).
+  returned: success
+  type: str
 rto_s:
   description: Seconds from the start of the drill (verification included) until the data was restored.
   returned: success
@@ -166,7 +212,12 @@ tables:
   elements: dict
   contains:
     table:
-      description: Schema-qualified table name.
+      description: Schema-qualified table name, each part double-quoted unless a plain lower-case identifier.
+      type: str
+    compared:
+      description:
+        - How the table was compared - V(content) (rows and content hash), V(counts_only) (exact rows),
+          V(exact) or V(estimate) (snapshots without a fingerprint).
       type: str
     expected:
       description: Row count in the manifest (null for a table the manifest does not know).
@@ -178,7 +229,7 @@ tables:
       description: Whether the manifest's count was exact.
       type: bool
     match:
-      description: Whether the counts agree.
+      description: Whether the counts (and the content, where compared) agree.
       type: bool
 files:
   description: For a full archive, the file count and bytes recorded and restored.
@@ -207,153 +258,39 @@ executed_commands:
 '''
 
 import os
-import shutil
-import tempfile
 import time
-import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
-    ArchiveError,
-    compression_of,
-    scan_archive,
-    scan_tar,
-)
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
-    DATABASE_ERRORS,
-    DumpError,
-    connection_env,
-    count_tables,
-    find_program,
-)
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
-    MANIFEST_SUFFIX,
-    ManifestError,
-    load_manifest,
-)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
-    PostgresError,
-    StatementRunner,
-    connect,
     connect_or_fail,
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.artifacts import (
-    VerifyError,
-    compare_scan,
-    restore_dump,
-    snapshots,
-    verify_snapshot,
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.drill import (
+    DrillFailure,
+    RestoreDrill,
+    drill_summary,
 )
 
-try:
-    from psycopg2 import sql
-except ImportError:
-    pass  # connect_or_fail reports the missing library
 
-EXACT_EVERYWHERE = 10 ** 18
-# The mark set on every scratch database at creation; only databases carrying it are ever replaced or dropped.
-DRILL_MARK = 'engineroom.maintenance restore drill '
-DATABASE_MARK_SQL = "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = %s"
-MAX_IDENTIFIER = 63
-
-
-def pick_snapshot(module, params, result):
-    """(path, manifest) of the snapshot to drill, or fail naming what is missing."""
-    if params['snapshot'] != 'latest':
-        path = params['snapshot']
-        try:
-            return path, load_manifest(path + MANIFEST_SUFFIX)
-        except ManifestError as exc:
-            module.fail_json(msg='%s is not a snapshot this module can trust: %s' % (path, exc), **result)
-    if not params['dest']:
-        module.fail_json(msg='snapshot latest needs dest: the directory holding the snapshots', **result)
-    found = latest_candidates(params)
-    if not found:
-        module.fail_json(msg='no %s snapshot of prefix %s with a manifest in %s: take one with snapshot_archive first'
-                         % (params['tier'], selection_prefix(params), params['dest']), **result)
-    return found[-1]['path'], found[-1]['manifest']
+def validate(module, result):
+    params = module.params
+    if not params['scratch_prefix']:
+        module.fail_json(msg='scratch_prefix must not be empty: it is what marks a database as the drill\'s own', **result)
+    if params['scratch_database'] and not params['scratch_database'].startswith(params['scratch_prefix']):
+        module.fail_json(msg='scratch_database %s does not start with scratch_prefix %s: the drill only restores into '
+                         'databases carrying its prefix' % (params['scratch_database'], params['scratch_prefix']), **result)
+    if params['jobs'] < 1:
+        module.fail_json(msg='jobs must be at least 1 (got %d)' % params['jobs'], **result)
+    if params['scratch_dir'] and not os.path.isdir(params['scratch_dir']):
+        module.fail_json(msg='scratch_dir %s is not a directory: create it or leave it unset' % params['scratch_dir'],
+                         **result)
 
 
-def selection_prefix(params):
-    return params['prefix'] or params['database'] or 'snapshot'
-
-
-def latest_candidates(params):
-    """The snapshots O(snapshot=latest) chooses from, oldest first."""
-    return snapshots(params['dest'], selection_prefix(params), params['tier'], params['database'])
-
-
-def verified_alternative(params, refused, pg_restore, executed):
-    """The newest snapshot older than the ``refused`` latest one that verifies, or None.
-
-    Named in the refusal so that the operator can drill it on purpose; the
-    drill itself never falls back to an older snapshot unasked.
-    """
-    for snap in reversed([snap for snap in latest_candidates(params) if snap['path'] != refused]):
-        try:
-            verify_snapshot(snap['path'], snap['manifest'], pg_restore, executed)
-        except (VerifyError, DumpError):
-            continue
-        return snap['path']
-    return None
-
-
-def run_ddl(runner, statement):
-    """Run a statement that returns no rows (CREATE/DROP DATABASE), recorded like the runner's own."""
-    with runner.conn.cursor() as cursor:
-        runner.executed.append(statement.as_string(cursor))
-        cursor.execute(statement)
-
-
-def scratch_name(params, manifest):
-    name = params['scratch_database'] or params['scratch_prefix'] + ((manifest.get('database') or {}).get('name') or 'files')
-    return name[:MAX_IDENTIFIER]
-
-
-def check_scratch_database(module, runner, params, manifest, scratch_db, result):
-    """Refuse a scratch database that is the dumped one, the login database, or an existing one without the drill's mark.
-
-    Returns whether it exists (a marked leftover of an earlier drill, to be replaced).
-    """
-    source = (manifest.get('database') or {}).get('name')
-    if scratch_db in (source, params['login_db'] or 'postgres'):
-        what = 'dumped database' if scratch_db == source else 'login database (login_db)'
-        module.fail_json(msg='refusing scratch database %s: it is the %s, which the drill would drop; choose another '
-                         'scratch_database or scratch_prefix' % (scratch_db, what), **result)
-    try:
-        marks = runner.rows(DATABASE_MARK_SQL, (scratch_db,))
-    except DATABASE_ERRORS as exc:
-        module.fail_json(msg='cannot check the scratch database %s: %s; check the login role can read pg_database'
-                         % (scratch_db, str(exc).strip()), **result)
-    if marks and not marks[0][0].startswith(DRILL_MARK):
-        module.fail_json(msg='refusing to restore into existing database %s: it does not carry the mark of a restore '
-                         'drill (comment %r...); drop it yourself or choose another scratch_database'
-                         % (scratch_db, DRILL_MARK.strip()), **result)
-    return bool(marks)
-
-
-def compare_tables(expected, actual, tolerance_pct):
-    rows = []
-    for table in sorted(set(expected) | set(actual)):
-        want = expected.get(table)
-        got = actual.get(table, {}).get('rows')
-        exact = bool(want and want.get('exact'))
-        if want is None or got is None:
-            match = False
-        elif exact:
-            match = got == want['rows']
-        else:
-            match = abs(got - want['rows']) <= max(want['rows'], 1) * tolerance_pct / 100.0
-        rows.append(dict(table=table, expected=want['rows'] if want else None, actual=got, exact=exact, match=match))
-    return rows
-
-
-def main():
-    argument_spec = postgres_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = postgres_argument_spec()
+    spec.update(
         dest=dict(type='path'),
         snapshot=dict(type='str', default='latest'),
         tier=dict(type='str', default='database', choices=['database', 'full']),
@@ -366,149 +303,67 @@ def main():
         jobs=dict(type='int', default=2),
         estimate_tolerance_pct=dict(type='float', default=10),
         fail_on_mismatch=dict(type='bool', default=True),
+        no_owner=dict(type='bool', default=False),
         pg_restore_path=dict(type='path'),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    started = time.monotonic()
-    result = dict(changed=False, snapshot=None, verified=None, executed_commands=[], summary='', metrics={})
-    if not params['scratch_prefix']:
-        module.fail_json(msg='scratch_prefix must not be empty: it is what marks a database as the drill\'s own', **result)
-    if params['scratch_database'] and not params['scratch_database'].startswith(params['scratch_prefix']):
-        module.fail_json(msg='scratch_database %s does not start with scratch_prefix %s: the drill only restores into '
-                         'databases carrying its prefix' % (params['scratch_database'], params['scratch_prefix']), **result)
-    if params['jobs'] < 1:
-        module.fail_json(msg='jobs must be at least 1 (got %d)' % params['jobs'], **result)
-    if params['scratch_dir'] and not os.path.isdir(params['scratch_dir']):
-        module.fail_json(msg='scratch_dir %s is not a directory: create it or leave it unset' % params['scratch_dir'],
-                         **result)
+    return spec
 
-    path, manifest = pick_snapshot(module, params, result)
-    result['snapshot'] = path
-    executed = result['executed_commands']
-    database = manifest.get('database')
-    conn = runner = None
-    programs = dict(pg_restore=None)
-    if database:  # a files-only full archive needs no server
-        conn = connect_or_fail(module)
-        runner = StatementRunner(conn)
-        major = conn.server_version // 10000
-        try:
-            pg_restore = params['pg_restore_path'] or find_program('pg_restore', major)
-            programs = dict(pg_restore=pg_restore, psql=find_program('psql', major, near=pg_restore))
-        except DumpError as exc:
-            module.fail_json(msg=str(exc), **result)
 
+def prepare(module, drill, result, started):
+    """Pick and verify the snapshot, check the scratch name; in check mode, exit with the plan."""
     verify_started = time.monotonic()
-    try:
-        detail = verify_snapshot(path, manifest, programs['pg_restore'], executed)
-    except (VerifyError, DumpError) as exc:
-        message = 'refusing to restore: %s' % exc
-        if params['snapshot'] == 'latest':
-            alternative = result['alternative'] = verified_alternative(params, path, programs['pg_restore'], executed)
-            message += ('; the newest older snapshot that verifies is %s: drill it with snapshot: %s' % (
-                alternative, alternative) if alternative else '; no older snapshot of this selection verifies either')
-        module.fail_json(msg=message, **result)
-    result['verified'] = 'sha256 and readability match the manifest (%s)' % ', '.join(
-        '%s %s' % (key, value) for key, value in sorted(detail.items()))
+    drill.verify()
     verify_ms = elapsed_ms(verify_started)
-
-    scratch_db = scratch_name(params, manifest) if database else None
-    leftover = check_scratch_database(module, runner, params, manifest, scratch_db, result) if scratch_db else False
+    scratch_db = drill.check_scratch()
     if module.check_mode:
-        result['summary'] = 'would restore %s into %s' % (os.path.basename(path), scratch_db or 'a scratch directory')
+        result['summary'] = 'would restore %s into %s' % (os.path.basename(drill.path), scratch_db or 'a scratch directory')
         result['metrics'] = dict(duration_ms=elapsed_ms(started), verify_ms=verify_ms)
+        drill.cleanup()
         module.exit_json(**result)
+    return verify_ms
 
-    scratch_dir = None
-    restore_started = time.monotonic()
-    tables = []
-    files = None
-    created = False
-    try:
-        try:
-            if manifest['tier'] == 'full':
-                scratch_dir = tempfile.mkdtemp(prefix=params['scratch_prefix'], dir=params['scratch_dir'])
-                scan = scan_archive(path, manifest['artifact']['format'], scratch_dir)[0]
-                compare_scan(path, manifest, scan)
-                expected_files = manifest.get('files') or {}
-                files = dict(expected_count=expected_files.get('count'), restored_count=scan.file_count,
-                             expected_bytes=expected_files.get('total_bytes'), restored_bytes=scan.file_bytes,
-                             checksums_checked=len(expected_files.get('sha256') or {}),
-                             absolute_links=scan.absolute_links, match=True)
-                dump_file = os.path.join(scratch_dir, database['member']) if database else None
-            elif manifest['artifact']['format'] == 'directory':
-                scratch_dir = tempfile.mkdtemp(prefix=params['scratch_prefix'], dir=params['scratch_dir'])
-                scan_tar(path, compression_of(path), scratch_dir)
-                dump_file = os.path.join(scratch_dir, 'dump')
-            else:
-                dump_file = path
-            if database:
-                if leftover:
-                    run_ddl(runner, sql.SQL('DROP DATABASE {} WITH (FORCE)').format(sql.Identifier(scratch_db)))
-                run_ddl(runner, sql.SQL('CREATE DATABASE {}').format(sql.Identifier(scratch_db)))
-                created = True
-                run_ddl(runner, sql.SQL('COMMENT ON DATABASE {} IS {}').format(
-                    sql.Identifier(scratch_db), sql.Literal(DRILL_MARK + uuid.uuid4().hex)))
-                restore_dump(dump_file, database.get('format') or manifest['artifact']['format'],
-                             compression_of(dump_file), params, scratch_db, programs, params['jobs'],
-                             dict(os.environ, **connection_env(params)), executed)
-        except (ArchiveError, VerifyError, DumpError) as exc:
-            module.fail_json(msg='restore drill of %s failed: %s' % (path, exc), **result)
-        except OSError as exc:
-            module.fail_json(msg='restore drill of %s failed writing the scratch files: %s (%s)'
-                             % (path, exc.strerror or exc, exc.filename), **result)
-        except DATABASE_ERRORS as exc:
-            module.fail_json(msg='restore drill of %s failed on the server preparing scratch database %s: %s; the login '
-                             'role needs CREATEDB and template1 must be free of other sessions'
-                             % (path, scratch_db, str(exc).strip()), **result)
-        rto_s = round(time.monotonic() - started, 3)
-        restore_ms = elapsed_ms(restore_started)
 
-        compare_started = time.monotonic()
-        if database:
-            try:
-                scratch_conn = connect(dict(params, login_db=scratch_db))
-            except PostgresError as exc:
-                module.fail_json(msg='restored database cannot be opened: %s' % exc, **result)
-            scratch_runner = StatementRunner(scratch_conn)
-            try:
-                actual = count_tables(scratch_runner, EXACT_EVERYWHERE)
-            finally:
-                scratch_conn.close()
-            executed.extend(scratch_runner.executed)
-            tables = compare_tables(database.get('tables') or {}, actual, params['estimate_tolerance_pct'])
-    finally:
-        if not params['keep']:
-            if created:
-                run_ddl(runner, sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(scratch_db)))
-            if scratch_dir:
-                shutil.rmtree(scratch_dir, ignore_errors=True)
-        if conn is not None:
-            executed[:0] = runner.executed
-            conn.close()
-
+def report(module, drill, outcome, started, verify_ms, result):
+    params = module.params
+    tables, files, differences = outcome['tables'], outcome['files'], outcome['differences']
     mismatched = [row for row in tables if not row['match']]
-    matches = not mismatched
-    result.update(changed=params['keep'], matches=matches, rto_s=rto_s, scratch_database=scratch_db,
-                  scratch_dir=scratch_dir, tables=tables, files=files)
-    result['metrics'] = dict(duration_ms=elapsed_ms(started), rto_s=rto_s, verify_ms=verify_ms, restore_ms=restore_ms,
-                             compare_ms=elapsed_ms(compare_started), tables_compared=len(tables),
-                             tables_mismatched=len(mismatched), rows_restored=sum(row['actual'] or 0 for row in tables),
+    rto_s = round(outcome['restored_at'] - started, 3)
+    result.update(changed=params['keep'], matches=not (mismatched or differences), rto_s=rto_s,
+                  scratch_database=drill.scratch_db, scratch_dir=drill.scratch_dir, tables=tables, files=files,
+                  differences=differences, fingerprint=outcome['fingerprint'], note=outcome['note'])
+    result['metrics'] = dict(duration_ms=elapsed_ms(started), rto_s=rto_s, verify_ms=verify_ms,
+                             restore_ms=outcome['restore_ms'], compare_ms=outcome['compare_ms'],
+                             tables_compared=len(tables), tables_mismatched=len(mismatched),
+                             differences=len(differences),
+                             rows_restored=sum(row['actual'] or 0 for row in tables),
                              files_restored=files['restored_count'] if files else 0)
-    what = '%d tables, %d rows' % (len(tables), result['metrics']['rows_restored'])
-    if files:
-        what += ', %d files / %d bytes' % (files['restored_count'], files['restored_bytes'])
-    if matches:
-        verdict = 'all match'
-    else:
-        verdict = 'MISMATCH in %s' % ', '.join('%s (manifest %s, restored %s)' % (row['table'], row['expected'], row['actual'])
-                                               for row in mismatched)
-    result['summary'] = 'restore drill of %s: %s, %s; usable after %.1f s%s' % (
-        os.path.basename(path), what, verdict, rto_s, ' (kept %s)' % (scratch_db or scratch_dir) if params['keep'] else '')
-    if not matches and params['fail_on_mismatch']:
+    result['summary'] = drill_summary(drill.path, outcome, rto_s,
+                                      (drill.scratch_db or drill.scratch_dir) if params['keep'] else None)
+    if not result['matches'] and params['fail_on_mismatch']:
         module.fail_json(msg=result['summary'], **result)
     module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    started = time.monotonic()
+    result = dict(changed=False, snapshot=None, verified=None, executed_commands=[], summary='', metrics={})
+    validate(module, result)
+    conn = None
+    try:
+        drill = RestoreDrill(module.params, result)
+        drill.pick()
+        if drill.manifest.get('database'):  # a files-only full archive needs no server
+            conn = connect_or_fail(module)
+            drill.attach(conn)
+        verify_ms = prepare(module, drill, result, started)
+        outcome = drill.run()
+    except DrillFailure as exc:
+        module.fail_json(msg=str(exc), **result)
+    finally:
+        if conn is not None:
+            conn.close()
+    report(module, drill, outcome, started, verify_ms, result)
 
 
 if __name__ == '__main__':

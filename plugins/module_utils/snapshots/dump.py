@@ -39,6 +39,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     ssl_environment,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import (
+    qualified,
+    take as take_fingerprint,
+)
 
 try:
     import psycopg2
@@ -67,7 +71,7 @@ COUNT_SETTING = 'engineroom.exact_count_max_rows'
 TABLE_ROWS_SQL = (
     "SELECT n.nspname, c.relname, c.reltuples::bigint, "
     "CASE WHEN c.reltuples < current_setting('" + COUNT_SETTING + "')::float8 THEN "
-    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I.%I', n.nspname, c.relname), "
+    "(xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %I.%I', n.nspname, c.relname), "
     "false, true, '')))[1]::text::bigint END "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
@@ -174,21 +178,36 @@ def dump_format_args(fmt, compression, level):
     return args
 
 
-def table_rows(rows):
-    """Manifest ``tables`` from (schema, table, estimate, exact-or-None) rows."""
+def table_rows(rows, legacy_keys=False):
+    """Manifest ``tables`` from (schema, table, estimate, exact-or-None) rows.
+
+    Keys are quoted qualified names (:func:`fingerprint.qualified`);
+    ``legacy_keys`` gives the unquoted ``schema.table`` of schema version 1
+    manifests, to compare with those.
+    """
     tables = {}
     for schema, table, estimate, exact in rows:
+        key = '%s.%s' % (schema, table) if legacy_keys else qualified(schema, table)
         if exact is not None:
-            tables['%s.%s' % (schema, table)] = dict(rows=int(exact), exact=True)
+            tables[key] = dict(rows=int(exact), exact=True)
         else:
-            tables['%s.%s' % (schema, table)] = dict(rows=max(int(estimate), 0), exact=False)
+            tables[key] = dict(rows=max(int(estimate), 0), exact=False)
     return tables
 
 
-def count_tables(runner, exact_count_max_rows):
-    """Manifest ``tables`` of the database ``runner`` is connected to (exact below the threshold)."""
+def count_tables(runner, exact_count_max_rows, legacy_keys=False):
+    """Manifest ``tables`` of the database ``runner`` is connected to (exact below the threshold, ``ONLY``)."""
     runner.scalar(SET_COUNT_SQL, (str(exact_count_max_rows),))
-    return table_rows(runner.rows(TABLE_ROWS_SQL))
+    return table_rows(runner.rows(TABLE_ROWS_SQL), legacy_keys)
+
+
+def tables_and_fingerprint(runner, exact_count_max_rows, mode):
+    """(manifest ``tables``, fingerprint or None): with a fingerprint, its exact counts are the tables' counts."""
+    if mode == 'none':
+        return count_tables(runner, exact_count_max_rows), None
+    fingerprint = take_fingerprint(runner, mode)
+    tables = dict((key, dict(rows=value['rows'], exact=True)) for key, value in fingerprint['tables'].items())
+    return tables, fingerprint
 
 
 class _Process:
@@ -280,8 +299,12 @@ class LocalSource:
     def close(self):
         self.conn.close()
 
-    def dump(self, dump_args, exact_count_max_rows):
-        """Start pg_dump in a snapshot of our own; return a :class:`DumpRun` (rows counted meanwhile)."""
+    def dump(self, dump_args, exact_count_max_rows, fingerprint='none'):
+        """Start pg_dump in a snapshot of our own; return a :class:`DumpRun` (rows counted, fingerprint taken meanwhile).
+
+        The counts and the fingerprint run on this connection, in the very
+        snapshot pg_dump reads (``--snapshot``).
+        """
         self.conn.autocommit = False
         self.conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
         snapshot = self.runner.scalar(EXPORT_SNAPSHOT_SQL)
@@ -289,10 +312,8 @@ class LocalSource:
         self.executed.append(format_argv(argv))
         env = dict(os.environ, **connection_env(self.params))
         process = _Process(argv, env, 'pg_dump')
-        return DumpRun(process, 'pg_dump', lambda: self._count(exact_count_max_rows), self.conn.commit)
-
-    def _count(self, exact_count_max_rows):
-        return count_tables(self.runner, exact_count_max_rows)
+        return DumpRun(process, 'pg_dump', lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint),
+                       self.conn.commit)
 
 
 def check_pg_dump_version(path, version_text, server_version):
@@ -394,8 +415,10 @@ class ContainerSource:
     def close(self):
         self.client.close()
 
-    def dump(self, dump_args, exact_count_max_rows):
+    def dump(self, dump_args, exact_count_max_rows, fingerprint='none'):  # pylint: disable=unused-argument
         """Start pg_dump, with the row counts taken beside it by a second exec on a client of its own.
+
+        No fingerprint: it would not describe the dump's own snapshot.
 
         Counted first, the exact counts of the small tables held the dump
         back by their whole duration. Neither way are they in the dump's own
@@ -410,7 +433,7 @@ class ContainerSource:
 
         def count():
             rows = self._psql(TABLE_ROWS_SQL, count_env, alone=True)
-            return table_rows((r[0], r[1], r[2], r[3] or None) for r in rows)
+            return table_rows((r[0], r[1], r[2], r[3] or None) for r in rows), None
         return DumpRun(stream, 'pg_dump in container %s' % self.container, count, lambda: None,
                        lambda: self._stop(stream))
 
@@ -449,13 +472,14 @@ class DumpRun:
         self.source_bytes = 0
         self._release = release
         self._tables = None
+        self.fingerprint = None
         self._count_error = None
         self._counter = threading.Thread(target=self._count, args=(counter,), daemon=True)
         self._counter.start()
 
     def _count(self, counter):
         try:
-            self._tables = counter()
+            self._tables, self.fingerprint = counter()
         except Exception as exc:  # pylint: disable=broad-except
             self._count_error = exc  # re-raised in finish(), in the module's thread
 

@@ -8,10 +8,10 @@ An artifact is ``<prefix>-<tier>-<YYYYmmddTHHMMSSZ>.<ext>`` with
 so an artifact without a manifest is not an artifact: it is never trusted,
 and never deleted either, since it may be someone else's file.
 
-Manifest schema (version 1), ``schema_version`` first::
+Manifest schema (version 2), ``schema_version`` first::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "tier": "database" | "full",
       "created_at": "2026-11-23T02:00:00Z",
       "verified_at": "2026-11-23T02:00:41Z" | null,
@@ -19,9 +19,15 @@ Manifest schema (version 1), ``schema_version`` first::
       "artifact": {"file": "<artifact file name>", "size_bytes": 0, "sha256": "...",
                    "format": "custom", "compression": "zstd"},
       "database": {"name": "app", "server_version": "15.18", "pg_dump_version": "15.18",
-                   "tables": {"public.orders": {"rows": 20000, "exact": true}}},
+                   "tables": {"public.orders": {"rows": 20000, "exact": true}},
+                   "fingerprint": {"mode": "full", "tables": {...}, "sequences": {...}, ...}},
       ...tier-specific keys (files for the full tier)...
     }
+
+Version 2 keys tables by quoted qualified names (``"a.b".c``, never
+colliding), counts inheritance parents with ``ONLY`` and adds the
+``fingerprint`` (see ``fingerprint``). Version 1 manifests are still read:
+their keys are unquoted ``schema.table`` and they hold no fingerprint.
 
 Readers (pg_purge's snapshot check, snapshot_restore, retention) go through
 :func:`iter_manifests` / :func:`latest_verified`, so they agree on what counts.
@@ -34,9 +40,11 @@ import json
 import os
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 MANIFEST_SUFFIX = '.manifest.json'
 TIERS = ('database', 'full')
 STAMP_FORMAT = '%Y%m%dT%H%M%SZ'
@@ -75,6 +83,15 @@ def manifest_path_for(artifact_path):
     return artifact_path + MANIFEST_SUFFIX
 
 
+def write_manifest(artifact_path, manifest):
+    """Write the manifest atomically (0600: it names hosts and tables), ``schema_version`` first."""
+    ordered = dict(schema_version=SCHEMA_VERSION)
+    ordered.update((key, value) for key, value in manifest.items() if key != 'schema_version')
+    path = manifest_path_for(artifact_path)
+    atomic_write(path, json.dumps(ordered, indent=2, sort_keys=False) + '\n', mode=0o600)
+    return path
+
+
 def load_manifest(path):
     """Read and check a manifest; raise :class:`ManifestError` naming the file and the problem."""
     try:
@@ -84,9 +101,10 @@ def load_manifest(path):
         raise ManifestError('manifest %s unreadable: %s' % (path, exc.strerror or exc)) from exc
     except ValueError as exc:
         raise ManifestError('manifest %s is not valid JSON (%s): treat its snapshot as untrusted' % (path, exc)) from exc
-    if not isinstance(data, dict) or data.get('schema_version') != SCHEMA_VERSION:
-        raise ManifestError('manifest %s has schema_version %r, expected %d'
-                            % (path, data.get('schema_version') if isinstance(data, dict) else None, SCHEMA_VERSION))
+    if not isinstance(data, dict) or data.get('schema_version') not in READABLE_SCHEMA_VERSIONS:
+        raise ManifestError('manifest %s has schema_version %r, expected one of %s'
+                            % (path, data.get('schema_version') if isinstance(data, dict) else None,
+                               ', '.join(str(version) for version in READABLE_SCHEMA_VERSIONS)))
     for key in ('tier', 'created_at', 'artifact'):
         if key not in data:
             raise ManifestError('manifest %s lacks %r' % (path, key))

@@ -100,7 +100,7 @@ def test_mismatch_and_missed_objective_are_reported_then_fail(pg, app_db, site):
     reported = run.result('mismatch result')['dr_drill_result']
     assert reported['matches'] is False and reported['rto_s'] > 0
     orders = [t for t in reported['tables'] if t['table'] == 'public.orders'][0]
-    assert orders == dict(table='public.orders', expected=1201, actual=1200, exact=True, match=False)
+    assert orders == dict(table='public.orders', expected=1201, actual=1200, exact=True, match=False, compared='content')
     assert run.result('tolerated result')['dr_drill_result']['matches'] is False
     assert 'recovery time objective' in run.result('objective')['ansible_failed_result']['msg']
     assert 'no snapshots to pick' in run.result('nothing to drill')['ansible_failed_result']['msg']

@@ -56,7 +56,7 @@ def test_database_tier_dump_verify_slot_and_restore(pg, sample_db, dest):
     assert os.path.getsize(snap['path']) == snap['size_bytes']
     assert stat.S_IMODE(os.stat(dest).st_mode) == 0o700
     manifest = manifest_of(snap['path'])
-    assert list(manifest)[0] == 'schema_version' and manifest['schema_version'] == 1
+    assert list(manifest)[0] == 'schema_version' and manifest['schema_version'] == 2
     assert manifest['verified_at'] and manifest['tier'] == 'database'
     assert manifest['artifact'] == dict(file=os.path.basename(snap['path']), size_bytes=snap['size_bytes'],
                                         sha256=snap['sha256'], format='custom', compression='zstd')

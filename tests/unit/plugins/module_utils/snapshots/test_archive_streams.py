@@ -24,17 +24,16 @@ import zipfile
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
     ArchiveError,
     BackgroundWriter,
     HashingWriter,
     STORED_MEMBER_MIN_BYTES,
     open_decompressor,
     raw_zstd_frame,
-    write_tar,
-    write_zip,
-    _ZipStream,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.tar_stream import write_tar
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.zip_stream import ZipStream, write_zip
 from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.client import DockerExecError, ExecStream
 
 
@@ -55,7 +54,8 @@ def _tree(root):
 
 def _reference_tar(roots, extra):
     """What tarfile itself writes for the same members (the module's tar writer before it was replaced)."""
-    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import _tarinfo, walk_tree
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.tar_stream import _tarinfo
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.tree import walk_tree
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode='w|', format=tarfile.PAX_FORMAT) as tar:
         for member, path in extra:
@@ -188,7 +188,7 @@ def test_zip_writer_uses_zip64_end_records_past_65535_members(tmp_path):
     path = tmp_path / 'many.zip'
     with open(path, 'wb') as handle:
         background = BackgroundWriter(handle)
-        archive = _ZipStream(background, 6)
+        archive = ZipStream(background, 6)
         try:
             for index in range(70000):
                 archive.add_directory('d%05d' % index, info)

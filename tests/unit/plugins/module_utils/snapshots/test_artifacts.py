@@ -6,10 +6,8 @@ import datetime
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
-    compression_of,
-    unsafe_member_reason,
-)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import compression_of
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.extract import unsafe_member_reason
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DumpError,
     check_finished,
@@ -18,7 +16,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.d
     table_rows,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import select, slot_key
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.artifacts import dump_ext
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import dump_ext
 
 UTC = datetime.timezone.utc
 

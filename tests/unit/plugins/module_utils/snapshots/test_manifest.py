@@ -69,7 +69,7 @@ def test_latest_verified_filters(tmp_path):
 def test_schema_version_checked(tmp_path):
     path = tmp_path / 'm.json'
     path.write_text(json.dumps(dict(schema_version=99)))
-    with pytest.raises(mf.ManifestError, match='schema_version 99, expected 1'):
+    with pytest.raises(mf.ManifestError, match='schema_version 99, expected one of 1, 2'):
         mf.load_manifest(str(path))
 
 

@@ -7,13 +7,7 @@ import os
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.modules import snapshot_archive
-
-
-class _Module:
-    """What take_snapshot reads of the AnsibleModule: only check_mode."""
-
-    check_mode = False
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import writer
 
 
 def _params(paths):
@@ -33,9 +27,8 @@ def test_failure_after_rename_removes_the_artifact(tmp_path, monkeypatch, failin
 
     def broken(*_args, **_kwargs):
         raise OSError(errno.EIO, 'Input/output error', str(dest))
-    monkeypatch.setattr(snapshot_archive, failing, broken)  # a failing disk cannot be produced for real here
-    result = dict(executed_commands=[], verified=[])
-    with pytest.raises(snapshot_archive.SnapshotFailure) as caught:
-        snapshot_archive.take_snapshot(_Module(), _params([str(tree)]), str(dest), [str(tree)], result, str(dest))
+    monkeypatch.setattr(writer, failing, broken)  # a failing disk cannot be produced for real here
+    with pytest.raises(writer.SnapshotFailure) as caught:
+        writer.SnapshotWriter(_params([str(tree)]), str(dest), [str(tree)]).take(str(dest))
     assert 'Input/output error' in str(caught.value) and 'nothing of this run is left in dest' in str(caught.value)
     assert os.listdir(str(dest)) == []  # neither the renamed artifact nor a temp file stays behind

@@ -1,179 +1,55 @@
 # -*- coding: utf-8 -*-
 # Copyright: engineroom.maintenance contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Snapshots shared by snapshot_archive and snapshot_restore: writing a dump, verifying, restoring.
+"""Verifying a snapshot: the artifact re-read once, hashed and proven readable in the same pass.
 
-A snapshot is an artifact plus its manifest (see ``_manifest``). Verification
-re-reads the artifact once, hashing it and proving it readable in the same
-pass: ``pg_restore --list`` for custom dumps, complete decompression and the
+``pg_restore --list`` for custom dumps, complete decompression and the
 end-of-dump trailer for plain ones, a full member listing (with per-file
 hashes when recorded) for archives.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.archive import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
     ArchiveError,
-    BackgroundWriter,
     HashingReader,
-    HashingWriter,
     compression_of,
-    scan_tar,
-    write_tar,
-    open_compressor,
     open_decompressor,
     read_all,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.extract import (
     scan_archive,
+    scan_tar,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DumpError,
     check_finished,
-    connection_args,
+    find_program,
+    parse_version,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
-    SCHEMA_VERSION,
+    MANIFEST_SUFFIX,
     ManifestError,
-    iter_manifests,
-    parse_artifact_name,
+    load_manifest,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import parse_iso_utc
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import (
+    format_argv,
+)
 
 PLAIN_TRAILER = b'-- PostgreSQL database dump complete'
-DUMP_EXT = dict(custom='dump', plain='sql', directory='dir.tar')
 TOC_MEMBER = 'dump/toc.dat'
-COMPRESSION_EXT = dict(zstd='.zst', gzip='.gz', none='')
 
 
 class VerifyError(Exception):
     """A snapshot that does not match its manifest or cannot be read back."""
 
 
-def outer_compression(fmt, compression):
-    """The compression the module wraps around pg_dump's output.
-
-    custom/directory + gzip use pg_dump's own zlib (``-Z``), which keeps the
-    archive readable by ``pg_restore``: the module must not compress it again.
-    """
-    return 'none' if fmt in ('custom', 'directory') and compression == 'gzip' else compression
-
-
-def dump_ext(fmt, compression):
-    """``dump.zst``, ``dump`` (custom with pg_dump's own zlib), ``sql.gz``, ``dir.tar.zst``, ..."""
-    return DUMP_EXT[fmt] + COMPRESSION_EXT[outer_compression(fmt, compression)]
-
-
-def artifact_ext(tier, fmt, compression, archive_format):
-    return dump_ext(fmt, compression) if tier == 'database' else archive_format
-
-
-def snapshot_identity(tier, database, roots):
-    """What makes snapshots "the same snapshot" across time: the database dumped and, for the full tier, the roots.
-
-    Slots and retention compare snapshots only within one identity, so a full
-    archive of /etc never stands in for (or pushes out) one of /srv/uploads.
-    """
-    return (database or None, tuple(sorted(roots or ())) if tier == 'full' else None)
-
-
-def snapshots(dest, prefix, tier, database=None, roots=None):
-    """This module's snapshots of ``prefix``/``tier`` in ``dest`` (optionally of one database, or of ``roots``), oldest first.
-
-    Each carries its ``identity`` (:func:`snapshot_identity`). ``roots``
-    (absolute paths) keeps only full archives of exactly those trees.
-    Artifacts with an unreadable manifest are left out: they are neither
-    trusted nor touched.
-    """
-    found = []
-    wanted_roots = tuple(sorted(roots)) if roots is not None else None
-    for path, manifest in iter_manifests(dest):
-        if isinstance(manifest, ManifestError):
-            continue
-        name = parse_artifact_name(os.path.basename(path))
-        if name['prefix'] != prefix or name['tier'] != tier or manifest['tier'] != tier:
-            continue
-        identity = snapshot_identity(tier, (manifest.get('database') or {}).get('name'),
-                                     (manifest.get('files') or {}).get('roots'))
-        if database and identity[0] != database:
-            continue
-        if wanted_roots is not None and identity[1] != wanted_roots:
-            continue
-        found.append(dict(path=path, manifest_path=path + '.manifest.json', created=parse_iso_utc(manifest['created_at']),
-                          verified=bool(manifest.get('verified_at')), manifest=manifest, identity=identity))
-    return sorted(found, key=lambda snap: snap['created'])
-
-
-def write_manifest(artifact_path, manifest):
-    """Write the manifest atomically (0600: it names hosts and tables), ``schema_version`` first."""
-    ordered = dict(schema_version=SCHEMA_VERSION)
-    ordered.update((key, value) for key, value in manifest.items() if key != 'schema_version')
-    path = artifact_path + '.manifest.json'
-    atomic_write(path, json.dumps(ordered, indent=2, sort_keys=False) + '\n', mode=0o600)
-    return path
-
-
-# -- writing a dump -----------------------------------------------------------------------
-
-def write_dump(run, handle, compression, level, threads):
-    """Stream a running dump (``_dump.DumpRun``) through the compressor into ``handle``; fsync.
-
-    ``threads``: zstd workers (the source's ``compress_threads``). Returns
-    (sha256, size_bytes, tables). Any failure aborts pg_dump and
-    raises; the caller removes the temporary file. Hashing and writing run
-    on a thread of their own (:class:`BackgroundWriter`), beside reading and
-    compressing the next chunk.
-    """
-    sink = HashingWriter(handle)
-    background = BackgroundWriter(sink)
-    try:
-        try:
-            compressor = open_compressor(compression, level, background, threads)
-            for chunk in run.chunks():
-                compressor.write(chunk)
-            compressor.close()
-        finally:
-            background.finish()
-        tables = run.finish()
-    except BaseException:
-        run.abort()
-        raise
-    handle.flush()
-    os.fsync(handle.fileno())
-    return sink.sha256, sink.size, tables
-
-
-def write_directory_dump(run, staging, handle, compression, level):
-    """Wait for a directory-format pg_dump (``-f staging/dump``), then tar the directory into ``handle``.
-
-    ``toc.dat`` goes first, so a reader meets the table of contents before the
-    data. Returns (sha256, size_bytes, tables, dump bytes, dump file count).
-    """
-    try:
-        for _chunk in run.chunks():
-            pass  # pg_dump writes into the directory; stdout stays empty
-        tables = run.finish()
-    except BaseException:
-        run.abort()
-        raise
-    root = os.path.join(staging, 'dump')
-    names = sorted(os.listdir(root), key=lambda name: (name != 'toc.dat', name))
-    members = [('dump/' + name, os.path.join(root, name)) for name in names]
-    sink = HashingWriter(handle)
-    write_tar(sink, 'zstd' if compression == 'zstd' else 'none', level, [], [], members)
-    handle.flush()
-    os.fsync(handle.fileno())
-    return sink.sha256, sink.size, tables, sum(os.path.getsize(member[1]) for member in members), len(members)
-
-
-# -- verifying -------------------------------------------------------------------------------
-
-class _ToolFeed:
+class ToolFeed:
     """A local tool reading a stream on stdin; output and errors go to temp files (no pipe deadlock)."""
 
     def __init__(self, argv, env=None):
@@ -240,7 +116,7 @@ def verify_dump(path, manifest, pg_restore, executed):
             if fmt == 'custom':
                 argv = [pg_restore, '--list']
                 executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
-                feed = _ToolFeed(argv)
+                feed = ToolFeed(argv)
                 read_all(stream, feed.write)
                 listing = feed.finish('pg_restore --list')
                 detail['toc_entries'] = sum(1 for line in listing.splitlines() if line and not line.startswith(b';'))
@@ -330,35 +206,42 @@ def verify_snapshot(path, manifest, pg_restore, executed):
     return verify_archive(path, manifest)
 
 
-def feed_file(path, compression, feed):
-    """Decompress an artifact into a _ToolFeed-like writer."""
-    with open(path, 'rb') as handle:
-        read_all(open_decompressor(compression, handle), feed.write)
+def pg_restore_for(pg_dump_path, manifest):
+    """pg_restore of the dump's major version (or newer), for verification (near ``pg_dump_path`` when given)."""
+    parsed = parse_version('(PostgreSQL) ' + ((manifest.get('database') or {}).get('pg_dump_version') or ''))
+    return find_program('pg_restore', parsed[0] if parsed else None, near=pg_dump_path)
 
 
-def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env, executed):
-    """Load a dump into ``scratch_db``: pg_restore for custom/directory (``-j`` when seekable), psql for plain.
+def verify_message(detail):
+    """One line saying what a verification read."""
+    if 'toc_entries' in detail:
+        return 'sha256 matches; pg_restore --list read %d entries' % detail['toc_entries']
+    if 'plain_bytes' in detail:
+        return 'sha256 matches; %d bytes of SQL decompressed, end marker present' % detail['plain_bytes']
+    return 'sha256 matches; %d files / %d bytes listed as recorded' % (detail['files'], detail['file_bytes'])
 
-    A directory dump is given as its extracted directory.
 
-    ``compression`` is the artifact's outer layer (``compression_of`` its
-    name); ``programs`` maps ``pg_restore``/``psql`` to their paths.
+def verify_selection(dest, prefix, tier, database, which, pg_dump_path, executed):
+    """Verify ``which`` (latest, all, or an artifact path); return [dict(path, ok, message)].
+
+    Raises VerifyError when there is nothing to verify.
     """
-    target = connection_args(params, scratch_db)
-    if fmt == 'directory' or (fmt == 'custom' and compression == 'none'):
-        argv = [programs['pg_restore'], '--no-owner', '--no-acl', '--exit-on-error', '-j', str(jobs)] + target + [path]
-        executed.append(format_argv(argv))
-        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
-        check_finished('pg_restore', completed.returncode, completed.stderr)
-        return
-    if fmt == 'custom':
-        name, argv = 'pg_restore', [programs['pg_restore'], '--no-owner', '--no-acl', '--exit-on-error'] + target
+    if which in ('latest', 'all'):
+        chosen = [(snap['path'], snap['manifest']) for snap in snapshots(dest, prefix, tier, database)]
+        if which == 'latest':
+            chosen = chosen[-1:]
+        if not chosen:
+            raise VerifyError('no %s snapshot of prefix %s with a manifest in %s: nothing to verify' % (tier, prefix, dest))
     else:
-        name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-o', os.devnull] + target
-    executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
-    feed = _ToolFeed(argv, env)
-    feed_file(path, compression, feed)
-    if feed.closed_early:
-        feed.finish(name)
-        raise DumpError('%s stopped reading %s before its end' % (name, path))
-    feed.finish(name)
+        try:
+            chosen = [(which, load_manifest(which + MANIFEST_SUFFIX))]
+        except ManifestError as exc:
+            raise VerifyError('%s is not a verifiable snapshot: %s' % (which, exc)) from exc
+    outcomes = []
+    for path, manifest in chosen:
+        try:
+            detail = verify_snapshot(path, manifest, pg_restore_for(pg_dump_path, manifest), executed)
+            outcomes.append(dict(path=path, ok=True, message=verify_message(detail)))
+        except (VerifyError, DumpError) as exc:
+            outcomes.append(dict(path=path, ok=False, message=str(exc)))
+    return outcomes

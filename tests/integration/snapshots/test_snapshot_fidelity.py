@@ -1,0 +1,179 @@
+"""Restores you can trust: fingerprints taken in the dump's snapshot, and a drill whose ``matches`` means the data matches.
+
+Real PostgreSQL, real pg_dump/pg_restore, real playbooks. Tampering is done for real on a copy of the database; its
+snapshot is then given the original's manifest fingerprint (what a snapshot of a tampered copy looks like to a
+manifest written from good data), and the drill must name what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from psycopg2 import sql
+
+from tests.harness.playbook import run_tasks
+from tests.integration.snapshots.conftest import drop_database
+from tests.integration.snapshots.test_snapshot_roundtrip import ARCHIVE, RESTORE, assert_ok, conn, manifest_of
+
+OWNER, READER = 'fp_owner_%d' % os.getpid(), 'fp_reader_%d' % os.getpid()
+RICH_SCHEMA = (
+    'CREATE SCHEMA "Mixed Case"',
+    'CREATE SCHEMA "a.b"',
+    'CREATE SCHEMA a',
+    'CREATE TABLE "a.b".c (id int)',
+    'INSERT INTO "a.b".c SELECT generate_series(1, 3)',
+    'CREATE TABLE a."b.c" (id int)',
+    'INSERT INTO a."b.c" SELECT generate_series(1, 5)',
+    'CREATE TABLE "Mixed Case"."Big Table" (id int PRIMARY KEY, v text, at timestamptz, n numeric, f float8)',
+    "INSERT INTO \"Mixed Case\".\"Big Table\" SELECT g, 'value ' || g, timestamptz '2026-01-01 00:00+00' + g * interval '1 min', "
+    "g / 7.0, g / 3.0 FROM generate_series(1, 5000) g",
+    'CREATE TABLE parent (id int, v text)',
+    'CREATE TABLE child (extra int) INHERITS (parent)',
+    "INSERT INTO parent SELECT g, 'p' FROM generate_series(1, 10) g",
+    "INSERT INTO child SELECT g, 'c', g FROM generate_series(1, 20) g",
+    'CREATE TABLE measurements (id int, at date) PARTITION BY RANGE (at)',
+    "CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+    "CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
+    "INSERT INTO measurements SELECT g, date '2025-06-01' + g FROM generate_series(1, 400) g",
+    'CREATE SEQUENCE counter',
+    "SELECT setval('counter', 42)",
+    'CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n, sum(id) AS s FROM "Mixed Case"."Big Table"',
+    "SELECT lo_from_bytea(0, 'large object content')",
+    'CREATE TABLE secure (id int, owner_name text)',
+    "INSERT INTO secure VALUES (1, 'x')",
+    'ALTER TABLE secure ENABLE ROW LEVEL SECURITY',
+    'CREATE POLICY own_rows ON secure USING (owner_name = current_user)',
+    'ALTER TABLE secure OWNER TO ' + OWNER,
+    'GRANT SELECT ON secure TO ' + READER,
+    "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$",
+    'CREATE TRIGGER parent_bump BEFORE INSERT ON parent FOR EACH ROW EXECUTE FUNCTION bump()',
+)
+# (name, statement on the copy, (kind, name, what) of the first difference the drill must name)
+TAMPERS = [
+    ('value', "UPDATE \"Mixed Case\".\"Big Table\" SET v = 'changed' WHERE id = 4321",
+     ('table', '"Mixed Case"."Big Table"', 'content')),
+    ('deleted', 'DELETE FROM "Mixed Case"."Big Table" WHERE id % 13 = 0', ('table', '"Mixed Case"."Big Table"', 'rows')),
+    ('emptied', 'TRUNCATE a."b.c"', ('table', 'a."b.c"', 'rows')),
+    ('child', "INSERT INTO child VALUES (99, 'c', 99)", ('table', 'public.child', 'rows')),
+    ('lo', 'SELECT lo_unlink(oid) FROM pg_largeobject_metadata', ('large objects', 'all', 'count')),
+    ('sequence', "SELECT setval('counter', 1, false)", ('sequence', 'public.counter', 'is_called')),
+    ('mvempty', 'REFRESH MATERIALIZED VIEW mv WITH NO DATA', ('materialized view', 'public.mv', 'populated')),
+    ('mvdrop', 'DROP MATERIALIZED VIEW mv', ('materialized view', 'public.mv', 'missing')),
+    ('revoke', 'REVOKE SELECT ON secure FROM ' + READER, ('object', 'table public.secure', 'grant')),
+    ('owner', 'ALTER TABLE secure OWNER TO postgres', ('object', 'table public.secure', 'owner')),
+]
+
+
+@pytest.fixture(scope='module')
+def rich_db(pg):
+    name = 'snap_rich_%d' % os.getpid()
+    for role in (OWNER, READER):
+        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+        pg.execute(sql.SQL('CREATE ROLE {}').format(sql.Identifier(role)))
+    drop_database(pg, name)
+    pg.create_database(name)
+    for statement in RICH_SCHEMA:
+        pg.execute(statement, dbname=name)
+    yield name
+    drop_database(pg, name)
+    for tamper in TAMPERS:
+        drop_database(pg, '%s_%s' % (name, tamper[0]))
+    for role in (OWNER, READER):
+        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+
+
+def test_manifest_keys_quoted_only_counts_and_fingerprint(pg, rich_db, dest):
+    c = conn(pg)
+    run = run_tasks([
+        {'name': 'custom', ARCHIVE: dict(c, database=rich_db, dest=dest)},
+        {'name': 'counts', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='counts', fingerprint='counts')},
+        {'name': 'bad', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='bad', fingerprint='most'),
+         'ignore_errors': True},
+    ])
+    manifest = manifest_of(run.result('custom')['snapshot']['path'])
+    assert manifest['schema_version'] == 2
+    tables = manifest['database']['tables']
+    assert tables['"a.b".c'] == dict(rows=3, exact=True) and tables['a."b.c"'] == dict(rows=5, exact=True)
+    assert tables['public.parent']['rows'] == 10 and tables['public.child']['rows'] == 20  # ONLY: no double count
+    assert tables['public.measurements_2025']['rows'] + tables['public.measurements_2026']['rows'] == 400
+    assert 'public.measurements' not in tables  # the partitioned parent holds no rows of its own
+    fingerprint = manifest['database']['fingerprint']
+    assert fingerprint['mode'] == 'full' and fingerprint['tables']['"Mixed Case"."Big Table"']['hash']
+    assert fingerprint['sequences']['public.counter'] == dict(last_value='42', is_called=True)
+    assert fingerprint['large_objects']['count'] == 1 and fingerprint['large_objects']['hash']
+    assert fingerprint['matviews']['public.mv']['populated'] is True
+    inventory = fingerprint['inventory']
+    assert inventory['table public.secure']['owner'] == OWNER and READER in inventory['table public.secure']['acl']
+    assert inventory['table public.secure']['detail'] == 'row security'
+    assert 'policy public.secure.own_rows' in inventory and 'trigger public.parent.parent_bump' in inventory
+    assert 'function public.bump()' in inventory and 'extension plpgsql' in inventory
+    counts = manifest_of(run.result('counts')['snapshot']['path'])['database']['fingerprint']
+    assert counts['mode'] == 'counts' and 'hash' not in counts['tables']['public.child']
+    assert 'fingerprint' in run.result('bad')['msg'] and 'most' in run.result('bad')['msg']
+
+
+@pytest.mark.parametrize('fmt', ['custom', 'directory', 'plain'])
+def test_drill_of_rich_schema_matches(pg, rich_db, dest, fmt):
+    c = conn(pg)
+    run = run_tasks([
+        {'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, format=fmt)},
+        {'name': 'drill', RESTORE: dict(c, dest=dest, database=rich_db)},
+    ])
+    assert_ok(run)
+    drill = run.result('drill')
+    assert drill['matches'] is True and drill['differences'] == [] and drill['fingerprint'] == 'full', drill['summary']
+    assert all(row['compared'] == 'content' and row['match'] for row in drill['tables'])
+    if fmt == 'plain':  # plain dumps carry no owners: the drill says what it could not compare
+        assert 'owners and grants not compared' in drill['note']
+    else:
+        assert drill['note'] is None
+        assert any('pg_restore' in cmd and '--no-owner' not in cmd for cmd in drill['executed_commands'])
+
+
+def test_tampered_copies_do_not_match_and_name_the_object(pg, rich_db, dest):
+    c = conn(pg)
+    tasks = [{'name': 'original', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='orig')}]
+    for name, statement, _expected in TAMPERS:
+        copy = '%s_%s' % (rich_db, name)
+        drop_database(pg, copy)
+        pg.execute(sql.SQL('CREATE DATABASE {} TEMPLATE {}').format(sql.Identifier(copy), sql.Identifier(rich_db)))
+        pg.execute(statement, dbname=copy)
+        tasks.append({'name': name, ARCHIVE: dict(c, database=copy, dest=dest, prefix='t' + name)})
+    run = run_tasks(tasks)
+    assert_ok(run)
+    original = manifest_of(run.result('original')['snapshot']['path'])['database']
+    drills = []
+    for name, _statement, _expected in TAMPERS:
+        path = run.result(name)['snapshot']['path']
+        manifest = manifest_of(path)
+        manifest['database'].update(tables=original['tables'], fingerprint=original['fingerprint'])
+        with open(path + '.manifest.json', 'w') as handle:
+            json.dump(manifest, handle)
+        drills.append({'name': name, 'ignore_errors': True, RESTORE: dict(c, snapshot=path)})
+    run = run_tasks(drills)
+    for name, _statement, (kind, obj, what) in TAMPERS:
+        result = run.result(name)
+        assert result['failed'] and result['matches'] is False, (name, result.get('msg'))
+        named = [(item['kind'], item['name'], item['what']) for item in result['differences']]
+        assert (kind, obj, what) in named, (name, named)
+        assert obj in result['msg']
+
+
+def test_missing_roles_are_named_and_no_owner_restores(pg, rich_db, dest):
+    c = conn(pg)
+    run = run_tasks([{'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest)}])
+    assert_ok(run)
+    path = run.result('snapshot')['snapshot']['path']
+    manifest = manifest_of(path)
+    inventory = manifest['database']['fingerprint']['inventory']
+    inventory['table public.secure']['owner'] = 'nobody_here'  # a role this server lacks, as on another server
+    with open(path + '.manifest.json', 'w') as handle:
+        json.dump(manifest, handle)
+    run = run_tasks([
+        {'name': 'needs roles', 'ignore_errors': True, RESTORE: dict(c, snapshot=path)},
+        {'name': 'no owner', RESTORE: dict(c, snapshot=path, no_owner=True)},
+    ])
+    assert 'nobody_here' in run.result('needs roles')['msg'] and 'no_owner' in run.result('needs roles')['msg']
+    assert run.result('no owner')['matches'] is True
