@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.harness import fault_tools_a as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs, faults_process, faults_snapshots
 
 
 def test_dump_killed_mid_stream(sandbox, reliability):
@@ -18,20 +17,20 @@ def test_dump_killed_mid_stream(sandbox, reliability):
     box, cluster = sandbox, sandbox.cluster
     backups = os.path.join(box.root, 'backups')
 
-    first = tools.play(box, 'daily.yml')
-    assert first.rc == 0, tools.failed_tasks(first)
-    good = tools.artifacts(backups, 'database')
+    first = box.play('daily.yml', faults.HEALTH_REPORTED_ONLY)
+    assert first.rc == 0, faults.failed_tasks(first)
+    good = faults_snapshots.artifacts(backups, 'database')
     assert len(good) == 1
-    tools.add_ballast(cluster, 300000)
+    faults_db.add_ballast(cluster, 300000)
     listing = sorted(os.listdir(backups))
-    files_before = faults.file_tree(backups, os.path.join(box.root, 'uploads'))
-    tables_before = tools.table_contents(cluster)
+    files_before = faults_fs.file_tree(backups, os.path.join(box.root, 'uploads'))
+    tables_before = faults_db.table_contents(cluster)
 
-    killer = tools.kill_pg_dump_mid_stream(cluster.port, min_bytes=2 << 20)
+    killer = faults_process.kill_pg_dump_mid_stream(cluster.port, min_bytes=2 << 20)
     killer.start()
     try:
         # slot always: the day's slot is covered, this run must dump again.
-        run = tools.play(box, 'daily.yml', db_snapshot_slot='always')
+        run = box.play('daily.yml', dict(faults.HEALTH_REPORTED_ONLY, db_snapshot_slot='always'))
     finally:
         killer.stop()
     assert killer.error is None
@@ -39,20 +38,20 @@ def test_dump_killed_mid_stream(sandbox, reliability):
 
     # The run failed at the snapshot, in words that name the cause and say nothing was written.
     assert run.rc != 0
-    failed = tools.failed_tasks(run)
+    failed = faults.failed_tasks(run)
     assert [name for name, dummy in failed] == ['Take the database snapshot of the slot, then apply retention, in '
                                                 '%s' % backups]
     message = failed[0][1]
     assert 'pg_dump' in message and 'signal 9' in message and 'nothing was written to %s' % backups in message
     # Nothing of the killed run is left: no artifact, no manifest, no temp file.
     assert sorted(os.listdir(backups)) == listing
-    assert tools.leftovers(backups) == []
-    assert tools.artifacts(backups) == good
+    assert faults_snapshots.leftovers(backups) == []
+    assert faults_snapshots.artifacts(backups) == good
     # The earlier snapshot is byte for byte what it was, and still verifies against its manifest.
-    files_after = faults.file_tree(backups, os.path.join(box.root, 'uploads'))
-    lost = faults.lost_bytes(files_before, files_after)
-    assert tools.table_contents(cluster) == tables_before
-    verified = tools.verify(box, good)
+    files_after = faults_fs.file_tree(backups, os.path.join(box.root, 'uploads'))
+    lost = faults_fs.lost_bytes(files_before, files_after)
+    assert faults_db.table_contents(cluster) == tables_before
+    verified = faults_snapshots.verify(box, good)
     assert verified[good[0]][0], verified
     # The maintenance log has the failed task and a failed run.
     entries = faults.maintenance_log_entries(box)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.harness import fault_tools_a as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs, faults_process
 from tests.harness.playbook import run_tasks
 
 
@@ -39,21 +38,21 @@ def test_postgres_stopped_during_vacuum(sandbox, reliability):
     box, cluster = sandbox, sandbox.cluster
     lock_file = os.path.join(box.root, 'state', 'maintenance.json')
     flag_file = os.path.join(box.root, 'state', 'maintenance.flag')
-    tools.add_ballast(cluster, 20000, dead_fraction=0.6)
+    faults_db.add_ballast(cluster, 20000, dead_fraction=0.6)
     cluster.execute("ALTER DATABASE app SET vacuum_cost_delay = '20ms'")
     cluster.execute('ALTER DATABASE app SET vacuum_cost_limit = 20')
-    files_before = faults.file_tree(os.path.join(box.root, 'backups'), os.path.join(box.root, 'uploads'))
-    tables_before = tools.table_contents(cluster)
+    files_before = faults_fs.file_tree(os.path.join(box.root, 'backups'), os.path.join(box.root, 'uploads'))
+    tables_before = faults_db.table_contents(cluster)
 
     def stop_postgres(query):
         cluster.stop()
         return query
 
-    stopper = tools.Watcher(vacuum_running(cluster), stop_postgres, interval_s=0.05)
+    stopper = faults_process.Watcher(vacuum_running(cluster), stop_postgres, interval_s=0.05)
     stopper.start()
     try:
         # No purge rules: the application's tables stay as they are, VACUUM has the ballast to work on.
-        run = tools.play(box, 'weekly.yml', db_optimize_purge_rules=[])
+        run = box.play('weekly.yml', dict(faults.HEALTH_REPORTED_ONLY, db_optimize_purge_rules=[]))
     finally:
         stopper.stop()
     assert stopper.error is None and stopper.fired, 'no VACUUM was seen running'
@@ -61,7 +60,7 @@ def test_postgres_stopped_during_vacuum(sandbox, reliability):
 
     # The run failed in the window, and the exit in `always` ran and failed honestly.
     assert run.rc != 0
-    failed = dict(tools.failed_tasks(run))
+    failed = dict(faults.failed_tasks(run))
     vacuum_task = [name for name in failed if name != 'Release the maintenance lock']
     assert len(vacuum_task) == 1, failed
     assert run.result(vacuum_task[0])['action'] == 'engineroom.maintenance.pg_vacuum'
@@ -79,22 +78,22 @@ def test_postgres_stopped_during_vacuum(sandbox, reliability):
     # PostgreSQL back: the role is still read-only (nobody released it behind the lock's back) ...
     cluster.start()
     cluster.wait_ready()
-    assert tools.role_read_only(cluster) == 'on' and not tools.app_can_write(cluster)
+    assert faults_db.role_read_only(cluster) == 'on' and not faults_db.app_can_write(cluster)
     # ... until maintenance_off.yml releases the lock as the message says.
-    off = tools.play(box, 'maintenance_off.yml', maintenance_owner='weekly')
-    assert off.rc == 0, tools.failed_tasks(off)
+    off = box.play('maintenance_off.yml', dict(faults.HEALTH_REPORTED_ONLY, maintenance_owner='weekly'))
+    assert off.rc == 0, faults.failed_tasks(off)
     assert off.result('Release the maintenance lock')['released'] is True
     assert not os.path.exists(lock_file) and not os.path.exists(flag_file)
-    assert tools.role_read_only(cluster) is None and tools.app_can_write(cluster)
+    assert faults_db.role_read_only(cluster) is None and faults_db.app_can_write(cluster)
     assert maintenance_probe(box)['status'] == 'healthy'
     entries = faults.maintenance_log_entries(box)
     assert [e['status'] for e in entries if e['event'] == 'run_end'] == ['failed', 'changed']
     logged = [e['module'] for e in entries if e['event'] == 'task' and e['status'] == 'failed']
     assert logged == ['engineroom.maintenance.pg_vacuum', 'engineroom.maintenance.maintenance_lock']
 
-    tables_after = tools.table_contents(cluster)
+    tables_after = faults_db.table_contents(cluster)
     assert tables_after == tables_before
-    lost = faults.lost_bytes(files_before, faults.file_tree(os.path.join(box.root, 'backups'),
+    lost = faults_fs.lost_bytes(files_before, faults_fs.file_tree(os.path.join(box.root, 'backups'),
                                                             os.path.join(box.root, 'uploads')))
     reliability.observed = (
         'stopped during "%s"; pg_vacuum failed: "%s"; exit failed: "%s"; lock and flag kept, probe: %s "%s"; after '

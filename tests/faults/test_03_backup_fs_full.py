@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.harness import fault_tools_a as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs, faults_process, faults_snapshots
 
 ARCHIVE_TASK = 'Take the full archive of the slot, then apply retention, in %s'
 
@@ -21,23 +20,23 @@ def test_backup_filesystem_full_during_archive(sandbox, reliability):
     box, cluster = sandbox, sandbox.cluster
     backupfs = os.path.join(box.root, 'backupfs')
     backups = os.path.join(backupfs, 'backups')
-    with tools.mounted(backupfs, 'size=48m', 'mode=0755'):
+    with faults_fs.tmpfs_mounted(backupfs, 'size=48m', 'mode=0755'):
         # min_free_bytes 0: the up-front space check (256 MB by default) would refuse this small filesystem
         # before the archive starts; the case is a disk that fills up while the archive is written.
         variables = dict(engineroom_backup_dir=backups, full_archive_min_free_bytes=0)
-        first = tools.play(box, 'weekly.yml', **variables)
-        assert first.rc == 0, tools.failed_tasks(first)
-        older = tools.artifacts(backups, 'full')
+        first = box.play('weekly.yml', dict(faults.HEALTH_REPORTED_ONLY, **variables))
+        assert first.rc == 0, faults.failed_tasks(first)
+        older = faults_snapshots.artifacts(backups, 'full')
         assert len(older) == 1
         listing = sorted(os.listdir(backups))
-        files_before = faults.file_tree(backups, os.path.join(box.root, 'uploads'))
-        tables_before = tools.table_contents(cluster)
+        files_before = faults_fs.file_tree(backups, os.path.join(box.root, 'uploads'))
+        tables_before = faults_db.table_contents(cluster)
 
-        filler = tools.Watcher(lambda: tools.leftovers(backups), lambda names: (names, tools.fill(backupfs)))
+        filler = faults_process.Watcher(lambda: faults_snapshots.leftovers(backups), lambda names: (names, faults_fs.fill_to_last_byte(backupfs)))
         filler.start()
         try:
             # Run the window again, and archive although the week's slot is covered.
-            run = tools.play(box, 'weekly.yml', engineroom_weekly_rerun=True, full_archive_slot='always', **variables)
+            run = box.play('weekly.yml', dict(faults.HEALTH_REPORTED_ONLY, engineroom_weekly_rerun=True, full_archive_slot='always', **variables))
         finally:
             filler.stop()
         assert filler.error is None and filler.fired, 'no temporary file of the archive was seen'
@@ -45,26 +44,26 @@ def test_backup_filesystem_full_during_archive(sandbox, reliability):
         os.unlink(os.path.join(backupfs, 'filler'))
 
         assert run.rc != 0
-        failed = tools.failed_tasks(run)
+        failed = faults.failed_tasks(run)
         assert [name for name, dummy in failed] == [ARCHIVE_TASK % backups], failed
         message = failed[0][1]
         assert 'No space left on device' in message and backups in message
         assert 'partial files removed: nothing of this run is left in dest' in message
         # No partial archive, no temp file, no manifest: the directory is as before; the older archive verifies.
-        assert sorted(os.listdir(backups)) == listing and tools.leftovers(backups) == []
-        assert tools.artifacts(backups) == older
-        verified = tools.verify(box, older, tier='full')
+        assert sorted(os.listdir(backups)) == listing and faults_snapshots.leftovers(backups) == []
+        assert faults_snapshots.artifacts(backups) == older
+        verified = faults_snapshots.verify(box, older, tier='full')
         assert verified[older[0]][0], verified
         # The purge never ran without its archive, and the window was left.
         assert not any('pg_purge' in str(t.get('action')) and not t.get('skipped') for t in run.tasks)
-        assert tools.table_contents(cluster) == tables_before
+        assert faults_db.table_contents(cluster) == tables_before
         assert run.result('Release the maintenance lock')['released'] is True
         assert not os.path.exists(os.path.join(box.root, 'state', 'maintenance.json'))
-        assert tools.role_read_only(cluster) is None and tools.app_can_write(cluster)
+        assert faults_db.role_read_only(cluster) is None and faults_db.app_can_write(cluster)
         logged = [e for e in faults.maintenance_log_entries(box) if e['event'] == 'task' and e['status'] == 'failed']
         assert [e['module'] for e in logged] == ['engineroom.maintenance.snapshot_archive']
 
-        lost = faults.lost_bytes(files_before, faults.file_tree(backups, os.path.join(box.root, 'uploads')))
+        lost = faults_fs.lost_bytes(files_before, faults_fs.file_tree(backups, os.path.join(box.root, 'uploads')))
     reliability.observed = (
         'filler wrote %d bytes once %s appeared; task failed: "%s"; backup directory as before (%s verifies), no '
         'purge, lock released, app role writable'

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.harness import fault_tools_a as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs, faults_snapshots
 
 
 def test_flipped_byte_in_latest_snapshot(sandbox, reliability):
@@ -18,23 +17,18 @@ def test_flipped_byte_in_latest_snapshot(sandbox, reliability):
     box, cluster = sandbox, sandbox.cluster
     backups = os.path.join(box.root, 'backups')
 
-    first = tools.play(box, 'daily.yml')
-    assert first.rc == 0, tools.failed_tasks(first)
-    second = tools.play(box, 'daily.yml', db_snapshot_slot='always', db_snapshot_keep_last=2)
-    assert second.rc == 0, tools.failed_tasks(second)
-    older, latest = tools.artifacts(backups, 'database')
-    size = os.path.getsize(latest)
-    with open(latest, 'r+b') as handle:
-        handle.seek(size // 2)
-        byte = handle.read(1)
-        handle.seek(size // 2)
-        handle.write(bytes([byte[0] ^ 0xFF]))
-    files_before = faults.file_tree(backups, os.path.join(box.root, 'uploads'))
-    tables_before = tools.table_contents(cluster)
+    first = box.play('daily.yml', faults.HEALTH_REPORTED_ONLY)
+    assert first.rc == 0, faults.failed_tasks(first)
+    second = box.play('daily.yml', dict(faults.HEALTH_REPORTED_ONLY, db_snapshot_slot='always', db_snapshot_keep_last=2))
+    assert second.rc == 0, faults.failed_tasks(second)
+    older, latest = faults_snapshots.artifacts(backups, 'database')
+    faults_fs.flip_byte(latest)
+    files_before = faults_fs.file_tree(backups, os.path.join(box.root, 'uploads'))
+    tables_before = faults_db.table_contents(cluster)
     databases_before = sorted(row[0] for row in cluster.execute('SELECT datname FROM pg_database'))
 
     # Daily: the day's slot is covered by the damaged snapshot, whose re-verification fails.
-    daily = tools.play(box, 'daily.yml', db_snapshot_keep_last=2)
+    daily = box.play('daily.yml', dict(faults.HEALTH_REPORTED_ONLY, db_snapshot_keep_last=2))
     assert daily.rc != 0
     verify = daily.result('Re-verify the snapshot against its manifest (snapshot)')
     assert verify['failed'] and [v['path'] for v in verify['verified']] == [latest]
@@ -45,26 +39,26 @@ def test_flipped_byte_in_latest_snapshot(sandbox, reliability):
     # Monthly drill: refused, and the older snapshot named instead.
     # The sandbox's variables travel as extra vars, which would override monthly.yml's own
     # db_optimize_purge_rules: [] (its review purges nothing); say it again at that precedence.
-    monthly = tools.play(box, 'monthly.yml', db_optimize_purge_rules=[])
+    monthly = box.play('monthly.yml', dict(faults.HEALTH_REPORTED_ONLY, db_optimize_purge_rules=[]))
     assert monthly.rc != 0
     drill = monthly.result('Restore drill of the latest snapshot of tier database')
     assert drill['failed'] and drill['snapshot'] == latest, drill
     assert drill.get('alternative') == older, drill.get('msg')
     assert drill['msg'].startswith('refusing to restore: ') and 'sha256' in drill['msg']
     assert 'the newest older snapshot that verifies is %s' % older in drill['msg']
-    assert tools.failed_tasks(monthly) == [('Restore drill of the latest snapshot of tier database', drill['msg'])], \
-        tools.failed_tasks(monthly)
+    assert faults.failed_tasks(monthly) == [('Restore drill of the latest snapshot of tier database', drill['msg'])], \
+        faults.failed_tasks(monthly)
     # Nothing restored, nothing deleted, the good snapshot still verifies.
     assert sorted(row[0] for row in cluster.execute('SELECT datname FROM pg_database')) == databases_before
-    assert tools.artifacts(backups, 'database') == [older, latest] and tools.leftovers(backups) == []
-    assert tools.verify(box, [older])[older][0]
-    after = tools.table_contents(cluster)
+    assert faults_snapshots.artifacts(backups, 'database') == [older, latest] and faults_snapshots.leftovers(backups) == []
+    assert faults_snapshots.verify(box, [older])[older][0]
+    after = faults_db.table_contents(cluster)
     assert after == tables_before, sorted(t for t in after if after[t] != tables_before.get(t))
     logged = [e for e in faults.maintenance_log_entries(box) if e['event'] == 'task' and e['status'] == 'failed']
     assert [e['module'] for e in logged] == ['engineroom.maintenance.snapshot_archive',
                                              'engineroom.maintenance.snapshot_restore']
 
-    lost = faults.lost_bytes(files_before, faults.file_tree(backups, os.path.join(box.root, 'uploads')))
+    lost = faults_fs.lost_bytes(files_before, faults_fs.file_tree(backups, os.path.join(box.root, 'uploads')))
     reliability.observed = (
         'daily: "%s"; monthly drill: "%s"; no scratch database left, both snapshots kept as they were'
         % (verify['msg'].replace(backups + '/', ''), drill['msg'].replace(backups + '/', '')))

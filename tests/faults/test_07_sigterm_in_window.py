@@ -17,8 +17,7 @@ import os
 import signal
 import time
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs, faults_process
 
 TTL_S = 6
 
@@ -32,19 +31,20 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
         % TTL_S)
     box = sandbox
     lock_file = os.path.join(box.root, 'state', 'maintenance.json')
-    app_before = tools.role_config(box.cluster, 'app')
-    before = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
+    app_before = faults_db.role_config(box.cluster, 'app')
+    before = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
 
-    proc = tools.start_playbook(box, 'weekly.yml', dict(maintenance_window_ttl_s=TTL_S,
-                                                        health_check_probes=tools.steady_probes(box)))
+    proc = box.start_play('weekly.yml', dict(maintenance_window_ttl_s=TTL_S,
+                                             health_check_probes=faults.steady_probes(box)),
+                          callback='default', merge_output=True, new_session=True)
     try:
-        tools.wait_for(lambda: os.path.exists(lock_file) or proc.poll() is not None, 60, 'the lock file')
+        faults_process.wait_for(lambda: os.path.exists(lock_file) or proc.poll() is not None, 60, 'the lock file')
         assert proc.poll() is None, 'weekly.yml ended before it took the lock:\n%s' % proc.communicate()[0][-3000:]
         os.kill(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
         # Whatever the killed run had started (a module) finishes or dies by itself; wait for its session to empty.
-        leftovers = len(tools.session_pids(proc.pid))
-        tools.wait_for(lambda: not tools.session_pids(proc.pid), 30, "the end of the killed run's processes")
+        leftovers = len(faults_process.session_pids(proc.pid))
+        faults_process.wait_for(lambda: not faults_process.session_pids(proc.pid), 30, "the end of the killed run's processes")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -60,20 +60,20 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
     expires = calendar.timegm(time.strptime(record['expires_at'], '%Y-%m-%dT%H:%M:%SZ'))
     assert expires - started == TTL_S
     assert [entry['role'] for entry in record['readonly_roles']] == ['app']
-    assert tools.role_config(box.cluster, 'app') == [('*', ['default_transaction_read_only=on'])]
-    first = tools.log_events(box, 'run_start')
+    assert faults_db.role_config(box.cluster, 'app') == [('*', ['default_transaction_read_only=on'])]
+    first = faults.log_events(box, 'run_start')
     assert len(first) == 1
     first_run = first[0]['run_id']
-    assert not tools.log_events(box, 'run_end'), 'a killed run cannot have written its end record'
-    first_tasks = [e['task'] for e in tools.log_events(box, 'task', run_id=first_run)]
+    assert not faults.log_events(box, 'run_end'), 'a killed run cannot have written its end record'
+    first_tasks = [e['task'] for e in faults.log_events(box, 'task', run_id=first_run)]
     assert not any('Release the maintenance lock' in name for name in first_tasks)
 
     # The next run after expiry takes the lock over and leaves the window in its always: section.
     time.sleep(max(0.0, expires - time.time() + 1.0))
     # The security audit has nothing to do with the recovery: skipped to keep the case short.
-    run = faults.play(box, 'weekly.yml', extra_vars=dict(maintenance_window_steal_expired=True,
-                                                         health_check_probes=tools.steady_probes(box)),
-                      env=dict(ANSIBLE_SKIP_TAGS='security'))
+    run = box.play('weekly.yml', extra_vars=dict(maintenance_window_steal_expired=True,
+                                                 health_check_probes=faults.steady_probes(box)),
+                   env=dict(ANSIBLE_SKIP_TAGS='security'))
     assert run.rc == 0, run.stderr[-3000:]
     taken = run.result('Take the maintenance lock')
     assert taken['stolen'] is True and taken['expired'] is True and taken['acquired'] is True
@@ -83,22 +83,22 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
     assert released['released'] is True and released['roles_changed'] == ['app']
     assert not os.path.exists(lock_file)
     assert not os.path.exists(os.path.join(box.root, 'state', 'maintenance.flag'))
-    assert tools.role_config(box.cluster, 'app') == app_before
+    assert faults_db.role_config(box.cluster, 'app') == app_before
 
     # The maintenance log shows both runs: the killed one without an end, the recovery with the steal.
-    starts = tools.log_events(box, 'run_start')
+    starts = faults.log_events(box, 'run_start')
     assert [s['run_id'] for s in starts][0] == first_run and len(starts) == 2
     second_run = starts[1]['run_id']
-    ends = tools.log_events(box, 'run_end')
+    ends = faults.log_events(box, 'run_end')
     assert [e['run_id'] for e in ends] == [second_run] and ends[0]['status'] == 'changed'
-    steal = [e for e in tools.log_events(box, 'task', run_id=second_run) if e['task'].endswith('Take the maintenance lock')]
+    steal = [e for e in faults.log_events(box, 'task', run_id=second_run) if e['task'].endswith('Take the maintenance lock')]
     assert steal and 'expired lock of weekly taken over' in steal[0]['summary']
-    with open(os.path.join(faults.maintenance_log_dir(box), 'MAINTENANCE_LOG.md')) as handle:
+    with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:
         markdown = handle.read()
     assert second_run in markdown and 'expired lock of weekly taken over' in markdown
 
-    after = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
-    reliability.data_lost_bytes = faults.lost_bytes(before, after)
+    after = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, after)
     reliability.observed = (
         'ansible-playbook ended at once (exit -15, no SIGTERM handler): always: did not run, no run_end logged, lock '
         'left with expires_at = start + %d s and app read-only; %d process(es) of the run still alive right after the '

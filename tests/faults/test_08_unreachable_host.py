@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
-from tests.harness.playbook import REPO_ROOT, run_playbook
+from tests.harness import faults, faults_fs
 from tests.harness.ports import free_port
 
 PER_HOST = ('web1', 'web2')
@@ -26,8 +24,8 @@ PER_HOST = ('web1', 'web2')
 
 def inventory(box, path, failing_host=None):
     """web1 and web2 local (own backups/state), web3 unreachable; ``failing_host`` snapshots a database that does not exist."""
-    group_vars = faults.sandbox_vars(box)
-    group_vars['health_check_probes'] = tools.steady_probes(box)
+    group_vars = box.variables()
+    group_vars['health_check_probes'] = faults.steady_probes(box)
     hosts = {}
     for name in PER_HOST:
         state = os.path.join(box.root, 'state', name)
@@ -44,13 +42,12 @@ def inventory(box, path, failing_host=None):
                          ansible_user='nobody',
                          ansible_ssh_common_args='-o ConnectTimeout=5 -o BatchMode=yes -o StrictHostKeyChecking=no '
                                                  '-o UserKnownHostsFile=/dev/null')
-    return tools.write_inventory(path, hosts, group_vars)
+    return faults.write_inventory(path, hosts, group_vars)
 
 
 def daily(box, inventory_path, max_fail_percentage):
-    return run_playbook(os.path.join(REPO_ROOT, 'playbooks', 'daily.yml'), inventory=inventory_path,
-                        extra_vars=dict(engineroom_max_fail_percentage=max_fail_percentage),
-                        env=dict(ENGINEROOM_MAINTENANCE_LOG_DIR=faults.maintenance_log_dir(box)))
+    return box.play('daily.yml', dict(engineroom_max_fail_percentage=max_fail_percentage),
+                    with_box_vars=False, inventory=inventory_path)
 
 
 def tasks_of(run, host):
@@ -59,8 +56,8 @@ def tasks_of(run, host):
 
 def run_events(box, index):
     """(run_end, task events) of the ``index``-th run in the maintenance log."""
-    run_id = tools.log_events(box, 'run_start')[index]['run_id']
-    return tools.log_events(box, 'run_end', run_id=run_id)[0], tools.log_events(box, 'task', run_id=run_id)
+    run_id = faults.log_events(box, 'run_start')[index]['run_id']
+    return faults.log_events(box, 'run_end', run_id=run_id)[0], faults.log_events(box, 'task', run_id=run_id)
 
 
 def snapshots_of(box, host):
@@ -76,7 +73,7 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
         'web1 and web2 complete; the callback records web3 as unreachable; max_fail_percentage honoured as ansible '
         'documents it: a failure stops the batch at 0 and not at 50')
     box = sandbox
-    before = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
+    before = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
 
     # 1. Only web3 unreachable, max_fail_percentage 0 (the playbooks' default).
     run = daily(box, inventory(box, str(tmp_path / 'hosts.json')), 0)
@@ -91,7 +88,7 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
     assert end['hosts']['web1']['status'] == end['hosts']['web2']['status'] == 'changed'
     unreachable = [e for e in events if e['status'] == 'unreachable']
     assert [e['host'] for e in unreachable] == ['web3'] and unreachable[0]['msg']
-    with open(os.path.join(faults.maintenance_log_dir(box), 'MAINTENANCE_LOG.md')) as handle:
+    with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:
         assert '### web3: unreachable' in handle.read()
 
     # 2. web2's snapshot fails too, max_fail_percentage 0: 1 failed of 3 > 0 %, the play stops for all after that task.
@@ -119,8 +116,8 @@ def test_unreachable_host_others_complete_and_max_fail_percentage_counts_failure
     for host in PER_HOST:
         assert len(snapshots_of(box, host)) == 1, 'the daily slot of %s was already taken' % host
 
-    after = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
-    reliability.data_lost_bytes = faults.lost_bytes(before, after)
+    after = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'logs'))
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, after)
     reliability.observed = (
         'web1 and web2 took and verified their snapshots and reviewed the logs while web3 was unreachable (exit 4); '
         'maintenance.jsonl has web3 "unreachable" with the SSH message and MAINTENANCE_LOG.md a "web3: unreachable" '

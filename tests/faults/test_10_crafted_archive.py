@@ -16,18 +16,11 @@ any member that would be written through such a link.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import os
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
+from tests.harness import faults, faults_fs, faults_snapshots
 
 ETC_CANARY = '/etc/engineroom-fault-10-canary'
-
-
-def sha256(path):
-    with open(path, 'rb') as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def test_crafted_archive_is_refused_and_nothing_lands_outside_scratch(sandbox, reliability, tmp_path):
@@ -56,21 +49,21 @@ def test_crafted_archive_is_refused_and_nothing_lands_outside_scratch(sandbox, r
                  "member 'files/srv/app/etc/engineroom-fault-10-canary' has a path through the link files/srv/app/etc"),
     )
     etc_before = set(os.listdir('/etc'))
-    passwd_before = sha256('/etc/passwd')
-    before = faults.file_tree(os.path.join(box.root, 'uploads'))
+    passwd_before = faults_fs.sha256_of('/etc/passwd')
+    before = faults_fs.file_tree(os.path.join(box.root, 'uploads'))
 
     messages = {}
     for offset, (label, (members, refusal)) in enumerate(sorted(cases.items())):
-        archive = tools.crafted_full_archive(backups, members, now + datetime.timedelta(seconds=offset))
-        run = faults.play(box, 'quarterly.yml', extra_vars=dict(dr_drill_snapshot=archive, dr_drill_scratch_dir=str(scratch)),
-                          env=dict(ANSIBLE_RUN_TAGS='drill'))
+        archive = faults_snapshots.crafted_full_archive(backups, members, now + datetime.timedelta(seconds=offset))
+        run = box.play('quarterly.yml', extra_vars=dict(dr_drill_snapshot=archive, dr_drill_scratch_dir=str(scratch)),
+                       env=dict(ANSIBLE_RUN_TAGS='drill'))
         assert run.rc == 2, (label, run.stderr[-2000:])
         drill = run.result('Restore drill of the latest snapshot of tier full')
         assert drill['failed'] and refusal in drill['msg'] and 'path-traversal' in drill['msg'], (label, drill['msg'])
         assert os.path.basename(archive) in drill['msg']
         messages[label] = drill['msg']
         # The refusal is in the maintenance log as it was reported.
-        failed = [e for e in tools.log_events(box, 'task', status='failed') if e['task'].endswith('tier full')]
+        failed = [e for e in faults.log_events(box, 'task', status='failed') if e['task'].endswith('tier full')]
         assert failed[-1]['msg'] == drill['msg']
         # Nothing outside the scratch directory; the scratch directory itself cleaned up.
         assert os.listdir(outside) == [], label
@@ -83,11 +76,11 @@ def test_crafted_archive_is_refused_and_nothing_lands_outside_scratch(sandbox, r
     assert messages['absolute'].startswith('refusing to restore: snapshot ')
     assert messages['symlink'].startswith('restore drill of ')
     assert set(os.listdir('/etc')) - etc_before == set()
-    assert sha256('/etc/passwd') == passwd_before
+    assert faults_fs.sha256_of('/etc/passwd') == passwd_before
     no_scratch_db = box.cluster.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'")
     assert no_scratch_db == [(0,)]
 
-    reliability.data_lost_bytes = faults.lost_bytes(before, faults.file_tree(os.path.join(box.root, 'uploads')))
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, faults_fs.file_tree(os.path.join(box.root, 'uploads')))
     reliability.observed = (
         'all three refused with the member named: "../" and absolute members while verifying (nothing extracted), '
         'the file behind the symlink to /etc while extracting (the link was only ever created inside scratch, '

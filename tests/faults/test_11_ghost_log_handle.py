@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
+from tests.harness import faults, faults_fs, faults_process
 
 BEFORE_DELETE = 200000
 AFTER_DELETE = 100000
@@ -46,14 +45,14 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
     go, done = str(tmp_path / 'go'), str(tmp_path / 'done')
     writer = subprocess.Popen([sys.executable, '-c', WRITER, path, go, done], stdin=subprocess.DEVNULL)
     try:
-        tools.wait_for(lambda: os.path.exists(path) and os.path.getsize(path) == BEFORE_DELETE, 30, 'the writer')
-        before = faults.file_tree(os.path.join(box.root, 'logs'))
+        faults_process.wait_for(lambda: os.path.exists(path) and os.path.getsize(path) == BEFORE_DELETE, 30, 'the writer')
+        before = faults_fs.file_tree(os.path.join(box.root, 'logs'))
         os.unlink(path)
         open(go, 'w').close()
-        tools.wait_for(lambda: os.path.exists(done), 30, 'the writer writing into the deleted file')
+        faults_process.wait_for(lambda: os.path.exists(done), 30, 'the writer writing into the deleted file')
         held = BEFORE_DELETE + AFTER_DELETE
 
-        run = faults.play(box, 'daily.yml', extra_vars=dict(health_check_probes=tools.steady_probes(box)))
+        run = box.play('daily.yml', extra_vars=dict(health_check_probes=faults.steady_probes(box)))
         assert run.rc == 0, run.stderr[-3000:]
         audit = run.result('Audit the logs, find ghost handles, review errors')
         ghosts = [g for g in audit['ghost_handles'] if g['pid'] == writer.pid]
@@ -67,23 +66,23 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
         assert audit['metrics']['ghost_handles'] == 1 and audit['metrics']['ghost_bytes_held'] == held
 
         # The maintenance log keeps the handle with its pid and bytes.
-        event = [e for e in tools.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
+        event = [e for e in faults.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
                                                                                 'review errors')][-1]
         assert holder in event['summary']
         assert event['items']['ghost_handles'] == [dict(name=path, status='reported')]
-        with open(os.path.join(faults.maintenance_log_dir(box), 'MAINTENANCE_LOG.md')) as handle:
+        with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:
             assert holder in handle.read()
 
         # Reported, not touched: the writer's file still holds every byte.
         fd_path = '/proc/%d/fd/%d' % (writer.pid, ghost['fd'])
         assert os.stat(fd_path).st_size == held and os.stat(fd_path).st_nlink == 0
-        after = faults.file_tree(os.path.join(box.root, 'logs'))
+        after = faults_fs.file_tree(os.path.join(box.root, 'logs'))
     finally:
         writer.send_signal(signal.SIGTERM)
         writer.wait(timeout=30)
     # worker.log was deleted by the fault itself, not by the run: only the other logs count as data here.
     before.pop(path)
-    reliability.data_lost_bytes = faults.lost_bytes(before, after)
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, after)
     reliability.observed = (
         'reported in the result: pid, process, fd, former path logs/worker.log, %d bytes held; the summary line in '
         'maintenance.jsonl and MAINTENANCE_LOG.md names them too ("1 ghost handle holding 293.0 KiB (pid N python3 fd '

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs
 
 TORN_LOCK = b'{"schema_version": 1, "owner": "weekly", "started_at": "2026-11-'
 
@@ -33,11 +32,11 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
     lock = os.path.join(box.root, 'state', 'maintenance.json')
     with open(lock, 'wb') as handle:
         handle.write(TORN_LOCK)
-    roles_before = tools.role_config(box.cluster, 'app')
-    before = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'backups'))
-    steady = dict(health_check_probes=tools.steady_probes(box))
+    roles_before = faults_db.role_config(box.cluster, 'app')
+    before = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'backups'))
+    steady = dict(health_check_probes=faults.steady_probes(box))
 
-    daily = faults.play(box, 'daily.yml', extra_vars=steady)
+    daily = box.play('daily.yml', extra_vars=steady)
     no_crash(daily)
     probe = [p for p in daily.result('Probe the host\'s services')['probes'] if p['name'] == 'maintenance'][0]
     assert probe['status'] == 'unhealthy'
@@ -51,7 +50,7 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
     snapshot = [t for t in daily.tasks if 'Take the database snapshot of the slot' in t['_task']][0]
     assert snapshot['snapshot']['status'] == 'written'
 
-    weekly = faults.play(box, 'weekly.yml', extra_vars=steady)
+    weekly = box.play('weekly.yml', extra_vars=steady)
     no_crash(weekly)
     assert weekly.rc == 2
     enter = weekly.result('Take the maintenance lock')
@@ -62,21 +61,21 @@ def test_12a_corrupt_lock_file(sandbox, reliability):
     assert not any('full_archive' in t['_task'] and t.get('changed') for t in weekly.tasks)
     with open(lock, 'rb') as handle:
         assert handle.read() == TORN_LOCK
-    assert tools.role_config(box.cluster, 'app') == roles_before
-    logged = [e for e in tools.log_events(box, 'task', status='failed') if e['task'].endswith('Take the maintenance lock')]
+    assert faults_db.role_config(box.cluster, 'app') == roles_before
+    logged = [e for e in faults.log_events(box, 'task', status='failed') if e['task'].endswith('Take the maintenance lock')]
     assert logged and logged[0]['msg'] == enter['msg']
 
     # The way out the messages name.
-    off = faults.play(box, 'maintenance_off.yml', extra_vars=dict(steady, maintenance_owner='weekly',
-                                                                  maintenance_window_force=True))
+    off = box.play('maintenance_off.yml', extra_vars=dict(steady, maintenance_owner='weekly',
+                                                          maintenance_window_force=True))
     no_crash(off)
     assert off.rc == 0, off.stderr[-2000:]
     released = off.result('Release the maintenance lock')
     assert released['summary'] == 'maintenance off: corrupt lock file %s removed by force' % lock
     assert not os.path.exists(lock)
 
-    after = faults.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'backups'))
-    reliability.data_lost_bytes = faults.lost_bytes(before, after)
+    after = faults_fs.file_tree(os.path.join(box.root, 'uploads'), os.path.join(box.root, 'backups'))
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, after)
     reliability.observed = (
         'daily: maintenance probe unhealthy "%s" and the health gate failed the day after its snapshot was written (exit 2); weekly: '
         'enter refused "...is not a JSON lock record (...): inspect it, then remove it or rerun with force: true to '
@@ -95,15 +94,13 @@ def test_12b_corrupt_scan_state(sandbox, reliability):
         'completes; the rebuilt file is valid again')
     box = sandbox
     state = os.path.join(box.root, 'state', 'log_rotation_check.json')
-    first = faults.play(box, 'daily.yml', extra_vars=dict(health_check_probes=tools.steady_probes(box)))
+    first = box.play('daily.yml', extra_vars=dict(health_check_probes=faults.steady_probes(box)))
     assert first.rc == 0, first.stderr[-2000:]
     full_scan = first.result('Audit the logs, find ghost handles, review errors')['metrics']['bytes_scanned']
-    with open(state, 'r+b') as handle:  # torn in the middle, as a crash during a non-atomic write would leave it
-        size = os.path.getsize(state)
-        handle.truncate(size // 2)
-    before = faults.file_tree(os.path.join(box.root, 'logs'), os.path.join(box.root, 'uploads'))
+    faults_fs.tear_in_half(state)  # as a crash during a non-atomic write would leave it
+    before = faults_fs.file_tree(os.path.join(box.root, 'logs'), os.path.join(box.root, 'uploads'))
 
-    run = faults.play(box, 'daily.yml', extra_vars=dict(health_check_probes=tools.steady_probes(box)))
+    run = box.play('daily.yml', extra_vars=dict(health_check_probes=faults.steady_probes(box)))
     no_crash(run)
     assert run.rc == 0, run.stderr[-2000:]
     audit = run.result('Audit the logs, find ghost handles, review errors')
@@ -113,11 +110,11 @@ def test_12b_corrupt_scan_state(sandbox, reliability):
     assert audit['metrics']['bytes_scanned'] == full_scan  # read from the start again: no error goes unreviewed
     with open(state) as handle:
         json.load(handle)
-    event = [e for e in tools.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
+    event = [e for e in faults.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
                                                                             'review errors')][-1]
     assert event['status'] == 'ok'
 
-    reliability.data_lost_bytes = faults.lost_bytes(before, faults.file_tree(os.path.join(box.root, 'logs'),
+    reliability.data_lost_bytes = faults_fs.lost_bytes(before, faults_fs.file_tree(os.path.join(box.root, 'logs'),
                                                                              os.path.join(box.root, 'uploads')))
     reliability.observed = 'state %s; note: "%s"; the logs were read from the start again (%d bytes), the run passed' % (
         audit['state']['status'], notes.replace(box.root, '<sandbox>')[:200], full_scan)
@@ -132,26 +129,26 @@ def test_12c_corrupt_maintenance_log_line(sandbox, reliability):
         'the next run is recorded in full (its records not glued to the torn line); report.yml renders the report, '
         'names the unreadable lines and warns; no playbook fails')
     box = sandbox
-    steady = dict(health_check_probes=tools.steady_probes(box))
-    first = faults.play(box, 'daily.yml', extra_vars=steady)
+    steady = dict(health_check_probes=faults.steady_probes(box))
+    first = box.play('daily.yml', extra_vars=steady)
     assert first.rc == 0, first.stderr[-2000:]
-    jsonl = os.path.join(faults.maintenance_log_dir(box), 'maintenance.jsonl')
+    jsonl = os.path.join(box.maintenance_log_dir, 'maintenance.jsonl')
     with open(jsonl, 'ab') as handle:
         handle.write(b'this line is not JSON\n{"schema_version": 1, "event": "task", "host": "localh')
     with open(jsonl, 'rb') as handle:
         good_before = handle.read().rsplit(b'\n', 2)[0]  # the first run's records
 
-    second = faults.play(box, 'daily.yml', extra_vars=steady)
+    second = box.play('daily.yml', extra_vars=steady)
     assert second.rc == 0, second.stderr[-2000:]
     with open(jsonl, 'rb') as handle:
         data = handle.read()
     assert data.startswith(good_before)
-    starts = tools.log_events(box, 'run_start')
-    ends = tools.log_events(box, 'run_end')
+    starts = faults.log_events(box, 'run_start')
+    ends = faults.log_events(box, 'run_end')
     assert len(starts) == 2 and len(ends) == 2, 'the second run lost a record to the torn line'
     assert ends[1]['run_id'] == starts[1]['run_id'] and ends[1]['status'] in ('ok', 'changed')
 
-    report = faults.play(box, 'report.yml', extra_vars=dict(maintenance_report_log_dir=faults.maintenance_log_dir(box)))
+    report = box.play('report.yml', extra_vars=dict(maintenance_report_log_dir=box.maintenance_log_dir))
     no_crash(report)
     assert report.rc == 0, report.stderr[-2000:]
     rendered = report.result('Render the HTML report from the maintenance log')

@@ -18,8 +18,7 @@ import time
 
 import pytest
 
-from tests.harness import fault_tools_b as tools
-from tests.harness import faults
+from tests.harness import faults, faults_db, faults_fs
 from tests.harness.playbook import run_tasks
 
 IMAGE = 'engineroom-maintenance-test:bookworm'
@@ -51,9 +50,9 @@ def module_calls(box, variables):
             check_logrotate=False, ghost_action='truncate', state_file=root + '/state/log_rotation_check.json')),
         'security_audit': ('security_audit', dict(app_root=root, fix=True, checks=['secret_files', 'world_writable_dirs'])),
         'docker_hygiene': ('docker_hygiene', dict(only_labels=[LABEL], min_age_h=0, prune_images=False)),
-        'maintenance_report': ('maintenance_report', dict(log_dir=faults.maintenance_log_dir(box),
+        'maintenance_report': ('maintenance_report', dict(log_dir=box.maintenance_log_dir,
                                                           dest=root + '/results/report.html')),
-        'health_probe': ('health_probe', dict(probes=tools.steady_probes(box), fail_on='never',
+        'health_probe': ('health_probe', dict(probes=faults.steady_probes(box), fail_on='never',
                                               prometheus_textfile=root + '/results/health.prom')),
         'pg_insight': ('pg_insight', dict(db)),
         'snapshot_restore': ('snapshot_restore', dict(db, dest=root + '/backups', database='app')),
@@ -80,8 +79,8 @@ def test_every_module_in_check_mode_changes_nothing(sandbox, reliability, stoppe
         'every changing call reports changed (what it would do), and nothing changed: file tree hash, table contents, '
         'role settings, databases, the stopped container')
     box = sandbox
-    variables = faults.sandbox_vars(box)
-    env = dict(ENGINEROOM_MAINTENANCE_LOG_DIR=faults.maintenance_log_dir(box))
+    variables = box.variables()
+    env = dict(ENGINEROOM_MAINTENANCE_LOG_DIR=box.maintenance_log_dir)
     # Real setup: a verified snapshot (the purge's safety net and the drill's input), something for the fixes.
     setup = run_tasks([{'name': 'snapshot', 'engineroom.maintenance.snapshot_archive': dict(
         variables['engineroom_postgres'], login_db='app', database='app', dest=box.root + '/backups')}], env=env)
@@ -91,8 +90,8 @@ def test_every_module_in_check_mode_changes_nothing(sandbox, reliability, stoppe
     time.sleep(1)
 
     exclude = ('maintenance-log', 'postgres')
-    files_before = tools.tree_state(box.root, exclude)
-    db_before = tools.database_state(box.cluster)
+    files_before = faults_fs.tree_state(box.root, exclude)
+    db_before = faults_db.database_state(box.cluster)
     container_before = (stopped_container.id, docker_client.containers.get(stopped_container.id).status)
 
     run = run_tasks(module_calls(box, variables), check=True, env=env)
@@ -109,10 +108,10 @@ def test_every_module_in_check_mode_changes_nothing(sandbox, reliability, stoppe
     assert results['snapshot_restore']['summary'].startswith('would restore ')
     assert not any(results[label]['changed'] for label in ('health_probe', 'pg_insight'))
 
-    files_after = tools.tree_state(box.root, exclude)
+    files_after = faults_fs.tree_state(box.root, exclude)
     changed_paths = sorted(set(files_before.items()) ^ set(files_after.items()))
     assert changed_paths == []
-    db_after = tools.database_state(box.cluster)
+    db_after = faults_db.database_state(box.cluster)
     assert db_after == db_before
     assert (stopped_container.id, docker_client.containers.get(stopped_container.id).status) == container_before
 

@@ -1,4 +1,10 @@
-"""The fault suite's measuring tools: a fresh sandbox per case, playbook runs, and data-loss accounting.
+"""The fault suite's runs and records: what a case reads of its runs (failed tasks, maintenance log), and the
+record each case leaves for docs/RELIABILITY.md. A case runs the calendar with ``box.play`` / ``box.start_play``
+(tests/harness/sandbox.py), which go through the one runner, tests/harness/playbook.py.
+
+The tools that inject faults and measure what they did are grouped by concern beside this module:
+faults_process (kill, signal, wait), faults_fs (tmpfs full, read-only bind mount, flipped byte, torn file,
+tree fingerprints), faults_db (ballast, table contents, role settings), faults_snapshots (artifacts, verify).
 
 Each case in tests/faults/ records what it did (fault, expected, observed, bytes of
 previously good data lost) with the ``reliability`` fixture; tests/faults/conftest.py adds
@@ -10,39 +16,44 @@ from __future__ import annotations
 
 import datetime
 import glob
-import hashlib
 import json
 import os
 
-from tests.harness.playbook import REPO_ROOT, run_playbook
+from tests.harness.faults_fs import file_tree  # noqa: F401  (tests/integration/capacity imports it from here)
+from tests.harness.playbook import REPO_ROOT
 
 RECORDS_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'faults')
 RELIABILITY_DOC = os.path.join(REPO_ROOT, 'docs', 'RELIABILITY.md')
 PROMISES_FILE = os.path.join(REPO_ROOT, 'docs', 'reliability-promises.md')
 
 
-def sandbox_vars(box):
-    """The inventory variables ``Sandbox.up`` wrote (sandbox.yml is JSON after a comment line)."""
-    with open(box.vars_file) as handle:
-        return json.loads(handle.read().split('\n', 1)[1])
+# The host's health is not what most cases test, and the shared 2-core machine's load probe is often
+# unhealthy: with these variables the health check reports, it does not fail the run.
+HEALTH_REPORTED_ONLY = dict(health_check_fail_on='never')
 
 
-def maintenance_log_dir(box):
-    return os.path.join(box.root, 'maintenance-log')
+def failed_tasks(run):
+    """``[(task name without the role prefix, msg)]`` of the tasks that failed (ignored failures left out)."""
+    return [(task['_task'].split(' : ')[-1], task.get('msg', '')) for task in run.tasks
+            if task.get('failed') and not task.get('ignore_errors')]
 
 
-def play(box, name, extra_vars=None, **kwargs):
-    """Run ``playbooks/<name>`` against the sandbox, the maintenance log kept inside it."""
-    variables = sandbox_vars(box)
-    variables.update(extra_vars or {})
-    env = dict(ENGINEROOM_MAINTENANCE_LOG_DIR=maintenance_log_dir(box))
-    env.update(kwargs.pop('env', None) or {})
-    return run_playbook(os.path.join(REPO_ROOT, 'playbooks', name), extra_vars=variables, env=env, **kwargs)
+def steady_probes(box):
+    """The sandbox's health probes without ``load``: on a shared 2-core machine the 5-minute load alone can fail a
+    run's health check, which is not the fault a case injects. Pass as ``health_check_probes``."""
+    return [probe for probe in box.variables()['health_check_probes'] if probe['kind'] != 'load']
+
+
+def write_inventory(path, hosts, group_vars):
+    """A YAML (JSON) inventory: ``hosts`` maps host name -> host vars; ``group_vars`` go to ``all``."""
+    with open(path, 'w') as handle:
+        json.dump(dict(all=dict(hosts=hosts, vars=group_vars)), handle, indent=2)
+    return path
 
 
 def maintenance_log_entries(box):
     """Every record of the sandbox's maintenance.jsonl that parses (a torn line is skipped, not fatal)."""
-    path = os.path.join(maintenance_log_dir(box), 'maintenance.jsonl')
+    path = os.path.join(box.maintenance_log_dir, 'maintenance.jsonl')
     entries = []
     if os.path.exists(path):
         with open(path) as handle:
@@ -54,40 +65,10 @@ def maintenance_log_entries(box):
     return entries
 
 
-def file_tree(*roots):
-    """``{path: (size, sha256)}`` of every regular file under ``roots``: the data a fault must not lose."""
-    tree = {}
-    for root in roots:
-        for folder, dummy, names in os.walk(root):
-            for name in names:
-                path = os.path.join(folder, name)
-                if os.path.islink(path) or not os.path.isfile(path):
-                    continue
-                digest = hashlib.sha256()
-                with open(path, 'rb') as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b''):
-                        digest.update(block)
-                tree[path] = (os.path.getsize(path), digest.hexdigest())
-    return tree
-
-
-def lost_bytes(before, after):
-    """Bytes of files in ``before`` that are gone or different in ``after`` (new files are not losses)."""
-    return sum(size for path, (size, digest) in before.items() if after.get(path, (None, None))[1] != digest)
-
-
-def table_fingerprints(cluster, dbname='app'):
-    """``{table: (bytes, md5 of all rows in key order)}`` for the application's tables."""
-    tables = [row[0] for row in cluster.execute(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-        dbname=dbname)]
-    prints = {}
-    for table in tables:
-        row = cluster.execute(
-            'SELECT pg_total_relation_size(%s::regclass), md5(coalesce(string_agg(t::text, chr(10) ORDER BY t::text), %s))'
-            ' FROM %s t' % ("'%s'" % table, "''", table), dbname=dbname)[0]
-        prints[table] = (int(row[0]), row[1])
-    return prints
+def log_events(box, event=None, **match):
+    """The maintenance log's events of kind ``event`` whose fields equal ``match``."""
+    return [e for e in maintenance_log_entries(box)
+            if (event is None or e.get('event') == event) and all(e.get(k) == v for k, v in match.items())]
 
 
 def record(case, fault, expected, observed, data_lost_bytes, outcome):

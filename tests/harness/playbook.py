@@ -1,8 +1,10 @@
-"""Run real ``ansible-playbook`` against localhost and hand back each task's result.
+"""The test suite's one way to run ``ansible-playbook``: blocking (``run_playbook``) or started (``start_playbook``).
 
-The playbook is generated per call, run from the repository root with the
-repository's ansible.cfg (so ``engineroom.maintenance`` resolves through
-``collections/``), and read back through the ``json`` stdout callback.
+Every run goes from the repository root with the repository's ansible.cfg (so
+``engineroom.maintenance`` resolves through ``collections/``); with the default
+``ansible.posix.json`` stdout callback each task's result is read back, with any
+other callback the output is kept as text. ``run_tasks`` wraps a list of tasks
+in a one-play playbook on localhost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 
+JSON_CALLBACK = 'ansible.posix.json'
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.path.dirname(sys.executable)
 
@@ -22,8 +25,9 @@ class PlaybookRun:
 
     def __init__(self, completed, report):
         self.rc = completed.returncode
+        self.stdout = completed.stdout
         self.stderr = completed.stderr
-        self.report = report
+        self.report = report or {}
         self.tasks = []
         for play in report.get('plays', []):
             for task in play.get('tasks', []):
@@ -42,7 +46,7 @@ def ansible_env(extra=None):
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=os.path.join(REPO_ROOT, 'ansible.cfg'),
-        ANSIBLE_STDOUT_CALLBACK='ansible.posix.json',
+        ANSIBLE_STDOUT_CALLBACK=JSON_CALLBACK,
         ANSIBLE_NOCOLOR='1',
         ANSIBLE_FORCE_COLOR='0',
         PATH=BIN_DIR + os.pathsep + env.get('PATH', ''),
@@ -61,21 +65,65 @@ def run_tasks(tasks, check=False, diff=False, extra_vars=None, env=None, timeout
         return run_playbook(playbook, check=check, diff=diff, extra_vars=extra_vars, env=env, timeout=timeout)
 
 
-def run_playbook(playbook, inventory=None, check=False, diff=False, extra_vars=None, env=None, timeout=600):
-    argv = [os.path.join(BIN_DIR, 'ansible-playbook'), playbook,
-            '-i', inventory or os.path.join(REPO_ROOT, 'inventories', 'local')]
+def playbook_argv(playbook, inventory=None, check=False, diff=False, extra_vars=None, args=()):
+    """argv of ``ansible-playbook PLAYBOOK`` (a path, or a bare name under playbooks/), the variables as one JSON ``-e``."""
+    path = playbook if os.sep in playbook else os.path.join(REPO_ROOT, 'playbooks', playbook)
+    argv = [os.path.join(BIN_DIR, 'ansible-playbook'), path, '-i', inventory or os.path.join(REPO_ROOT, 'inventories', 'local')]
     if check:
         argv.append('--check')
     if diff:
         argv.append('--diff')
     if extra_vars:
         argv += ['-e', json.dumps(extra_vars)]
-    completed = subprocess.run(argv, cwd=REPO_ROOT, env=ansible_env(env), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-                               check=False)
+    return argv + list(args)
+
+
+def start_playbook(playbook, inventory=None, check=False, diff=False, extra_vars=None, env=None, args=(),
+                   callback=JSON_CALLBACK, merge_output=False, new_session=False):
+    """Start ansible-playbook without waiting; hand the Popen to :func:`finish_playbook` (or signal it first).
+
+    ``merge_output`` sends stderr into stdout; ``new_session`` starts it as a session leader, so that
+    what it leaves running can be found by its session id.
+    """
+    return PlaybookProcess(callback, playbook_argv(playbook, inventory, check, diff, extra_vars, args), cwd=REPO_ROOT,
+                           env=ansible_env(dict(env or {}, ANSIBLE_STDOUT_CALLBACK=callback)),
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT if merge_output else subprocess.PIPE, text=True,
+                           start_new_session=new_session)
+
+
+class PlaybookProcess(subprocess.Popen):
+    """A started ansible-playbook that knows its stdout callback (so finish_playbook knows how to read it)."""
+
+    def __init__(self, callback, *args, **kwargs):
+        self.callback = callback
+        super().__init__(*args, **kwargs)
+
+
+def finish_playbook(process, timeout=600):
+    """Wait for a started playbook (killed after ``timeout`` s); its PlaybookRun.
+
+    With the JSON callback (the default) the output must be its JSON report; with any other callback
+    ``report`` and ``tasks`` stay empty and the output is in ``stdout``.
+    """
     try:
-        report = json.loads(completed.stdout)
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr or '')
+    if getattr(process, 'callback', JSON_CALLBACK) != JSON_CALLBACK:
+        return PlaybookRun(completed, None)
+    try:
+        report = json.loads(stdout)
     except ValueError:
         raise AssertionError('ansible-playbook printed no JSON (rc %d):\n%s\n%s'
-                             % (completed.returncode, completed.stdout[-3000:], completed.stderr[-3000:])) from None
+                             % (process.returncode, stdout[-3000:], (stderr or '')[-3000:])) from None
     return PlaybookRun(completed, report)
+
+
+def run_playbook(playbook, inventory=None, check=False, diff=False, extra_vars=None, env=None, timeout=600,
+                 args=(), callback=JSON_CALLBACK):
+    """Run ansible-playbook to its end; its PlaybookRun (see :func:`finish_playbook`)."""
+    return finish_playbook(start_playbook(playbook, inventory, check, diff, extra_vars, env, args, callback), timeout)

@@ -22,6 +22,7 @@ import shutil
 import stat
 import sys
 
+from tests.harness.playbook import run_playbook, start_playbook
 from tests.harness.ports import free_port
 from tests.harness.postgres import PostgresCluster
 
@@ -68,6 +69,29 @@ class Sandbox:
         self.root = os.path.abspath(root)
         self.state_file = os.path.join(self.root, 'sandbox.json')
         self.vars_file = os.path.join(self.root, 'sandbox.yml')
+        # Where the calendar's runs against this sandbox keep their maintenance log.
+        self.maintenance_log_dir = os.path.join(self.root, 'maintenance-log')
+
+    def variables(self):
+        """The inventory variables ``up`` wrote (sandbox.yml is JSON after a comment line)."""
+        with open(self.vars_file) as handle:
+            return json.loads(handle.read().split('\n', 1)[1])
+
+    # -- running the calendar against it ----------------------------------------------------
+    def _run_options(self, extra_vars, with_box_vars, options):
+        """A run against the sandbox: its inventory variables (unless not wanted) and its maintenance log."""
+        variables = self.variables() if with_box_vars else {}
+        variables.update(extra_vars or {})
+        options['env'] = dict(options.get('env') or {}, ENGINEROOM_MAINTENANCE_LOG_DIR=self.maintenance_log_dir)
+        return dict(options, extra_vars=variables)
+
+    def play(self, name, extra_vars=None, with_box_vars=True, **options):
+        """Run ``playbooks/<name>`` against the sandbox to its end (``options``: run_playbook's); its PlaybookRun."""
+        return run_playbook(name, **self._run_options(extra_vars, with_box_vars, options))
+
+    def start_play(self, name, extra_vars=None, with_box_vars=True, **options):
+        """Start ``playbooks/<name>`` against the sandbox (``options``: start_playbook's); the process."""
+        return start_playbook(name, **self._run_options(extra_vars, with_box_vars, options))
 
     # -- where the cluster lives ----------------------------------------------------------
     def _cluster_dir(self):

@@ -7,12 +7,10 @@ second run in the same slot changing nothing.
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
-from tests.harness.playbook import REPO_ROOT, run_playbook
 from tests.harness.sandbox import Sandbox
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import iter_manifests
@@ -29,11 +27,7 @@ def sandbox(tmp_path_factory):
 
 
 def play(box, name, **extra):
-    env = dict(ENGINEROOM_MAINTENANCE_LOG_DIR=os.path.join(box.root, 'maintenance-log'))
-    with open(box.vars_file) as handle:
-        variables = json.loads(handle.read().split('\n', 1)[1])
-    variables.update(extra)
-    return run_playbook(os.path.join(REPO_ROOT, 'playbooks', name), extra_vars=variables, env=env)
+    return box.play(name, extra)
 
 
 def changed_tasks(run):
