@@ -57,6 +57,12 @@ def encode(args):
     return b''.join(parts)
 
 
+def encode_each(command, keys):
+    """``command key`` for every key, as one buffer (the per-key part is all that is built in the loop)."""
+    head = b'*%d\r\n' % (len(command) + 1) + encode(command)[len(b'*%d\r\n' % len(command)):]
+    return b''.join(b'%s$%d\r\n%s\r\n' % (head, len(key), key) for key in keys)
+
+
 class ReplyReader:
     """Parses RESP2 replies from a socket through one growing buffer (no per-line system call)."""
 
@@ -95,6 +101,37 @@ class ReplyReader:
         self.pos += size + 2
         return data
 
+    def read_many(self, count):
+        """``count`` replies; integers (the usual answer to per-key commands) take a short path."""
+        replies = []
+        append = replies.append
+        buffer = self.buffer
+        while len(replies) < count:
+            end = buffer.find(b'\r\n', self.pos)
+            if end >= 0 and buffer[self.pos] == 58:  # b':'
+                append(int(buffer[self.pos + 1:end]))
+                self.pos = end + 2
+                continue
+            if end < 0 and len(buffer) - self.pos < 64:
+                self._fill()
+                buffer = self.buffer
+                continue
+            append(self.read())
+            buffer = self.buffer
+        return replies
+
+    def _element(self):
+        """One element of an array: bulk strings (SCAN's keys) parsed in place, anything else through :meth:`read`."""
+        buffer, pos = self.buffer, self.pos
+        end = buffer.find(b'\r\n', pos)
+        if end > pos and buffer[pos] == 36:  # b'$'
+            size = int(buffer[pos + 1:end])
+            start = end + 2
+            if size >= 0 and len(buffer) >= start + size + 2:
+                self.pos = start + size + 2
+                return bytes(buffer[start:start + size])
+        return self.read()
+
     def read(self):
         """One reply; an error reply is returned as a :class:`RedisReplyError` instance (raised by the caller)."""
         line = self._line()
@@ -110,7 +147,7 @@ class ReplyReader:
             return None if size < 0 else self._exact(size)
         if kind == b'*':
             count = int(payload)
-            return None if count < 0 else [self.read() for dummy in range(count)]
+            return None if count < 0 else [self._element() for dummy in range(count)]
         raise RedisConnectionError('the server sent something that is not a Redis reply: %r' % line[:40])
 
 
@@ -224,6 +261,13 @@ class RedisClient:
             return []
         self._send(b''.join(encode(args) for args in commands))
         return [self.reader.read() for dummy in commands]
+
+    def each(self, command, keys):
+        """Pipeline ``command key`` for every key in one write; the replies in order (error replies as exceptions)."""
+        if not keys:
+            return []
+        self._send(encode_each(command, keys))
+        return self.reader.read_many(len(keys))
 
     def text(self, *args):
         """A command whose bulk reply is text (INFO, CONFIG GET values)."""

@@ -97,7 +97,7 @@ class Walk:
 
 def each_reply(client, command, keys):
     """Pipeline ``command key`` for every key; yield (key, reply) with error replies as None."""
-    replies = client.pipeline([list(command) + [key] for key in keys])
+    replies = client.each(list(command), keys)
     for key, reply in zip(keys, replies):
         yield key, (None if isinstance(reply, Exception) else reply)
 
