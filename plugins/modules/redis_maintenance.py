@@ -262,22 +262,114 @@ summary:
   sample: "redis 127.0.0.1:6379 (7.0.15, master): healthy; memory 1.1 MiB of 64.0 MiB (1.7 %), fragmentation 4.1; hit ratio 98.2 %;
     0 evicted / 12 expired since last run; scanned 1200 keys for 3 patterns in 0.1 s"
 review:
-  description: The server's figures from C(INFO all) (C(figures) holds the numbers as INFO names them), C(since_last_run)
-    (counter increases, V(null) on a first run), C(keyspace) per database, C(slowlog), C(rdb), C(aof), C(replication).
+  description: What the server says about itself, from one C(INFO all) reply.
   returned: always
   type: dict
+  contains:
+    status:
+      description: The review's own grade (before the actions).
+      type: str
+    reasons:
+      description: Why the review is not V(healthy).
+      type: list
+      elements: str
+    redis_version:
+      description: Server version.
+      type: str
+    role:
+      description: V(master) or V(slave).
+      type: str
+    loading:
+      description: Whether the server is loading its dataset.
+      type: bool
+    maxmemory_policy:
+      description: The eviction policy.
+      type: str
+    figures:
+      description: The numbers as INFO names them (C(used_memory), C(maxmemory), C(evicted_keys), ...), plus C(memory_pct),
+        C(fragmentation_ratio), C(hit_ratio_pct), C(rdb_age_s), C(replication_lag_s).
+      type: dict
+    since_last_run:
+      description: Increases of C(evicted_keys), C(expired_keys), C(keyspace_hits), C(keyspace_misses) and the C(hit_ratio_pct)
+        since the last run (all V(null) on a first run; counted from zero after a server restart).
+      type: dict
+    previous_run:
+      description: When the last run saved its counters (UTC), V(null) on a first run.
+      type: str
+    keyspace:
+      description: Per database (C(db0)...) its C(keys), C(expires) and C(avg_ttl_ms).
+      type: dict
+    slowlog:
+      description: The slowlog's top entries, slowest first (C(id), C(started), C(duration_us), C(command) with arguments cut).
+      type: list
+      elements: dict
+    rdb:
+      description: Last RDB save (C(last_bgsave_status), C(last_save), C(age_s), C(changes_since_last_save)).
+      type: dict
+    aof:
+      description: AOF state (C(enabled), C(last_bgrewrite_status), C(last_write_status)).
+      type: dict
+    replication:
+      description: C(role), C(connected_slaves), C(master_link_status), C(lag_s).
+      type: dict
 scan:
-  description: With O(scan_patterns) - C(patterns) (each C(pattern), C(keys), C(keys_without_ttl), C(sampled_keys),
-    C(sampled_bytes), C(estimated_bytes), C(biggest)), C(keys_scanned), C(scan_calls), C(truncated), C(stop_reason).
+  description: The key families of O(scan_patterns).
   returned: when O(scan_patterns) is set
   type: dict
+  contains:
+    patterns:
+      description: Per pattern C(pattern), C(keys), C(keys_without_ttl), C(sampled_keys), C(sampled_bytes), C(estimated_bytes),
+        C(biggest) (C(key), C(bytes)).
+      type: list
+      elements: dict
+    keys_scanned:
+      description: Keys SCAN returned.
+      type: int
+    scan_calls:
+      description: SCAN calls made.
+      type: int
+    truncated:
+      description: Whether the walk stopped at O(max_scan_keys) or O(max_duration_s) before the end of the keyspace.
+      type: bool
+    stop_reason:
+      description: Which bound stopped it.
+      type: str
 actions:
-  description: One entry per action asked for, in the order run, each with C(action) and C(outcome) (V(done), V(planned),
-    V(nothing to do), V(failed), V(skipped)) and its figures (C(keys_selected), C(keys_changed); for V(bgsave) and
-    V(verify_rdb) C(size_bytes) and C(verification) with C(ok) and C(check_ms)).
+  description: One entry per action asked for, in the order run.
   returned: always
   type: list
   elements: dict
+  contains:
+    action:
+      description: V(verify_rdb), V(expire_without_ttl), V(unlink), V(memory_purge), V(bgsave) or V(bgrewriteaof).
+      type: str
+    outcome:
+      description: V(done), V(planned) (check mode), V(nothing to do), V(failed) or V(skipped).
+      type: str
+    reason:
+      description: Why it failed or was skipped.
+      type: str
+    pattern:
+      description: The pattern of a key action.
+      type: str
+    keys_matched:
+      description: Keys of the pattern seen.
+      type: int
+    keys_selected:
+      description: Keys without TTL (V(expire_without_ttl)) or idle long enough (V(unlink)).
+      type: int
+    keys_changed:
+      description: Keys given a TTL or unlinked (V(0) in check mode).
+      type: int
+    size_bytes:
+      description: Size of the RDB file (V(bgsave), V(verify_rdb)).
+      type: int
+    save_ms:
+      description: Time the BGSAVE took.
+      type: float
+    verification:
+      description: The C(redis-check-rdb) verdict (C(path), C(ok), C(rc), C(size_bytes), C(mtime), C(check_ms), C(output_tail)).
+      type: dict
 metrics:
   description: Flat numbers for the report; keys carry their unit.
   returned: always
@@ -325,14 +417,14 @@ def argument_spec():
         db=dict(type='int', default=0),
         state_file=dict(type='path'),
         slowlog_count=dict(type='int', default=5),
-        thresholds=dict(type='dict', default={}, options=dict((k, dict(type=t, default=DEFAULT_THRESHOLDS[k]))
-                                                             for k, t in THRESHOLD_TYPES.items())),
+        thresholds=dict(type='dict', default={},
+                        options=dict((k, dict(type=t, default=DEFAULT_THRESHOLDS[k])) for k, t in THRESHOLD_TYPES.items())),
         scan_patterns=dict(type='list', elements='str', default=[]),
         scan_count=dict(type='int', default=1000),
-        max_scan_keys=dict(type='int', default=100000),
+        max_scan_keys=dict(type='int', no_log=False, default=100000),
         max_duration_s=dict(type='float', default=60),
-        memory_sample_keys=dict(type='int', default=100),
-        top_keys=dict(type='int', default=5),
+        memory_sample_keys=dict(type='int', no_log=False, default=100),
+        top_keys=dict(type='int', no_log=False, default=5),
         expire_without_ttl=dict(type='list', elements='dict', default=[],
                                 options=dict(pattern=dict(type='str', required=True), ttl_s=dict(type='int', required=True))),
         unlink=dict(type='list', elements='dict', default=[],

@@ -38,8 +38,8 @@ def planned_actions(p):
     if p['memory_purge']:
         steps.append(('memory_purge', lambda c, d, cm: act.memory_purge(c, cm)))
     if p['bgsave']:
-        steps.append(('bgsave', lambda c, d, cm: act.bgsave(c, p['rdb_path'] or act.rdb_path(c), p['redis_check_rdb_path'],
-                                                           p['wait_s'], cm)))
+        steps.append(('bgsave', lambda c, d, cm: act.bgsave(
+            c, p['rdb_path'] or act.rdb_path(c), p['redis_check_rdb_path'], p['wait_s'], cm)))
     if p['bgrewriteaof']:
         steps.append(('bgrewriteaof', lambda c, d, cm: act.bgrewriteaof(c, p['wait_s'], cm)))
     return steps
@@ -55,8 +55,8 @@ def run_actions(client, steps, deadline, check_mode, loading):
         try:
             entry = step(client, deadline, check_mode)
         except (act.ActionError, RedisReplyError) as exc:
-            entry = dict(action=name, outcome='failed', reason=str(exc) + ('' if isinstance(exc, act.ActionError)
-                                                                          else act.hint(exc.code)))
+            extra = '' if isinstance(exc, act.ActionError) else act.hint(exc.code)
+            entry = dict(action=name, outcome='failed', reason=str(exc) + extra)
         if entry['outcome'] == 'failed':
             stopped = name
             entry.setdefault('reason', 'redis-check-rdb found the RDB damaged: %s' % (
