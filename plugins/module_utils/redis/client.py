@@ -191,6 +191,7 @@ class RedisClient:
                 sock.connect(self.unix_socket)
             else:
                 sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small commands go out at once
         except socket.gaierror as exc:
             raise RedisConnectionError('cannot resolve Redis host %s: %s (check login_host)' % (self.host, exc)) from exc
         except socket.timeout as exc:
