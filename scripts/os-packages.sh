@@ -7,7 +7,7 @@
 set -euo pipefail
 
 demo_packages=(python3-venv postgresql-15 postgresql-client-15 make git)
-test_packages=("${demo_packages[@]}" redis-server nginx-light zstd shellcheck rsync docker.io iptables mmdebstrap
+test_packages=("${demo_packages[@]}" redis-server redis-tools nginx-light zstd shellcheck rsync docker.io iptables mmdebstrap
                debian-archive-keyring ca-certificates procps chromium logrotate)
 
 case "${1:-}" in
