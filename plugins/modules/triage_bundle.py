@@ -58,19 +58,78 @@ options:
     type: int
     default: 15
   postgres:
-    description:
-      - PostgreSQL connection (C(login_host), C(login_port), C(login_user), C(login_password), C(login_db),
-        C(login_unix_socket), C(ssl_mode)); omitted skips the section.
+    description: PostgreSQL connection of the activity and locks section; omitted skips the section.
     type: dict
+    suboptions:
+      login_host:
+        description: Host name or address; empty uses the local socket.
+        type: str
+        default: ''
+        aliases: [host]
+      login_port:
+        description: Port.
+        type: int
+        default: 5432
+        aliases: [port]
+      login_user:
+        description: Role to connect as (the C(pg_monitor) role sees every session's query).
+        type: str
+        default: postgres
+        aliases: [user]
+      login_password:
+        description: Password of O(postgres.login_user).
+        type: str
+        default: ''
+        aliases: [password]
+      login_db:
+        description: Database to connect to.
+        type: str
+        default: ''
+        aliases: [db]
+      login_unix_socket:
+        description: Directory of the server's unix socket.
+        type: str
+        default: ''
+        aliases: [unix_socket]
+      ssl_mode:
+        description: libpq C(sslmode).
+        type: str
+        default: prefer
+        choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      connect_timeout:
+        description: Seconds to wait for the connection (capped by what is left of O(time_bound_s)).
+        type: int
+        default: 10
   long_transaction_s:
     description: Transactions open longer than this are listed as long.
     type: int
     default: 300
   redis:
-    description: Redis instances, each with C(name), C(login_host), C(login_port), C(login_unix_socket), C(login_user), C(login_password).
+    description: Redis instances whose C(INFO) is collected.
     type: list
     elements: dict
     default: []
+    suboptions:
+      name:
+        description: Name of the instance in the bundle (C(redis/<name>-info.txt)); its position when omitted.
+        type: str
+      login_host:
+        description: Host name or address.
+        type: str
+        default: 127.0.0.1
+      login_port:
+        description: Port.
+        type: int
+        default: 6379
+      login_unix_socket:
+        description: Unix socket path; wins over O(redis[].login_host).
+        type: str
+      login_user:
+        description: ACL user name (Redis 6 and later).
+        type: str
+      login_password:
+        description: Password (C(AUTH)).
+        type: str
   containers:
     description: Collect the containers' states and last log lines from the Docker engine.
     type: bool

@@ -37,8 +37,8 @@ class Runner:
         stdout = completed.stdout.decode('utf-8', 'replace')
         if completed.returncode not in ok_codes:
             error = completed.stderr.decode('utf-8', 'replace').strip() or stdout.strip()
-            raise UpdateError('%s failed (exit code %d): %s' % (what or ' '.join(argv[:3]), completed.returncode,
-                                                                 error[-800:]))
+            what = what or ' '.join(argv[:3])
+            raise UpdateError('%s failed (exit code %d): %s' % (what, completed.returncode, error[-800:]))
         return stdout
 
 

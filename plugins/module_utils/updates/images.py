@@ -38,8 +38,8 @@ def review_container(client, container):
         else:
             entry['update_available'] = registry.id not in digests
     except Exception as exc:  # docker.errors.APIError / NotFound / requests errors, per image
-        entry['error'] = 'cannot ask the registry of %s about %s: %s' % (container.name, reference,
-                                                                       str(exc).strip()[:300])
+        entry['error'] = 'cannot ask the registry of %s about %s: %s' % (
+            container.name, reference, str(exc).strip()[:300])
     return entry
 
 

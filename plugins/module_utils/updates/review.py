@@ -51,7 +51,10 @@ def review(params, check_mode):
     """Return the result dict; raise HealthGateError when an apply left the host unhealthy."""
     runner = Runner(timeout=params['timeout_s'])
     apply = set(params['apply'])
-    gate = lambda: health_gate(runner, params['health_command'])  # noqa: E731
+
+    def gate():
+        return health_gate(runner, params['health_command'])
+
     result = dict(apt=_apt(runner, params, 'apt' in apply, check_mode))
     if result['apt'] and result['apt'].get('applied'):
         problem = gate()
@@ -90,8 +93,8 @@ def metrics_of(result):
 
 
 def summary_of(metrics, errors):
-    parts = ['%d OS package(s) pending (%d security, %d held)' % (metrics['apt_pending'], metrics['apt_security'],
-                                                                 metrics['apt_held']),
+    counts = (metrics['apt_pending'], metrics['apt_security'], metrics['apt_held'])
+    parts = ['%d OS package(s) pending (%d security, %d held)' % counts,
              '%d pip' % metrics['pip_outdated'], '%d npm' % metrics['npm_outdated'],
              '%d image(s) with a newer registry digest' % metrics['images_outdated']]
     text = 'update review: ' + ', '.join(parts)

@@ -77,7 +77,7 @@ def cron_field_matches(field, value):
     for piece in field.split(','):
         if piece == '*':
             return True
-        low, _, high = piece.partition('-')
+        low, dummy, high = piece.partition('-')
         if int(low) <= value <= int(high or low):
             return True
     return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -101,8 +102,8 @@ def sandbox(tmp_path):
                 secrets=[PLANTED['operator secret']], containers=False, journal=True)
 
 
-def test_bundle_holds_every_section_and_no_planted_secret(tmp_path, pg, pg_probe, redis_auth, blocking_chain,
-                                                         secret_process):
+def test_bundle_holds_every_section_and_no_planted_secret(tmp_path, pg, pg_probe, redis_auth,
+                                                          blocking_chain, secret_process):
     holder_pid, waiter_pid = blocking_chain
     postgres = dict((k, v) for k, v in pg_probe.items() if k.startswith('login_'))
     args = dict(sandbox(tmp_path), dest=str(tmp_path / 'out'), fallback_dirs=[], postgres=postgres,
@@ -188,13 +189,27 @@ def test_no_room_anywhere_fails_naming_every_directory(tmp_path):
 
 
 def test_time_bound_skips_what_it_cannot_reach(tmp_path):
-    """A tiny bound: the first section runs, the ones after it are listed as skipped, and the bundle is written."""
-    args = dict(sandbox(tmp_path), dest=str(tmp_path / 'out'), time_bound_s=1, step_timeout_s=1,
-                postgres=dict(login_host='10.255.255.1', login_port=5432, login_user='x', connect_timeout=1))
-    run = run_tasks([task(**args)])
+    """A Redis that accepts and never answers eats the rest of the bound: what comes after it is skipped,
+    and the bundle is still written at once."""
+    mute = socket.socket()
+    mute.bind(('127.0.0.1', 0))
+    mute.listen(8)
+    try:
+        args = dict(sandbox(tmp_path), dest=str(tmp_path / 'out'), time_bound_s=3, step_timeout_s=60,
+                    redis=[dict(name='mute', login_port=mute.getsockname()[1])],
+                    postgres=dict(login_host='127.0.0.1', login_port=1, login_user='x'))
+        args['containers'] = True
+        run = run_tasks([task(**args)])
+    finally:
+        mute.close()
     result = run.result('triage')
     assert not result.get('failed'), result
-    assert result['metrics']['duration_ms'] < 10000
+    assert result['metrics']['duration_ms'] < 15000
+    statuses = dict((s['name'], s) for s in result['sections'])
+    assert statuses['system']['status'] == 'ok' and statuses['logs']['status'] == 'ok'
+    assert statuses['redis']['status'] == 'failed'
+    for name in ('postgres', 'containers'):
+        assert statuses[name]['status'] == 'skipped' and 'time bound of 3 s ran out' in statuses[name]['reason']
     assert result['bundle'] and os.path.exists(result['bundle'])
 
 
@@ -212,7 +227,8 @@ def test_containers_states_last_lines_and_env_values_redacted(tmp_path, docker_c
         name=name, detach=True, environment=dict(APP_SETTING='PlantedEnvValue5'))
     try:
         time.sleep(1)
-        run = run_tasks([task(dest=str(tmp_path / 'out'), **dict(sandbox(tmp_path), containers=True, journal=False))])
+        args = dict(sandbox(tmp_path), containers=True, journal=False, dest=str(tmp_path / 'out'))
+        run = run_tasks([task(**args)])
         result = run.result('triage')
         assert not result.get('failed'), result
         files = dict((n.split('/', 1)[1], d) for n, d in members(result['bundle']))

@@ -131,8 +131,8 @@ def containers(docker_client, registry):
     build_and_push(docker_client, current, 'v1')
     started = []
     for reference in (moved, current):
-        started.append(docker_client.containers.run(reference, name='upd-%s-%d' % (reference.split('/')[1].split(':')[0],
-                                                                                    os.getpid()), detach=True))
+        name = 'upd-%s-%d' % (reference.split('/')[1].split(':')[0], os.getpid())
+        started.append(docker_client.containers.run(reference, name=name, detach=True))
     docker_client.images.get(current).tag(closed)
     started.append(docker_client.containers.run(closed, name='upd-gone-%d' % os.getpid(), detach=True))
     build_and_push(docker_client, moved, 'v2')                 # the tag moves on in the registry
