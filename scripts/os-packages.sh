@@ -8,7 +8,8 @@ set -euo pipefail
 
 demo_packages=(python3-venv postgresql-15 postgresql-client-15 make git)
 test_packages=("${demo_packages[@]}" redis-server redis-tools nginx-light zstd shellcheck rsync docker.io iptables mmdebstrap
-               debian-archive-keyring ca-certificates procps chromium logrotate)
+               debian-archive-keyring ca-certificates procps chromium logrotate
+               dpkg-dev nodejs docker-registry systemd systemd-journal-remote iproute2)
 
 case "${1:-}" in
     demo) wanted=("${demo_packages[@]}") ;;
@@ -16,6 +17,8 @@ case "${1:-}" in
     '') echo "usage: $0 demo|test|PACKAGE..." >&2; exit 2 ;;
     *) wanted=("$@") ;;
 esac
+# npm: shipped inside nodejs by NodeSource's packages, a package of its own in Debian's.
+if [ "${1:-}" = test ] && ! command -v npm >/dev/null 2>&1; then wanted+=(npm); fi
 
 missing=()
 for package in "${wanted[@]}"; do
