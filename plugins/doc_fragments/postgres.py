@@ -77,6 +77,16 @@ options:
       - Seconds to wait for the connection before failing.
     type: int
     default: 10
+  login_os_user:
+    description:
+      - OS user the module acts as toward PostgreSQL, for peer authentication over the unix socket (Debian's packaged
+        cluster admits the C(postgres) role only from the C(postgres) OS user, with no password).
+      - The module keeps running as root (C(become=true)) and takes this user's identity only while it opens its
+        connections and in the client programs it runs (pg_dump, pg_restore, psql), so the files it writes keep the
+        owner and mode the roles document.
+      - Empty means the module's own user. Needs root when it names another user.
+    type: str
+    default: ''
 attributes:
   action_group:
     description: Use C(group/engineroom.maintenance.postgres) in C(module_defaults) to set defaults for this module.

@@ -118,6 +118,11 @@ options:
         description: libpq SSL mode for V(postgres).
         type: str
         choices: [allow, disable, prefer, require, verify-ca, verify-full]
+      login_os_user:
+        description:
+          - OS user a V(postgres) probe connects as over the unix socket (peer authentication, e.g. V(postgres) on
+            Debian's packaged cluster); the module stays root and takes that identity only while connecting.
+        type: str
       connect_timeout:
         description: PostgreSQL connect timeout in seconds; defaults to the probe's timeout.
         type: int
@@ -360,6 +365,7 @@ PROBE_SPEC = dict(
     login_db=dict(type='str'),
     login_unix_socket=dict(type='str'),
     ssl_mode=dict(type='str', choices=SSL_MODES),
+    login_os_user=dict(type='str'),
     connect_timeout=dict(type='int'),
     url=dict(type='str'),
     method=dict(type='str', default='GET'),
@@ -386,7 +392,7 @@ PROBE_SPEC = dict(
 KIND_ONLY_KEYS = dict(
     login_host=('postgres', 'redis'), login_port=('postgres', 'redis'), login_user=('postgres', 'redis'),
     login_password=('postgres', 'redis'), login_db=('postgres',), login_unix_socket=('postgres', 'redis'),
-    ssl_mode=('postgres',), connect_timeout=('postgres',), url=('http',), body_contains=('http',),
+    ssl_mode=('postgres',), login_os_user=('postgres',), connect_timeout=('postgres',), url=('http',), body_contains=('http',),
     headers=('http',), path=('disk',), process_name=('process', 'systemd'), pidfile=('process',),
     unit=('systemd',), container=('docker',), argv=('command',), chdir=('command',),
     lock_file=('maintenance',),

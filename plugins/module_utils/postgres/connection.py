@@ -24,6 +24,8 @@ except ImportError:
     HAS_PSYCOPG2 = False
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.os_user import OsUserError, acting_as
+
 SSL_MODES = ['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']
 
 # Connection options, in the names community.postgresql uses. Defaults match
@@ -40,6 +42,7 @@ POSTGRES_CONNECTION_SPEC = dict(
     ssl_cert=dict(type='path'),
     ssl_key=dict(type='path', no_log=False),
     connect_timeout=dict(type='int', default=10),
+    login_os_user=dict(type='str', default=''),
 )
 
 # Certificate options and the libpq connection keywords (and environment variables) they become.
@@ -113,6 +116,9 @@ def explain_connect_error(params, error):
         hint = 'is PostgreSQL running and listening there? check login_host/login_port/login_unix_socket'
     elif 'timeout expired' in lowered or 'timed out' in lowered:
         hint = 'no answer within connect_timeout: check the network path and login_host/login_port'
+    elif 'peer authentication failed' in lowered:
+        hint = ('the server admits %r only from the OS user of the same name over the unix socket: set '
+                'login_os_user (with become: true) or connect over TCP with a password' % (params.get('login_user') or 'postgres'))
     elif 'no pg_hba.conf entry' in lowered:
         hint = 'the server refuses this client in pg_hba.conf'
     elif 'certificate' in lowered or 'ssl' in lowered:
@@ -131,7 +137,10 @@ def connect(params, autocommit=True):
             'the Python library psycopg2 is not installed on the target host: '
             'install python3-psycopg2 or psycopg2-binary for %s' % (sys.executable or 'the target Python'))
     try:
-        conn = psycopg2.connect(**connection_kwargs(params))
+        with acting_as(params.get('login_os_user')):
+            conn = psycopg2.connect(**connection_kwargs(params))
+    except OsUserError as exc:
+        raise PostgresError(str(exc)) from exc
     except psycopg2.Error as exc:
         raise PostgresError(explain_connect_error(params, exc)) from exc
     conn.autocommit = autocommit
