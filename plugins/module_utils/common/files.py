@@ -15,9 +15,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import pwd
 import tempfile
 
 HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def _user_name():
+    try:
+        return 'user %s' % pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return 'uid %d' % os.geteuid()
 
 
 def check_writable_dir(path):
@@ -34,7 +42,10 @@ def check_writable_dir(path):
     try:
         fd, probe_path = tempfile.mkstemp(prefix='.engineroom-write-check.', suffix='.tmp', dir=path)
     except OSError as exc:
-        return 'directory %s is not writable: %s' % (path, exc.strerror or exc)
+        reason = 'directory %s is not writable: %s' % (path, exc.strerror or exc)
+        if os.geteuid() != 0:
+            reason += ' (the module runs as %s: run the task with become: true, or give that user the directory)' % _user_name()
+        return reason
     os.close(fd)
     os.unlink(probe_path)
     return None

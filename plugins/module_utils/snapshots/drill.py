@@ -39,6 +39,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
     ManifestError,
     load_manifest,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.os_user import client_process_options, needs_switch
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     StatementRunner,
@@ -93,10 +94,17 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
     """
     target = connection_args(params, scratch_db)
     ownership = [] if owners else ['--no-owner', '--no-acl']
-    if fmt == 'directory' or (fmt == 'custom' and compression == 'none'):
+    os_user = params.get('login_os_user')
+    # As another OS user pg_restore cannot open the root-owned file: it reads the dump on stdin instead.
+    by_path = fmt == 'directory' or (fmt == 'custom' and compression == 'none' and not needs_switch(os_user))
+    if fmt == 'directory' and needs_switch(os_user):
+        raise DumpError('a directory-format dump cannot be restored with login_os_user %r (pg_restore would need to '
+                        'read root-only files): take custom-format snapshots for peer-authenticated hosts' % os_user)
+    if by_path:
         argv = [programs['pg_restore']] + ownership + ['--exit-on-error', '-j', str(jobs)] + target + [path]
         executed.append(format_argv(argv))
-        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env, check=False)
+        completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False,
+                                   **client_process_options(os_user, env))
         check_finished('pg_restore', completed.returncode, completed.stderr)
         return
     if fmt == 'custom':
@@ -104,7 +112,7 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
     else:
         name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-o', os.devnull] + target
     executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
-    feed = ToolFeed(argv, env)
+    feed = ToolFeed(argv, env, os_user)
     feed_file(path, compression, feed)
     if feed.closed_early:
         feed.finish(name)

@@ -31,6 +31,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.clie
     docker_client,
     running_container,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.os_user import client_process_options
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     StatementRunner,
@@ -213,10 +214,10 @@ def tables_and_fingerprint(runner, exact_count_max_rows, mode):
 class _Process:
     """A local child whose stdout is streamed and whose stderr is collected by a thread."""
 
-    def __init__(self, argv, env, name):
+    def __init__(self, argv, env, name, os_user=''):
         self.name = name
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, close_fds=True)
+                                     stderr=subprocess.PIPE, close_fds=True, **client_process_options(os_user, env))
         self.stderr = b''
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -311,7 +312,7 @@ class LocalSource:
         argv = [self.pg_dump] + dump_args + ['--snapshot=%s' % snapshot] + connection_args(self.params, self.database)
         self.executed.append(format_argv(argv))
         env = dict(os.environ, **connection_env(self.params))
-        process = _Process(argv, env, 'pg_dump')
+        process = _Process(argv, env, 'pg_dump', self.params.get('login_os_user'))
         return DumpRun(process, 'pg_dump', lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint),
                        self.conn.commit)
 

@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.os_user import client_process_options
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
     ArchiveError,
     HashingReader,
@@ -52,12 +53,13 @@ class VerifyError(Exception):
 class ToolFeed:
     """A local tool reading a stream on stdin; output and errors go to temp files (no pipe deadlock)."""
 
-    def __init__(self, argv, env=None):
+    def __init__(self, argv, env=None, os_user=''):
         self.argv = argv
         self.out = tempfile.TemporaryFile()
         self.err = tempfile.TemporaryFile()
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err, env=env)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.out, stderr=self.err,
+                                         **client_process_options(os_user, env))
         except OSError as exc:
             raise DumpError('cannot run %s: %s' % (argv[0], exc.strerror or exc)) from exc
         self.closed_early = False

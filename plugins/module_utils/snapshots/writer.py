@@ -71,6 +71,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import (
     elapsed_ms,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.os_user import needs_switch
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
 )
@@ -329,6 +330,10 @@ class SnapshotWriter:
                         pg_dump_version=source.pg_dump_version, where=source.where, container=params['container'],
                         format=fmt, compression=compression)
         if fmt == 'directory':
+            if needs_switch(params.get('login_os_user')):
+                raise SnapshotFailure('format directory cannot be dumped with login_os_user %r (pg_dump would write into '
+                                      'the root-only backup directory): use format custom; nothing was written to %s'
+                                      % (params['login_os_user'], self.dest))
             staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
             self.temp_dirs.append(staging)
             run = source.dump(dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
