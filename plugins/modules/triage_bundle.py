@@ -100,6 +100,20 @@ options:
         description: Seconds to wait for the connection (capped by what is left of O(time_bound_s)).
         type: int
         default: 10
+      login_os_user:
+        description: OS user to connect as over the unix socket (peer authentication, e.g. V(postgres) on Debian).
+        type: str
+        default: ''
+      ca_cert:
+        description: Certificate authority file for O(postgres.ssl_mode=verify-ca) or V(verify-full).
+        type: path
+        aliases: [ssl_rootcert]
+      ssl_cert:
+        description: Client certificate file.
+        type: path
+      ssl_key:
+        description: Private key file of O(postgres.ssl_cert).
+        type: path
   long_transaction_s:
     description: Transactions open longer than this are listed as long.
     type: int
