@@ -29,6 +29,8 @@ fi
 
 bash "${ROOT}/scripts/docker-engine.sh"
 TEST_IMAGE="${MOLECULE_TEST_IMAGE}" bash "${ROOT}/scripts/build-test-image.sh"
+# The real_hosts scenario's Debian 11/12/13 images (cached in the image store by recipe hash).
+bash "${ROOT}/scripts/build-host-images.sh"
 bash "${ROOT}/scripts/molecule-collections.sh" "${VENV}"
 
 # engineroom.maintenance resolves from the checkout (same as `make collection-link`).
