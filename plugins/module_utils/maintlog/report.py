@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import os
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.answers import answers_of
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.files import JSONL_NAME
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.history import build_runs, hosts_of
 from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import (
@@ -334,6 +335,98 @@ def host_section(view, max_runs, max_failures):
     return ''.join(out)
 
 
+CARD_HOSTS = 8   # up to this many hosts get a card each; the fleet table lists every host
+
+
+def flag(bad, bad_word, good_word='ok'):
+    """A status in words and colour (never colour alone)."""
+    return '<b class="flag %s">%s</b>' % ('bad' if bad else 'good', esc(bad_word if bad else good_word))
+
+
+def when_text(moment):
+    return moment.strftime('%Y-%m-%d %H:%M UTC')
+
+
+def hours_text(hours):
+    return '%.0f h' % hours if hours < 48 else '%.1f d' % (hours / 24.0)
+
+
+def snapshot_text(snapshots):
+    if not snapshots:
+        return flag(True, 'none recorded')
+    return '<br>'.join('%s %s: %s old, %s, verified %s' % (
+        flag(s['stale'], 'STALE'), esc(s['tier']), esc(hours_text(s['age_h'])), esc(format_value('size_bytes', s['size_bytes'])),
+        esc(when_text(s['verified_at']))) for s in snapshots)
+
+
+def drill_text(drill):
+    if not drill['found']:
+        return flag(True, 'none recorded')
+    compared = ('%s tables compared, %s mismatched' % (drill['tables_compared'], drill['tables_mismatched'] or 0)
+                if drill['tables_compared'] is not None else 'nothing compared')
+    return '%s %s ago (%s): rto_s %s, %s%s' % (
+        flag(drill['stale'] or not drill['matches'], 'MISMATCH' if not drill['matches'] else 'OLDER THAN A QUARTER',
+             'matches'), esc(hours_text(drill['age_h'])), esc(when_text(drill['time'])), esc('%.1f' % drill['rto_s']),
+        esc(compared), ', %s files restored' % esc(drill['files_restored']) if drill.get('files_restored') else '')
+
+
+def lock_text(lock):
+    if not lock['found']:
+        return 'no lock recorded'
+    if not lock['held']:
+        return '%s %s' % (flag(False, '', 'free'), esc(lock['summary']))
+    return '%s %s (expires %s)' % (flag(True, 'EXPIRED' if lock['expired'] else 'HELD'), esc(lock['summary']),
+                                   esc(when_text(lock['expires_at'])))
+
+
+def health_text(health):
+    if not health['found']:
+        return 'no probe recorded'
+    return '%s %s (%s)' % (pill(health['status']), esc(health['summary']), esc(when_text(health['time'])))
+
+
+def calendar_text(calendar):
+    out = []
+    for entry in calendar:
+        line = '%s %s %s' % (esc(entry['playbook']), pill(entry['status']), esc(when_text(entry['time'])))
+        if entry['failed_tasks']:
+            line += ' failed: %s' % esc(', '.join(str(t) for t in entry['failed_tasks'][:3]))
+        if entry['last_task']:
+            line += ' last task: %s' % esc(entry['last_task'].get('task'))
+        out.append(line)
+    return '<br>'.join(out) or 'none'
+
+
+def answers_section(answers, as_of):
+    """The first screen: per host what is backed up, drilled, locked, healthy and how the calendar went."""
+    rows = [('Newest verified snapshot', snapshot_text, 'snapshots'), ('Newest restore drill', drill_text, 'drill'),
+            ('Maintenance lock', lock_text, 'lock'), ('Health now', health_text, 'health'),
+            ('Last run per playbook', calendar_text, 'calendar')]
+    out = ['<section class="card" id="answers"><h2>At a glance</h2><p class="none">As of the newest record, %s.</p>'
+           % esc(when_text(as_of))]
+    if len(answers) <= CARD_HOSTS:
+        out.append('<div class="answers">')
+        for answer in answers:
+            out.append('<div class="answer" data-host="%s"><h3>%s %s</h3><table>' % (
+                esc(answer['host']), esc(answer['host']), flag(bool(answer['problems']), 'needs attention', 'fine')))
+            out += ['<tr data-answer="%s"><th>%s</th><td>%s</td></tr>' % (key, esc(title), render_answer(answer[key]))
+                    for title, render_answer, key in rows]
+            if answer['problems']:
+                out.append('<tr data-answer="problems"><th>Wrong now</th><td>%s</td></tr>' % esc('; '.join(answer['problems'])))
+            out.append('</table></div>')
+        out.append('</div>')
+    if len(answers) > 1:
+        out.append('<table class="fleet"><thead><tr><th>host</th><th>wrong now</th>%s</tr></thead><tbody>'
+                   % ''.join('<th>%s</th>' % esc(title) for title, _r, _k in rows))
+        for answer in answers:
+            out.append('<tr data-host="%s"><th>%s</th><td>%s</td>%s</tr>' % (
+                esc(answer['host']), esc(answer['host']), esc('; '.join(answer['problems']) or 'nothing'),
+                ''.join('<td>%s</td>' % render_answer(answer[key]) for _t, render_answer, key in rows)))
+        out.append('</tbody></table>')
+    out.append('</section>')
+    return ''.join(out)
+
+
 def runs_table(runs, hosts, max_runs):
     out = ['<table class="runs"><thead><tr><th>started (UTC)</th><th>playbook</th><th>who</th><th>duration</th>'
            '<th>status</th><th>hosts</th></tr></thead><tbody>']
@@ -398,6 +491,12 @@ details.more summary{cursor:pointer;color:#2c6fbb;font-weight:600;margin:18px 0 
 align-items:center;background:var(--card);border-radius:999px;padding:5px 14px 5px 6px;color:var(--ink);
 text-decoration:none;font-weight:600;box-shadow:0 1px 3px rgba(20,40,60,.08)}
 footer{color:var(--muted);font-size:12px;padding:0 40px 30px}
+.answers{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:12px}
+.answer{border:1px solid var(--line);border-radius:10px;padding:8px 12px}.answer h3{margin:4px 0 6px}
+.answer th{width:160px;font-size:12px;color:var(--muted)}table.fleet{margin-top:14px;font-size:12px}
+.flag{font-size:11px;padding:0 6px;border-radius:4px;margin-right:4px}.flag.bad{background:#fbe3e1;color:#a3261f}
+.flag.good{background:#e2f4ea;color:#1f6e43}
+@media print{.answers{display:block}.answer{break-inside:avoid;margin-bottom:8px}}
 '''
 
 
@@ -426,6 +525,9 @@ def render(history, title, max_runs=60, max_failures=20):
     out.append('<div class="kpis">%s</div>' % ''.join(
         '<div class="kpi" data-kpi="%s"><b>%s</b><span>%s</span></div>'
         % (esc(name), value if name == 'last run' else esc(value), esc(name)) for name, value in kpis))
+    if runs:
+        as_of = max(run.last_time or run.time for run in runs)
+        out.append(answers_section(answers_of(runs, hosts, as_of), as_of))
     out.append('<nav class="hostnav">%s</nav>' % ''.join(
         '<a href="#host-%s">%s%s</a>' % (esc(slug(v.host)), pill(v.timeline[-1][1] if v.timeline else 'running'),
                                          esc(v.host)) for v in views))

@@ -86,6 +86,18 @@ def read_events(log_dir):
     return events
 
 
+def strict_events(log_dir):
+    """Every line of every maintenance.jsonl* file, parsed by a parser that refuses NaN and Infinity (RFC 8259)."""
+    def refuse(token):
+        raise ValueError('non-standard JSON token %s' % token)
+    events = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith('maintenance.jsonl'):
+            with open(os.path.join(log_dir, name), encoding='utf-8') as handle:
+                events += [json.loads(line, parse_constant=refuse) for line in handle]
+    return events
+
+
 def local_inventory(directory, extra_hosts=''):
     path = os.path.join(directory, 'inventory.ini')
     with open(path, 'w') as handle:

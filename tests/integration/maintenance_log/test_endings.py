@@ -6,7 +6,6 @@ Real ansible-playbook runs (issue: "The maintenance log tells the truth in every
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,21 +14,16 @@ import time
 import pytest
 
 from tests.harness.playbook import BIN_DIR, REPO_ROOT, ansible_env
-from tests.integration.maintenance_log.conftest import CALLBACK, local_inventory, read_events, run_logged, write_yaml
+from tests.integration.maintenance_log.conftest import (
+    CALLBACK,
+    local_inventory,
+    read_events,
+    run_logged,
+    strict_events,
+    write_yaml,
+)
 
 ENDED = 'ended without a summary (killed or fatal error)'
-
-
-def strict_lines(log_dir):
-    """Every line of every .jsonl file, parsed by a parser that refuses NaN and Infinity (RFC 8259)."""
-    def refuse(token):
-        raise ValueError('non-standard JSON token %s' % token)
-    parsed = []
-    for name in sorted(os.listdir(log_dir)):
-        if name.startswith('maintenance.jsonl'):
-            with open(os.path.join(log_dir, name), encoding='utf-8') as handle:
-                parsed += [json.loads(line, parse_constant=refuse) for line in handle]
-    return parsed
 
 
 def markdown(log_dir):
@@ -62,7 +56,7 @@ def endings(tmp_path_factory):
 
 
 def test_every_line_is_strict_json_and_non_finite_numbers_are_listed(endings):
-    lines = strict_lines(endings['log_dir'])
+    lines = strict_events(endings['log_dir'])
     task = [e for e in lines if e.get('task') == 'Non-finite metrics'][0]
     assert task['metrics'] == dict(ratio=None, peak=None, used_pct=12.5)
     assert task['non_finite'] == ['metrics.ratio', 'metrics.peak']
