@@ -101,18 +101,8 @@ def parse_debug(text):
     """
     sets, rejected, messages, pending = [], [], [], []
     current, log = None, None
-    partial = None  # a pattern written over several lines is printed over several lines
-    for raw in text.splitlines():
-        line = raw.strip()
-        if partial is not None:
-            line = partial = partial + ' ' + line
+    for line in _logical_lines(text):
         match = _SET_RE.match(line)
-        if partial is not None and not match:
-            continue
-        partial = None
-        if not match and line.startswith('rotating pattern: '):
-            partial = line
-            continue
         if match:
             current, log = _new_set(match), None
             sets.append(current)
@@ -152,6 +142,24 @@ def parse_debug(text):
         for path, plan in log_set['plans'].items():
             log_set['plans'][path] = _plan(path, plan['steps'])
     return sets, rejected, messages
+
+
+def _logical_lines(text):
+    """The stripped lines of ``text``, a "rotating pattern:" header written over several lines joined into one."""
+    partial = None  # a pattern written over several lines is printed over several lines
+    for raw in text.splitlines():
+        line = raw.strip()
+        if partial is not None:
+            line = partial = partial + ' ' + line
+            if not _SET_RE.match(line):
+                continue
+        elif line.startswith('rotating pattern: ') and not _SET_RE.match(line):
+            partial = line
+            continue
+        partial = None
+        yield line
+    if partial is not None:
+        yield partial
 
 
 def _new_set(match):
