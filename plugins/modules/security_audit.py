@@ -14,16 +14,16 @@ description:
     RV(findings[].code), a RV(findings[].severity), a RV(findings[].path) or RV(findings[].object) and a message
     that says what to do.
   - V(secret_files) - files named like secrets (O(secret_file_patterns), for example C(.env), C(*.pem)) under
-    O(app_root) must give no access to their group or others (judged by the bits: C(0600), C(0400), C(0700), C(0000)
-    are fine); a world-readable one is RV(findings[].code=secret_file_world_readable), any other group or other bit
-    RV(findings[].code=secret_file_mode).
+    O(app_root) must give no access to their group or others, judged by the bits (C(0600), C(0400), C(0700) and
+    C(0000) are fine); a world-readable one is RV(findings[].code=secret_file_world_readable), any other group or other
+    bit RV(findings[].code=secret_file_mode).
   - V(world_writable_dirs) - directories under O(app_root) (the root included) that every user may write to (the sticky
     bit noted).
   - V(file_permissions) - world-writable files, setuid and setgid files, files and directories owned by a user not in
     O(expected_owners), symbolic links leaving O(app_root) (reported, never followed), FIFOs and device files.
   - V(secret_scan) - hard-coded secrets in the other files under O(app_root), found by detect-secrets' plugins and
     filters plus the collection's rules for database URLs with a password, C(.pgpass) lines and PEM private keys
-    written inline with escaped C(\\n), and O(scan_patterns); documentation example keys, placeholders, password
+    written inline with escaped C(\n), and O(scan_patterns); documentation example keys, placeholders, password
     hashes, integrity digests, inline images and CSRF tokens are not reported. Without detect-secrets on the host a
     RV(findings[].code=secret_scanner_unavailable) finding says so.
   - Text or binary is decided from the first 8 KiB; files above O(scan_max_file_bytes) are not read; the run stops
@@ -153,10 +153,10 @@ options:
     default: 300.0
   baseline:
     description:
-      - A JSON file of accepted findings - a list of RV(findings[].fingerprint) values, an object
-        C({"fingerprints": [...]}) whose items are fingerprints or objects with a C(fingerprint) (and a C(reason)), or
-        a detect-secrets C(.secrets.baseline) (matched by its C(hashed_secret)). Accepted findings are counted in
-        C(metrics.findings_accepted), not listed.
+      - 'A JSON file of accepted findings - a list of RV(findings[].fingerprint) values, an object with a C(fingerprints)
+        list whose items are fingerprints or objects with a C(fingerprint) (and a C(reason)), or a detect-secrets
+        C(.secrets.baseline) (matched by its C(hashed_secret)). Accepted findings are counted in
+        C(metrics.findings_accepted), not listed.'
       - A baseline that cannot be read or parsed fails the task before anything is changed.
     type: path
   expected_owners:

@@ -32,7 +32,7 @@ class Corpus:
         self.truth = {}
 
     def word(self, alphabet, length):
-        return ''.join(self.rng.choice(alphabet) for _ in range(length))
+        return ''.join(self.rng.choice(alphabet) for dummy in range(length))
 
     def password(self, length=16):
         return self.word(ALNUM, length - 2) + self.rng.choice('!#%') + self.rng.choice('0123456789')
@@ -106,8 +106,8 @@ def secrets_(c, keys):
     c.one('ci/github_fine.yml', '  token: %s' % token, SECRET, 'github_pat', token, before=['github:'])
     token = 'glpat-' + c.word(URLSAFE, 20)
     c.one('ci/gitlab.env.sh', 'GITLAB_TOKEN=%s' % token, SECRET, 'gitlab_pat', token)
-    for label, token in (('slack_bot', 'xoxb-%s-%s-%s' % (c.word('0123456789', 12), c.word('0123456789', 13),
-                                                           c.word(ALNUM, 24))),
+    digits = '0123456789'
+    for label, token in (('slack_bot', 'xoxb-%s-%s-%s' % (c.word(digits, 12), c.word(digits, 13), c.word(ALNUM, 24))),
                          ('slack_user', 'xoxp-%s-%s-%s-%s' % (c.word('0123456789', 12), c.word('0123456789', 12),
                                                               c.word('0123456789', 13), c.word(HEX, 32))),
                          ('slack_webhook', 'https://hooks.slack.com/services/T%s/B%s/%s' % (
@@ -147,8 +147,9 @@ def secrets_(c, keys):
     for label in ('rsa_pkcs8', 'rsa_traditional', 'ec_p256', 'ed25519_pkcs8', 'ec_encrypted', 'openssh_ed25519',
                   'openssh_ecdsa'):
         pem = keys[label]
-        c.write('keys/%s.txt' % label, [(line, SECRET if number == 0 else None, label, pem if number == 0 else None)
-                                         for number, line in enumerate(pem.strip().splitlines())])
+        marked = [(line, SECRET if number == 0 else None, label, pem if number == 0 else None)
+                  for number, line in enumerate(pem.strip().splitlines())]
+        c.write('keys/%s.txt' % label, marked)
     inline = keys['ec_p256'].replace('\n', '\\n')
     c.one('gcp/service-account.json', json.dumps({'type': 'service_account', 'project_id': 'shop-prod',
                                                  'private_key_id': c.word(HEX, 40), 'private_key': inline})
@@ -234,8 +235,8 @@ def decoys(c, keys):
         ('deploy/release.json', '{"commit": "%s"}' % c.word(HEX, 40)),
         ('deploy/checksums.py', 'SHA256 = "%s"' % c.word(HEX, 64)),
         ('requirements-hashes.txt', 'requests==2.32.3 --hash=sha256:%s' % c.word(HEX, 64)),
-        ('app/ids.py', 'REQUEST_ID = "%s-%s-4%s-a%s-%s"' % (c.word(HEX, 8), c.word(HEX, 4), c.word(HEX, 3), c.word(HEX, 3),
-                                                        c.word(HEX, 12))),
+        ('app/ids.py', 'REQUEST_ID = "%s-%s-4%s-a%s-%s"' % (
+            c.word(HEX, 8), c.word(HEX, 4), c.word(HEX, 3), c.word(HEX, 3), c.word(HEX, 12))),
         ('config/db_placeholder.yml', 'url: postgres://user:${DB_PASS}@db.internal/shop'),
         ('docs/db.md', 'DATABASE_URL=postgres://user:password@localhost:5432/app'),
         ('app/routes.py', 'LOGIN_URL = "https://shop.example.com/account/login?next=/orders"'),
@@ -270,7 +271,7 @@ def decoys(c, keys):
                           input=keys['ec_p256'], check=True, capture_output=True, text=True).stdout
     c.write('certs/shop.crt', [(line, DECOY if number == 0 else None, 'certificate', None)
                                for number, line in enumerate(cert.strip().splitlines())])
-    vault = ['$ANSIBLE_VAULT;1.1;AES256'] + [c.word(HEX, 80) for _ in range(5)]
+    vault = ['$ANSIBLE_VAULT;1.1;AES256'] + [c.word(HEX, 80) for dummy in range(5)]
     c.write('vault/secrets.yml', [(line, DECOY if number == 0 else None, 'ansible_vault', None)
                                   for number, line in enumerate(vault)])
 

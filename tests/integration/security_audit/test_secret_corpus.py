@@ -60,15 +60,16 @@ def console_run(root, log_dir, workdir):
     """ansible-playbook -vvv with the default stdout callback and the maintenance log: everything an operator sees."""
     playbook = os.path.join(workdir, 'console.yml')
     with open(playbook, 'w') as handle:
-        json.dump([dict(name='console', hosts='localhost', gather_facts=False,
-                        tasks=[{'name': 'scan', MODULE: dict(ARGS, app_root=root, checks=['secret_scan', 'secret_files',
-                                                                                         'file_permissions'])},
-                               {'name': 'report', 'engineroom.maintenance.maintenance_report': dict(
-                                   log_dir=log_dir, dest=os.path.join(workdir, 'report.html'))}])], handle)
+        checks = ['secret_scan', 'secret_files', 'file_permissions']
+        tasks = [{'name': 'scan', MODULE: dict(ARGS, app_root=root, checks=checks)},
+                 {'name': 'report', 'engineroom.maintenance.maintenance_report': dict(
+                     log_dir=log_dir, dest=os.path.join(workdir, 'report.html'))}]
+        json.dump([dict(name='console', hosts='localhost', gather_facts=False, tasks=tasks)], handle)
     env = ansible_env(dict(ANSIBLE_STDOUT_CALLBACK='default', ENGINEROOM_MAINTENANCE_LOG_DIR=log_dir))
     return subprocess.run([os.path.join(BIN_DIR, 'ansible-playbook'), playbook, '-vvv',
                            '-i', os.path.join(REPO_ROOT, 'inventories', 'local')],
-                          cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+                          cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+                          check=False)
 
 
 def test_no_planted_value_in_any_output(corpus):

@@ -229,3 +229,34 @@ def test_bad_inputs_fail_clearly_and_change_nothing(tmp_path, pg):
     assert tree_state(str(tmp_path)) == before
     assert pg.execute('SELECT count(*) FROM sa_shop.users', dbname='app')[0][0] == 3
     assert MONITOR_PASSWORD not in json.dumps(run.report)
+
+
+def test_hard_links_are_reported_not_failed_and_a_symlinked_root_is_resolved(tmp_path):
+    real = tmp_path / 'releases' / '42'
+    real.mkdir(parents=True)
+    os.chmod(str(real), 0o777)
+    (real / '.env').write_text('A=1\n')
+    os.chmod(str(real / '.env'), 0o644)
+    os.link(str(real / '.env'), str(tmp_path / 'backup.env'))          # a second name outside the tree
+    os.symlink(str(real), str(tmp_path / 'current'))
+    args = {'app_root': str(tmp_path / 'current'), 'checks': FILE_CHECKS, 'fix': True}
+    run = run_tasks([
+        {'name': 'planned', MODULE: args, 'check_mode': True},
+        {'name': 'fix', MODULE: args},
+        {'name': 'again', MODULE: args},
+    ])
+    assert run.rc == 0, run.stderr
+    for name in ('planned', 'fix', 'again'):
+        result = run.result(name)
+        assert result.get('failed') is not True, (name, result.get('msg'))
+        assert result['notes'][0] == 'app_root %s is a symbolic link (or lies under one): %s audited' % (
+            tmp_path / 'current', real)
+        by_code = dict((f['code'], f) for f in result['findings'])
+        assert by_code['secret_file_world_readable']['status'] == 'skipped'
+        assert 'has 2 hard links' in by_code['secret_file_world_readable']['reason']
+        assert by_code.get('world_writable_dir', dict(path=str(real)))['path'] == str(real)   # gone once fixed
+        assert 'Is a directory' not in json.dumps(result)
+    assert run.result('planned')['findings'][0]['status'] == 'planned'     # the root's world-write bit
+    assert run.result('fix')['findings'][0]['status'] == 'fixed' and mode(str(real)) == 0o775
+    assert run.result('again')['changed'] is False
+    assert mode(str(real / '.env')) == 0o644 and mode(str(tmp_path / 'backup.env')) == 0o644
