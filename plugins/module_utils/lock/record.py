@@ -38,6 +38,8 @@ SCHEMA_VERSION = 1
 DEFAULT_LOCK_FILE = '/var/lib/engineroom/maintenance.json'
 REQUIRED_KEYS = ('schema_version', 'owner', 'started_at', 'expires_at')
 FLAG_MARKER = 'engineroom_maintenance_flag'
+
+
 class LockCorrupt(Exception):
     """The lock file exists but does not hold a lock record this collection can read."""
 
