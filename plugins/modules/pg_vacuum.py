@@ -76,6 +76,8 @@ options:
       - Only tables matching one of these shell-style patterns (C(*), C(?), C([abc])).
       - A pattern with a dot matches C(schema.table) (V(public.audit_*)), one without a dot the table
         name in any schema (V(audit_*)). Matching is case-sensitive.
+      - A partition is also matched by the name of its partitioned parent, so V(measurements) selects the parent
+        and its partitions.
       - A pattern that matches no table is reported in RV(unmatched_patterns) with a warning; it is not an error.
       - Empty means every table.
     type: list
