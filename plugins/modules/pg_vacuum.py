@@ -19,7 +19,7 @@ description:
     which vacuums the TOAST table with the heap.
   - A B(partitioned table) is never vacuumed itself (each partition is selected on its own figures), but it is
     analyzed when it never was or when its row estimate is off its partitions' live rows by more than
-    O(analyze_threshold_ratio): PostgreSQL's autovacuum never analyzes partitioned parents. Naming the parent in
+    O(analyze_threshold_ratio), since PostgreSQL's autovacuum never analyzes partitioned parents. Naming the parent in
     O(tables) selects its partitions too.
   - After VACUUM, dead tuples PostgreSQL still counts were not yet removable. When some remain and the cleanup
     horizon is held (a session of that database with an old snapshot or transaction, a prepared transaction, a
