@@ -152,7 +152,7 @@ options:
         VACUUM can remove the dead tuples they hold back. Listed in RV(terminated_holders).
       - Never a prepared transaction, a replication slot or pg_vacuum's own sessions. The login role needs
         C(pg_signal_backend) (or superuser) to end other roles' sessions; a refusal is a warning.
-      - In check mode the sessions are only listed in RV(terminated_holders), with C(terminated: null).
+      - In check mode the sessions are only listed in RV(terminated_holders), with C(terminated=null).
       - Unset (the default) never terminates anything.
     type: int
   jobs:
