@@ -23,7 +23,7 @@ description:
     V(stale_statistics) (tables and partitioned parents never analyzed, modified since their last analyze, or whose
     row estimate is off the live rows, by O(analyze_threshold_ratio)),
     V(unused_indexes) (never scanned, unique/primary/constraint indexes excluded, with sizes and how long the
-    statistics have been counting), V(duplicate_indexes) (indexes another index of the same table makes redundant:
+    statistics have been counting), V(duplicate_indexes) (indexes another index of the same table makes redundant,
     exact duplicates and leading-column prefixes, constraint indexes never judged redundant), V(index_bloat) (leaf
     density of the O(top_n) largest B-tree indexes from C(pgstatindex), when C(pgstattuple) is installed),
     V(seq_scans) (tables read mostly sequentially although not small, so an index is probably missing),
@@ -109,7 +109,7 @@ options:
     description:
       - File on the managed host where the V(seq_scans) section keeps each table's scan counters between runs
         (JSON, written atomically, mode C(0644); not written in check mode).
-      - With it, V(seq_scans) lists missing-index hints from the scans of the window since the previous run: at
+      - With it, V(seq_scans) lists missing-index hints from the scans of the window since the previous run, needing at
         least O(seq_scan_min_scans) sequential scans once index builds and table rewrites of the window are taken
         off, at least O(seq_scan_min_rows) rows read per scan, more sequential than index scans, over at least
         O(seq_scan_window_s). The first run only records.
@@ -214,7 +214,7 @@ blocking:
       relation_oid, page, tuple, blocking_pid, blocking_user, blocking_state, blocking_query, root_blocking_pid).
     - C(relation) is C(schema.table), named in the blocked session's own database (a connection is opened there when
       it is not reviewed anyway); V(null) with only C(relation_oid) when that database cannot be reached.
-    - A wait on a C(transactionid) is a wait for a row: C(relation), C(page) and C(tuple) then say which row,
+    - A wait on a C(transactionid) is a wait for a row; C(relation), C(page) and C(tuple) then say which row,
       from the C(tuple) lock PostgreSQL keeps for it.
     - C(root_blocking_pid) is the session at the head of the chain (it waits for nobody); the findings name it once.
   returned: when the section is collected

@@ -19,7 +19,7 @@ description:
     which vacuums the TOAST table with the heap.
   - A B(partitioned table) is never vacuumed itself (each partition is selected on its own figures), but it is
     analyzed when it never was or when its row estimate is off its partitions' live rows by more than
-    O(analyze_threshold_ratio): PostgreSQL's autovacuum never analyzes partitioned parents. Naming the parent in
+    O(analyze_threshold_ratio), since PostgreSQL's autovacuum never analyzes partitioned parents. Naming the parent in
     O(tables) selects its partitions too.
   - After VACUUM, dead tuples PostgreSQL still counts were not yet removable. When some remain and the cleanup
     horizon is held (a session of that database with an old snapshot or transaction, a prepared transaction, a
@@ -76,6 +76,8 @@ options:
       - Only tables matching one of these shell-style patterns (C(*), C(?), C([abc])).
       - A pattern with a dot matches C(schema.table) (V(public.audit_*)), one without a dot the table
         name in any schema (V(audit_*)). Matching is case-sensitive.
+      - A partition is also matched by the name of its partitioned parent, so V(measurements) selects the parent
+        and its partitions.
       - A pattern that matches no table is reported in RV(unmatched_patterns) with a warning; it is not an error.
       - Empty means every table.
     type: list
@@ -142,6 +144,16 @@ options:
       - Seconds after the module's start after which no new table is started; the tables not started are
         reported C(deferred). A table already running finishes (bound it with O(statement_timeout_ms)).
       - Unset means no budget.
+    type: int
+  terminate_horizon_holders_older_than:
+    description:
+      - Opt-in. Before the work, terminate (C(pg_terminate_backend)) the sessions of each database with selected
+        tables whose open transaction holds the cleanup horizon and started more than this many seconds ago, so
+        VACUUM can remove the dead tuples they hold back. Listed in RV(terminated_holders).
+      - Never a prepared transaction, a replication slot or pg_vacuum's own sessions. The login role needs
+        C(pg_signal_backend) (or superuser) to end other roles' sessions; a refusal is a warning.
+      - In check mode the sessions are only listed in RV(terminated_holders), with C(terminated=null).
+      - Unset (the default) never terminates anything.
     type: int
   jobs:
     description:
@@ -275,6 +287,13 @@ toast_dead_tuples_removed:
   description: How many of RV(dead_tuples_removed) were TOAST tuples.
   returned: always
   type: int
+terminated_holders:
+  description:
+    - Sessions ended by O(terminate_horizon_holders_older_than) (as in RV(horizon_holders), with C(terminated)
+      V(true), V(false) when PostgreSQL refused, V(null) in check mode).
+  returned: always
+  type: list
+  elements: dict
 horizon_holders:
   description: The distinct holders of the cleanup horizon named in RV(tables[].held_by), with their database.
   returned: always
@@ -296,7 +315,7 @@ metrics:
   type: dict
   sample: {duration_ms: 612.4, tables_considered: 300, tables_selected: 15, tables_processed: 15, tables_skipped: 0,
            tables_deferred: 0, tables_failed: 0, tables_held_back: 0, dead_tuples_removed: 180000,
-           toast_dead_tuples_removed: 0, bytes_reclaimed: 0}
+           toast_dead_tuples_removed: 0, bytes_reclaimed: 0, sessions_terminated: 0}
 executed_commands:
   description: Every SQL statement run, in the order each connection ran them.
   returned: always
@@ -308,6 +327,11 @@ executed_commands:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+try:
+    import psycopg2
+except ImportError:  # connect_and_resolve reports the missing library first
+    pass
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.table_patterns import select_tables
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.targets import (
@@ -322,7 +346,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.horizon import describe_holder
+from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.horizon import (
+    describe_holder,
+    terminate_old_holders,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
     MAX_JOBS,
     MODES,
@@ -353,6 +380,7 @@ def argument_spec():
         statement_timeout_ms=dict(type='int', default=0),
         max_duration_s=dict(type='int'),
         jobs=dict(type='int', default=1),
+        terminate_horizon_holders_older_than=dict(type='int'),
     )
     return spec
 
@@ -372,6 +400,9 @@ def check_options(module):
     if p['max_duration_s'] is not None and p['max_duration_s'] <= 0:
         module.fail_json(msg='max_duration_s must be a positive number of seconds (got %s), or unset for no budget'
                              % p['max_duration_s'])
+    if p['terminate_horizon_holders_older_than'] is not None and p['terminate_horizon_holders_older_than'] < 1:
+        module.fail_json(msg='terminate_horizon_holders_older_than must be at least 1 second (got %s), or unset to '
+                             'never terminate a session' % p['terminate_horizon_holders_older_than'])
     if not 1 <= p['jobs'] <= MAX_JOBS:
         module.fail_json(msg='jobs must be between 1 and %d (got %s): each job is one more connection to the server'
                              % (MAX_JOBS, p['jobs']))
@@ -429,6 +460,32 @@ def summarize(entries, figures, databases, considered, seconds, check_mode):
     return '%s in %.1f s%s' % (head, seconds, '; ' + '; '.join(tail) if tail else '')
 
 
+def terminate_holders(module, databases, entries, executed):
+    """With O(terminate_horizon_holders_older_than), end the old sessions holding the horizon where tables wait."""
+    p = module.params
+    if p['terminate_horizon_holders_older_than'] is None:
+        return []
+    ended = []
+    for database in [d for d in databases if any(e['database'] == d for e in entries)]:
+        try:
+            runner = StatementRunner(connect(params_for(p, database)))
+        except PostgresError as exc:
+            module.warn('database %s: horizon holders not checked: %s' % (database, exc))
+            continue
+        try:
+            for holder in terminate_old_holders(runner, p['terminate_horizon_holders_older_than'], module.check_mode):
+                ended.append(dict(holder, database=database))
+                if holder['terminated'] is False:
+                    module.warn('database %s: %s could not be terminated (the login role needs pg_signal_backend)'
+                                % (database, describe_holder(holder)))
+        except psycopg2.Error as exc:
+            module.warn('database %s: horizon holders not terminated: %s' % (database, str(exc).strip()))
+        finally:
+            runner.conn.close()
+            executed.extend(runner.executed)
+    return ended
+
+
 def diff_of(entries):
     """Dead tuples (heap and TOAST) of each table vacuumed, before and after."""
     worked = [e for e in entries if e['status'] in ('done', 'held_back', 'planned') and e['action'] != 'analyze']
@@ -470,6 +527,7 @@ def main():
     for pattern in unmatched:
         module.warn('tables pattern %r matched no table in %s' % (pattern, ', '.join(databases)))
 
+    terminated = terminate_holders(module, databases, entries, executed)
     budget = Budget(started, p['max_duration_s'])
     options = dict(jobs=p['jobs'], lock_timeout_ms=p['lock_timeout_ms'], statement_timeout_ms=p['statement_timeout_ms'])
     for database in databases:
@@ -493,10 +551,12 @@ def main():
         databases=databases,
         unmatched_patterns=unmatched,
         horizon_holders=holders,
+        terminated_holders=terminated,
         duration_ms=duration,
         metrics=dict(duration_ms=duration, tables_considered=considered, tables_selected=len(entries),
                      tables_skipped=statuses.get('skipped', 0), tables_deferred=statuses.get('deferred', 0),
-                     tables_failed=statuses.get('failed', 0), tables_held_back=statuses.get('held_back', 0), **figures),
+                     tables_failed=statuses.get('failed', 0), tables_held_back=statuses.get('held_back', 0),
+                     sessions_terminated=sum(1 for h in terminated if h['terminated']), **figures),
         executed_commands=executed,
         **figures
     )

@@ -62,3 +62,20 @@ def describe_holder(holder):
                                          '{:,}'.format(holder['xid_age'] or 0))
     return 'replication slot %r (%s, %s, xmin age %s): a standby with hot_standby_feedback or an unused slot' % (
         holder['name'], holder['application'], holder['state'], '{:,}'.format(holder['xid_age'] or 0))
+
+
+def terminate_old_holders(runner, older_than_s, check_mode):
+    """Terminate the sessions of this database whose transaction holding the horizon is older than ``older_than_s``.
+
+    Only sessions (a prepared transaction or a slot is never touched), never
+    the calling session. Returns the holders, each with ``terminated``: True
+    when PostgreSQL confirmed it, False when it refused (another role's
+    session without ``pg_signal_backend``), None in check mode.
+    """
+    own = runner.scalar('SELECT pg_backend_pid()')
+    victims = [h for h in horizon_holders(runner, [own])
+               if h['kind'] == 'session' and h['age_s'] is not None and h['age_s'] > older_than_s]
+    for holder in victims:
+        holder['terminated'] = None if check_mode else bool(
+            runner.scalar('SELECT pg_terminate_backend(%s)', (holder['pid'],)))
+    return victims

@@ -12,6 +12,8 @@ cluster (asked once) or about one database (asked in each database).
 
 from __future__ import annotations
 
+import math
+
 try:
     import psycopg2
     import psycopg2.errors
@@ -402,7 +404,7 @@ ORDER BY 5 DESC, 1, 2, 3 LIMIT %(n)s""", ('schema', 'table', 'index', '_oid', 's
             row.update(avg_leaf_density=None, leaf_fragmentation=None, bloat_bytes=None,
                        reason=(str(exc).strip().splitlines() or [''])[0])
             continue
-        density = None if density != density else density  # NaN for an empty index
+        density = None if math.isnan(density) else density  # NaN for an empty index
         row.update(size_bytes=size, avg_leaf_density=density, leaf_fragmentation=fragmentation, reason=None,
                    bloat_bytes=int(size * max(0.0, 1 - density / 90.0)) if density is not None else None)
     return dict(available=True, reason=None, indexes=rows)

@@ -167,9 +167,11 @@ def stale_reason(row, analyze_threshold_ratio):
 def plan_action(row, mode, thresholds, force=False):
     """(action, reason) for one catalog row, or None when the table needs nothing.
 
-    Bloat (dead tuples over both thresholds) or ``force`` selects the table
-    for ``mode``; stale statistics select it for ANALYZE only, in every mode
-    that analyzes (all but ``vacuum``). FULL is only ever the operator's mode.
+    Bloat (dead tuples over both thresholds, in the heap or in the TOAST
+    table) or ``force`` selects the table for ``mode``; stale statistics
+    select it for ANALYZE only, in every mode that analyzes (all but
+    ``vacuum``). A partitioned parent is only ever analyzed. FULL is only ever
+    the operator's mode.
     """
     if row.get('relkind') == 'p':
         # A parent is analyzed, never vacuumed: VACUUM of it would redo every partition, selected on their own.

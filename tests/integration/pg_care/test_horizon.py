@@ -157,3 +157,27 @@ def test_a_replication_slot_fed_back_by_a_standby_holds_the_horizon(horizon_db, 
     assert result['changed'] is False and entry['status'] == 'held_back', entry
     assert (entry['held_by']['kind'], entry['held_by']['name']) == ('replication_slot', 'standby_slot')
     assert 'replication slot' in entry['reason'] and 'hot_standby_feedback' in entry['reason']
+
+
+def test_terminate_horizon_holders_older_than_ends_the_old_session_and_check_mode_only_names_it(horizon_db):
+    pg = horizon_db
+    holder, holder_pid = open_snapshot(pg)
+    try:
+        make_dead_tuples(pg)
+        time.sleep(2)
+        run = run_tasks([dict(vacuum('would', pg, terminate_horizon_holders_older_than=1), check_mode=True),
+                         vacuum('terminate', pg, terminate_horizon_holders_older_than=1)])
+        with pytest.raises(psycopg2.OperationalError):
+            with holder.cursor() as cursor:
+                cursor.execute('SELECT 1')
+    finally:
+        holder.close()
+    would = run.result('would')
+    assert [(h['pid'], h['terminated']) for h in would['terminated_holders']] == [(holder_pid, None)]
+    assert would['tables'][0]['status'] == 'planned'
+    done = run.result('terminate')
+    assert 'failed' not in done, done.get('msg')
+    assert [(h['pid'], h['terminated']) for h in done['terminated_holders']] == [(holder_pid, True)]
+    assert done['metrics']['sessions_terminated'] == 1
+    assert done['tables'][0]['status'] == 'done' and done['dead_tuples_removed'] == UPDATED
+    assert pgstattuple(pg, DB, 'accounts')[1] == 0

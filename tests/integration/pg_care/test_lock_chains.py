@@ -90,7 +90,7 @@ def test_table_lock_in_another_database_and_a_row_lock_chain(locks_db):
     first_row = pairs[(first_pid, holder_pid)]
     assert first_row['database'] == DB and first_row['locktype'] == 'transactionid'
     assert first_row['relation'] == 'public.ledger' and first_row['root_blocking_pid'] == holder_pid
-    second_rows = [r for (blocked, _), r in pairs.items() if blocked == second_pid]
+    second_rows = [r for r in result['blocking'] if r['blocked_pid'] == second_pid]
     assert second_rows and all(r['root_blocking_pid'] == holder_pid and r['relation'] == 'public.ledger'
                                for r in second_rows), second_rows
     assert any('pid %d waits' % first_pid in f and 'a row of public.ledger (transactionid lock)' in f
@@ -103,6 +103,7 @@ def test_a_table_lock_is_named_although_the_review_logs_in_elsewhere(locks_db):
     pg = locks_db
     holder, holder_pid = session(pg)
     waiter, waiter_pid = session(pg)
+    thread = None
     try:
         with holder.cursor() as cursor:
             cursor.execute('LOCK TABLE ledger IN ACCESS EXCLUSIVE MODE')
@@ -112,7 +113,8 @@ def test_a_table_lock_is_named_although_the_review_logs_in_elsewhere(locks_db):
             connection_options(pg, 'postgres'), sections=['blocking'])}])
     finally:
         holder.rollback()
-        thread.join(10)
+        if thread is not None:
+            thread.join(10)
         for conn in (holder, waiter):
             conn.rollback()
             conn.close()

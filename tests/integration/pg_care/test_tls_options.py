@@ -94,10 +94,11 @@ def test_verify_full_with_ca_cert_connects_and_a_wrong_ca_is_named(tls_pg):
     cluster, certs = tls_pg
     login = dict(login_host=cluster.host, login_port=cluster.port, login_user='postgres',
                  login_password=cluster.superuser_password, ssl_mode='verify-full')
+    plain = dict(login)
+    plain.update(ssl_mode='disable', login_user=CERT_USER, login_password='')
     run = run_tasks([insight('verified', ca_cert=os.path.join(certs, 'ca.crt'), **login),
                      insight('wrong ca', ssl_rootcert=os.path.join(certs, 'other-ca.crt'), **login),
-                     insight('plain refused', **dict(login, ssl_mode='disable', login_user=CERT_USER,
-                                                     login_password=''))])
+                     insight('plain refused', **plain)])
     verified = run.result('verified')
     assert 'failed' not in verified, verified.get('msg')
     assert verified['errors'] == {}

@@ -27,7 +27,7 @@ def run(lock_file, check_mode=False, diff=False, **extra):
 
 def test_acquire_query_release_round_trip(tmp_path):
     path = str(tmp_path / 'maintenance.json')
-    taken, _ = run(path, diff=True)
+    taken = run(path, diff=True)[0]
     assert taken['changed'] is True and taken['acquired'] is True and taken['locked'] is True
     assert taken['summary'].startswith('maintenance on: lock taken by alice (upgrade) until ')
     assert taken['diff']['before'] == {} and taken['diff']['after']['owner'] == 'alice'
@@ -35,22 +35,22 @@ def test_acquire_query_release_round_trip(tmp_path):
         assert json.load(handle)['owner'] == 'alice'
     assert set(taken['metrics']) >= {'duration_ms', 'wait_ms', 'lock_expires_in_s'}
 
-    again, _ = run(path)
+    again = run(path)[0]
     assert again['changed'] is False and again['summary'].startswith('maintenance already on for alice')
 
-    queried, _ = run(path, state='query')
+    queried = run(path, state='query')[0]
     assert queried['changed'] is False and queried['holder']['owner'] == 'alice'
 
-    released, _ = run(path, state='absent')
+    released = run(path, state='absent')[0]
     assert released['changed'] is True and released['released'] is True
     assert not os.path.exists(path)
-    gone, _ = run(path, state='absent')
+    gone = run(path, state='absent')[0]
     assert gone['changed'] is False and gone['summary'] == 'maintenance off: no lock at %s' % path
 
 
 def test_check_mode_changes_nothing(tmp_path):
     path = str(tmp_path / 'maintenance.json')
-    result, _ = run(path, check_mode=True)
+    result = run(path, check_mode=True)[0]
     assert result['changed'] is True and result['summary'].startswith('(check mode) would: maintenance on')
     assert not os.path.exists(path)
 

@@ -137,9 +137,9 @@ def test_naming_a_partitioned_parent_selects_its_partitions():
     selected, unmatched = select_tables(rows, include=['measurements'])
     assert [r['table'] for r in selected] == ['measurements', 'measurements_2026', 'measurements_old']
     assert unmatched == []
-    selected, _ = select_tables(rows, include=['public.measurements'], exclude=['archive.*'])
+    selected = select_tables(rows, include=['public.measurements'], exclude=['archive.*'])[0]
     assert [r['table'] for r in selected] == ['measurements', 'measurements_2026']
-    selected, _ = select_tables(rows, exclude=['measurements'])
+    selected = select_tables(rows, exclude=['measurements'])[0]
     assert [r['table'] for r in selected] == ['other']
 
 
