@@ -335,7 +335,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.insight import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.insight import (
     CLUSTER_SECTIONS,
     DATABASE_SECTIONS,
     SECTIONS,
@@ -343,7 +343,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.in
     run_section,
     session_settings,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.insight_report import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.insight_report import (
     findings_of,
     metrics_of,
     summary_of,
@@ -361,7 +361,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.scan_window import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.scan_window import (
     SCHEMA_VERSION,
     ScanStateError,
     load_state,

@@ -229,7 +229,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     connect_or_fail,
     postgres_argument_spec,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.purge import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.purge import (
     OPERATORS,
     PurgeError,
     check_where,

@@ -346,11 +346,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     postgres_argument_spec,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.horizon import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.horizon import (
     describe_holder,
     terminate_old_holders,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.vacuum import (
     MAX_JOBS,
     MODES,
     Budget,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres import vacuum as vac
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare import vacuum as vac
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.table_patterns import pattern_matches, select_tables
 
 THRESHOLDS = dict(min_dead_tuples=1000, min_dead_ratio=0.2, analyze_threshold_ratio=0.1)

@@ -41,7 +41,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
     StatementRunner,
     connect,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.horizon import describe_holder, horizon_holders
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.horizon import describe_holder, horizon_holders
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
 
 MODES = ('analyze', 'vacuum', 'vacuum_analyze', 'full', 'freeze')

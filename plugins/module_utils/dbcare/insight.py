@@ -21,8 +21,8 @@ try:
 except ImportError:  # reported by the module through missing_required_lib
     pass
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.scan_window import read_counters, window_hints
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.vacuum import (
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.scan_window import read_counters, window_hints
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare.vacuum import (
     CATALOG_COLUMNS,
     CATALOG_QUERY,
     bloated_parts,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres import insight as ins
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare import insight as ins
 
 
 def test_parse_reloptions():

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import manifest as mf
-from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres import purge as pu
+from ansible_collections.engineroom.maintenance.plugins.module_utils.dbcare import purge as pu
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common import time as clock
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, 0, tzinfo=datetime.timezone.utc)
