@@ -388,7 +388,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.actions import check_key_rules
+from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.actions import check_key_rules, hint
 from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.client import RedisClient, RedisError
 from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.maintenance import run
 from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.review import DEFAULT_THRESHOLDS, ReviewError, resolve_thresholds
@@ -475,7 +475,8 @@ def main():
             client.command('SELECT', p['db'])
         result = run(client, p, module.check_mode)
     except RedisError as exc:
-        module.fail_json(msg='redis_maintenance on %s: %s' % (client.where, exc), executed_commands=client.commands)
+        module.fail_json(msg='redis_maintenance on %s: %s%s' % (client.where, exc, hint(getattr(exc, 'code', None))),
+                         executed_commands=client.commands)
     except OSError as exc:
         module.fail_json(msg='redis_maintenance on %s: cannot write the state file %s: %s (set state_file to a writable path)'
                              % (client.where, p['state_file'], exc), executed_commands=client.commands)

@@ -150,6 +150,15 @@ def entry_of(container, seen):
 
 
 def recover_one(client, container, budget, options, check_mode, commands):
+    """One container's entry; an engine error on it (removed meanwhile, engine restarting) fails only this entry."""
+    try:
+        return _recover_one(client, container, budget, options, check_mode, commands)
+    except docker.errors.DockerException as exc:
+        return dict(name=container.name, id=container.short_id, action='none', outcome='failed',
+                    reason='the engine could not be asked about it: %s' % exc)
+
+
+def _recover_one(client, container, budget, options, check_mode, commands):
     """Look at one container and restart it when needed and allowed; return its result entry."""
     seen = observe(container)
     entry = entry_of(container, seen)

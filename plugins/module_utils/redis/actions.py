@@ -76,18 +76,25 @@ def hint(code):
 def expire_without_ttl(client, rule, count, max_keys, deadline, check_mode):
     """Give every key of ``rule['pattern']`` that has no TTL the TTL ``rule['ttl_s']``; never delete."""
     walk = Walk(client, match=rule['pattern'], count=count, max_keys=max_keys, deadline=deadline)
+    nx = ['NX'] if major_version(client) >= 7 else []  # EXPIRE ... NX arrived in Redis 7.0
     matched = selected = changed = 0
     for keys in walk.pages():
         matched += len(keys)
         chosen = [key for key, ttl in each_reply(client, ('TTL',), keys) if ttl == -1]
         selected += len(chosen)
         if chosen and not check_mode:
-            changed += _writes(client, [['EXPIRE', key, rule['ttl_s'], 'NX'] for key in chosen], 'expire_without_ttl')
+            changed += _writes(client, [['EXPIRE', key, rule['ttl_s']] + nx for key in chosen], 'expire_without_ttl')
     if selected and not check_mode:
-        client.commands.append('EXPIRE <key> %d NX (%d keys of %s)' % (rule['ttl_s'], selected, rule['pattern']))
+        client.commands.append('EXPIRE <key> %d%s (%d keys of %s)' % (rule['ttl_s'], ' NX' if nx else '', selected, rule['pattern']))
     return dict(action='expire_without_ttl', pattern=rule['pattern'], ttl_s=rule['ttl_s'], keys_matched=matched,
                 keys_selected=selected, keys_changed=changed, truncated=walk.truncated, stop_reason=walk.stop_reason,
                 outcome=outcome(selected, check_mode))
+
+
+def major_version(client):
+    version = getattr(client, 'server_version', None) or '7'
+    head = version.split('.', 1)[0]
+    return int(head) if head.isdigit() else 7
 
 
 def unlink_idle(client, rule, count, max_keys, deadline, check_mode):

@@ -173,6 +173,7 @@ class RedisClient:
                         validate_certs=validate_certs)
         self.timeout = timeout
         self.where = unix_socket or '%s:%s' % (self.host, self.port)
+        self.server_version = None  # set by the caller once INFO has said it
         self.commands = []
         self.sock = None
         self.reader = None

@@ -69,6 +69,7 @@ def run(client, p, check_mode):
     started = time.monotonic()
     deadline = started + p['max_duration_s']
     rev = review(client, p['thresholds'], p['state_file'], p['slowlog_count'])
+    client.server_version = rev['redis_version']
     scan = None
     if p['scan_patterns']:
         if rev['loading']:
