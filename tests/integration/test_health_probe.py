@@ -152,7 +152,7 @@ def test_redis_failures(redis_auth):
     assert 'WRONGPASS' in probes['wrong-pw']['message'] or 'invalid password' in probes['wrong-pw']['message']
     assert probes['no-auth']['status'] == 'unhealthy' and 'NOAUTH' in probes['no-auth']['message']
     assert probes['refused']['status'] == 'unhealthy'
-    assert 'is redis-server running there?' in probes['refused']['message']
+    assert 'is redis-server running there' in probes['refused']['message']
 
 
 # --- http -----------------------------------------------------------------------------

@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import socket
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.health.probes import (
-    RedisError,
-    _resp_encode,
-    _resp_read,
-)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import (
     PostgresError,
     connect,
     describe_target,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.client import (
+    RedisClient,
+    RedisConnectionError,
+    RedisError,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.triage.collect import CollectError
 
@@ -73,30 +72,16 @@ def collect_postgres(collector, params, long_transaction_s):
 
 
 def _redis_info(instance, timeout):
-    socket_path = instance.get('login_unix_socket')
-    where = socket_path or '%s:%s' % (instance.get('login_host') or '127.0.0.1', instance.get('login_port') or 6379)
+    client = RedisClient(host=instance.get('login_host'), port=instance.get('login_port'),
+                         unix_socket=instance.get('login_unix_socket'), user=instance.get('login_user'),
+                         password=instance.get('login_password'), timeout=timeout)
     try:
-        if socket_path:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(socket_path)
-        else:
-            sock = socket.create_connection((instance.get('login_host') or '127.0.0.1',
-                                             instance.get('login_port') or 6379), timeout=timeout)
-    except OSError as exc:
-        return where, 'cannot connect to Redis at %s: %s' % (where, exc.strerror or exc)
-    try:
-        reader = sock.makefile('rb')
-        if instance.get('login_password'):
-            sock.sendall(_resp_encode(*(['AUTH'] + ([instance['login_user']] if instance.get('login_user') else [])
-                                        + [instance['login_password']])))
-            _resp_read(reader)
-        sock.sendall(_resp_encode('INFO', 'everything'))
-        return where, _resp_read(reader)
+        with client:
+            return client.where, client.text('INFO', 'everything')
+    except RedisConnectionError as exc:
+        return client.where, str(exc)
     except (RedisError, OSError, ValueError) as exc:
-        return where, 'Redis at %s refused INFO: %s' % (where, exc)
-    finally:
-        sock.close()
+        return client.where, 'Redis at %s refused INFO: %s' % (client.where, exc)
 
 
 def collect_redis(collector, instances):

@@ -16,7 +16,7 @@ import time
 import pytest
 import zstandard
 
-from tests.harness.fault_tools_a import fill, mounted
+from tests.harness.faults_fs import fill_to_last_byte as fill, tmpfs_mounted as mounted
 from tests.harness.playbook import run_tasks
 
 MODULE = 'engineroom.maintenance.triage_bundle'

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import os
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.health import core, redis, system
+from ansible_collections.engineroom.maintenance.plugins.module_utils.health import core, system
 
 
 @pytest.mark.parametrize('value, expected', [(69.9, 'healthy'), (70, 'degraded'), (89.9, 'degraded'),
@@ -50,24 +49,6 @@ def test_finding_keeps_the_worst_status_and_every_reason():
     finding.flag('degraded', 'also slow')
     assert finding.status == 'unhealthy'
     assert finding.reasons == ['slow', 'down', 'also slow']
-
-
-def test_resp_round_trip():
-    assert redis._resp_encode('AUTH', 'pw') == b'*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n'
-    reader = io.BytesIO(b'+PONG\r\n$5\r\nhello\r\n:42\r\n*2\r\n+a\r\n$-1\r\n-ERR nope\r\n')
-    assert redis._resp_read(reader) == 'PONG'
-    assert redis._resp_read(reader) == 'hello'
-    assert redis._resp_read(reader) == 42
-    assert redis._resp_read(reader) == ['a', None]
-    with pytest.raises(redis.RedisError, match='ERR nope'):
-        redis._resp_read(reader)
-    with pytest.raises(redis.RedisError, match='closed'):
-        redis._resp_read(io.BytesIO(b'+PON'))
-
-
-def test_parse_info_skips_sections():
-    info = redis._parse_info('# Memory\r\nused_memory:1024\r\nmaxmemory:0\r\n\r\n# Clients\r\nconnected_clients:3\r\n')
-    assert info == dict(used_memory='1024', maxmemory='0', connected_clients='3')
 
 
 def test_processes_named_finds_this_interpreter():
