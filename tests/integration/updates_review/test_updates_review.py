@@ -94,7 +94,8 @@ def test_pip_apply_rolls_back_on_a_failed_health_gate_then_applies(tmp_path):
     venv = make_venv(str(tmp_path / 'venv'))
     args = dict(apt=False, venvs=[dict(name='app', path=venv)], apply=['pip'])
     failed = review(health_command=['false'], **args)
-    assert failed['failed'] and 'previous versions were reinstalled' in failed['msg']
+    assert failed['failed'] and 'the previous versions are back' in failed['msg']
+    assert 'previous versions reinstalled' in failed['msg']
     assert failed['pip'][0]['rolled_back'] is True and venv_version(venv) == OLD_SIX
 
     done = review(health_command=[os.path.join(venv, 'bin', 'python'), '-c', 'import six'], **args)
