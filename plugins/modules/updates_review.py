@@ -21,7 +21,11 @@ description:
     O(apt_security_only)) and V(pip) (each venv's outdated packages to their latest version), then runs
     O(health_command). A failed health check after a pip upgrade reinstalls the previous versions and fails; after
     an apt upgrade the module fails and says what was upgraded (apt upgrades are not rolled back).
-  - npm projects and container images are reviewed but not upgraded by this module.
+  - V(images) in O(apply) pulls the registry's image of each outdated container's tag and recreates the containers
+    one at a time from their own configuration with only the image changed; a container that does not stay running
+    (or healthy) for O(image_settle_s), or fails O(health_command), is removed and the previous container, kept
+    stopped under another name until then, is started again, and the module fails.
+  - npm projects are reviewed but not upgraded by this module.
   - A kind or item that cannot be reviewed (a path that is not a venv, a directory without package.json, a registry
     that does not answer) is reported in its entry's C(error) and warned about; the rest goes on.
 author:
@@ -92,8 +96,14 @@ options:
     description: The kinds to upgrade; empty reports only.
     type: list
     elements: str
-    choices: [apt, pip]
+    choices: [apt, pip, images]
     default: []
+  image_settle_s:
+    description:
+      - With V(images) in O(apply), how long a recreated container must stay running (and become C(healthy) when its
+        image has a HEALTHCHECK) before the health command runs.
+    type: int
+    default: 10
   health_command:
     description: Program and arguments that must exit 0 after an upgrade (the health gate); none when empty.
     type: list
@@ -137,7 +147,9 @@ npm:
   type: list
   elements: dict
 images:
-  description: Per running container, C(container), C(image), C(local_digest), C(registry_digest), C(update_available), C(error).
+  description:
+    - Per running container, C(container), C(image), C(local_digest), C(registry_digest), C(update_available), C(error);
+      C(applied), C(rolled_back) and C(new_image) with V(images) in O(apply).
   returned: always
   type: list
   elements: dict
@@ -153,7 +165,7 @@ summary:
 metrics:
   description:
     - C(apt_pending), C(apt_security), C(apt_held), C(reboot_required), C(pip_outdated), C(npm_outdated),
-      C(images_outdated), C(apt_applied), C(pip_applied), C(errors), C(duration_ms).
+      C(images_outdated), C(apt_applied), C(pip_applied), C(images_applied), C(errors), C(duration_ms).
   returned: always
   type: dict
 executed_commands:
@@ -191,7 +203,8 @@ def main():
             npm_projects=dict(type='list', elements='path', default=[]),
             images=dict(type='bool', default=False),
             docker_host=dict(type='str', default='unix:///var/run/docker.sock'),
-            apply=dict(type='list', elements='str', choices=['apt', 'pip'], default=[]),
+            apply=dict(type='list', elements='str', choices=['apt', 'pip', 'images'], default=[]),
+            image_settle_s=dict(type='int', default=10),
             health_command=dict(type='list', elements='str', default=[]),
             timeout_s=dict(type='int', default=600),
         ),
@@ -206,14 +219,15 @@ def main():
         module.fail_json(msg=str(exc), changed=True, **exc.result)
     errors = errors_of(result)
     rolled_back = [v['name'] for v in result['pip'] if v['rolled_back']]
+    rolled_back += [i['container'] for i in result['images'] if i.get('rolled_back')]
     if rolled_back:
-        module.fail_json(msg='health check failed after the pip upgrades in %s; the previous versions were reinstalled: %s'
+        module.fail_json(msg='health check failed after the upgrades of %s; the previous versions are back: %s'
                          % (', '.join(rolled_back), '; '.join(errors)), changed=True, errors=errors, **result)
     for error in errors:
         module.warn(error)
     metrics = metrics_of(result)
     metrics['duration_ms'] = elapsed_ms(started)
-    changed = bool(metrics['apt_applied'] or any(v['applied'] for v in result['pip']))
+    changed = bool(metrics['apt_applied'] or metrics['images_applied'] or any(v['applied'] for v in result['pip']))
     module.exit_json(changed=changed, errors=errors, metrics=metrics, summary=summary_of(metrics, errors), **result)
 
 

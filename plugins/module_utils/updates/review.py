@@ -12,6 +12,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.updates imp
 from ansible_collections.engineroom.maintenance.plugins.module_utils.updates import npm as npm_kind
 from ansible_collections.engineroom.maintenance.plugins.module_utils.updates import pip as pip_kind
 from ansible_collections.engineroom.maintenance.plugins.module_utils.updates.common import Runner, UpdateError, health_gate
+from ansible_collections.engineroom.maintenance.plugins.module_utils.updates.recreate import recreate
 
 
 class HealthGateError(Exception):
@@ -36,7 +37,7 @@ def _apt(runner, params, apply_apt, check_mode):
                     applied=[])
 
 
-def _images(params):
+def _images(params, apply_images, gate):
     if not params['images']:
         return []
     from ansible_collections.engineroom.maintenance.plugins.module_utils.docker.client import DockerExecError, docker_client
@@ -44,7 +45,15 @@ def _images(params):
         client = docker_client(params['docker_host'], timeout=params['timeout_s'])
     except DockerExecError as exc:
         return [dict(container=None, image=None, error=str(exc), update_available=False)]
-    return images_kind.review_images(client)
+    entries = images_kind.review_images(client)
+    for entry in entries:
+        entry.update(applied=False, rolled_back=False)
+        if apply_images and entry['update_available'] and not entry['error']:
+            try:
+                recreate(client, entry, params['image_settle_s'], gate)
+            except Exception as exc:  # docker.errors.APIError and friends: said per container
+                entry['error'] = 'cannot move %s to the new image: %s' % (entry['container'], exc)
+    return entries
 
 
 def review(params, check_mode):
@@ -66,7 +75,7 @@ def review(params, check_mode):
     result['pip'] = [pip_kind.review_venv(runner, venv, params['pip_index_url'], 'pip' in apply and not check_mode, gate)
                      for venv in params['venvs']]
     result['npm'] = [npm_kind.review_project(runner, path) for path in params['npm_projects']]
-    result['images'] = _images(params)
+    result['images'] = _images(params, 'images' in apply and not check_mode, gate)
     result['executed_commands'] = runner.commands
     return result
 
@@ -89,6 +98,7 @@ def metrics_of(result):
                 images_outdated=sum(1 for i in result['images'] if i.get('update_available')),
                 apt_applied=len(apt.get('applied') or []),
                 pip_applied=sum(len(v['applied']) for v in result['pip'] if not v['rolled_back']),
+                images_applied=sum(1 for i in result['images'] if i.get('applied')),
                 errors=len(errors_of(result)))
 
 
@@ -100,8 +110,9 @@ def summary_of(metrics, errors):
     text = 'update review: ' + ', '.join(parts)
     if metrics['reboot_required']:
         text += '; reboot required'
-    if metrics['apt_applied'] or metrics['pip_applied']:
-        text += '; applied %d apt, %d pip' % (metrics['apt_applied'], metrics['pip_applied'])
+    if metrics['apt_applied'] or metrics['pip_applied'] or metrics['images_applied']:
+        applied = (metrics['apt_applied'], metrics['pip_applied'], metrics['images_applied'])
+        text += '; applied %d apt, %d pip, %d image(s)' % applied
     if errors:
         text += '; %d could not be reviewed' % len(errors)
     return text

@@ -227,7 +227,8 @@ def test_containers_states_last_lines_and_env_values_redacted(tmp_path, docker_c
         name=name, detach=True, environment=dict(APP_SETTING='PlantedEnvValue5'))
     try:
         time.sleep(1)
-        args = dict(sandbox(tmp_path), containers=True, journal=False, dest=str(tmp_path / 'out'))
+        args = sandbox(tmp_path)
+        args.update(containers=True, journal=False, dest=str(tmp_path / 'out'))
         run = run_tasks([task(**args)])
         result = run.result('triage')
         assert not result.get('failed'), result

@@ -131,7 +131,7 @@ def npm_project(tmp_path_factory):
     return path
 
 
-def tiny_image_tar(version):
+def tiny_image_tar(version, seconds=3600):
     """A build context for an image of a few MB: /bin/sleep, its libraries, a version file."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode='w') as tar:
@@ -141,7 +141,7 @@ def tiny_image_tar(version):
         info = tarfile.TarInfo('rootfs/version')
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-        dockerfile = b'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sleep", "3600"]\n'
+        dockerfile = b'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sleep", "%d"]\n' % seconds
         info = tarfile.TarInfo('Dockerfile')
         info.size = len(dockerfile)
         tar.addfile(info, io.BytesIO(dockerfile))
@@ -183,8 +183,10 @@ def registry(tmp_path_factory, docker_client):
     server.stop()
 
 
-def build_and_push(client, reference, version):
-    client.images.build(fileobj=tiny_image_tar(version), custom_context=True, tag=reference, rm=True)
+def build_and_push(client, reference, version, seconds=3600):
+    """Build the tiny image (its CMD sleeps ``seconds``) and push it; the image."""
+    image = client.images.build(fileobj=tiny_image_tar(version, seconds), custom_context=True, tag=reference, rm=True)[0]
     repository, tag = reference.rsplit(':', 1)
     for line in client.images.push(repository, tag=tag, stream=True, decode=True):
         assert 'error' not in line, line
+    return image

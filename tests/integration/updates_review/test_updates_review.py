@@ -94,7 +94,8 @@ def test_pip_apply_rolls_back_on_a_failed_health_gate_then_applies(tmp_path):
     venv = make_venv(str(tmp_path / 'venv'))
     args = dict(apt=False, venvs=[dict(name='app', path=venv)], apply=['pip'])
     failed = review(health_command=['false'], **args)
-    assert failed['failed'] and 'previous versions were reinstalled' in failed['msg']
+    assert failed['failed'] and 'the previous versions are back' in failed['msg']
+    assert 'previous versions reinstalled' in failed['msg']
     assert failed['pip'][0]['rolled_back'] is True and venv_version(venv) == OLD_SIX
 
     done = review(health_command=[os.path.join(venv, 'bin', 'python'), '-c', 'import six'], **args)
@@ -135,10 +136,13 @@ def containers(docker_client, registry):
         started.append(docker_client.containers.run(reference, name=name, detach=True))
     docker_client.images.get(current).tag(closed)
     started.append(docker_client.containers.run(closed, name='upd-gone-%d' % os.getpid(), detach=True))
-    build_and_push(docker_client, moved, 'v2')                 # the tag moves on in the registry
-    yield dict(moved=started[0].name, current=started[1].name, gone=started[2].name)
-    for container in started:
-        container.remove(force=True)
+    v2 = build_and_push(docker_client, moved, 'v2')            # the tag moves on in the registry
+    yield dict(moved=started[0].name, current=started[1].name, gone=started[2].name, moved_ref=moved, v1=started[0].image.id,
+               v2=v2.id)
+    for container in docker_client.containers.list(all=True):
+        if container.name.startswith('upd-') and container.name.split('-')[-1].isdigit() or 'engineroom-previous' in container.name:
+            if str(os.getpid()) in container.name:
+                container.remove(force=True)
     for reference in (moved, current, closed):
         try:
             docker_client.images.remove(reference, force=True)
@@ -156,3 +160,30 @@ def test_images_compared_with_the_registry_and_an_unreachable_one_reported(conta
     assert current['update_available'] is False and current['local_digest'] == current['registry_digest']
     assert gone['update_available'] is False and 'cannot ask the registry' in gone['error']
     assert result['metrics']['images_outdated'] == 1
+
+
+def test_images_apply_recreates_then_rolls_back_a_broken_image(containers, docker_client):
+    from tests.integration.updates_review.conftest import build_and_push
+    args = dict(apt=False, images=True, apply=['images'], image_settle_s=2, health_command=['true'])
+    before = docker_client.containers.get(containers['moved']).attrs
+    result = review(**args)
+    assert not result.get('failed'), result
+    images = dict((i['container'], i) for i in result['images'])
+    assert images[containers['moved']]['applied'] is True and result['changed'] is True
+    assert images[containers['current']]['applied'] is False and images[containers['gone']]['error']
+    moved = docker_client.containers.get(containers['moved'])
+    assert moved.image.id == containers['v2'] and moved.status == 'running'
+    assert moved.attrs['Config']['Env'] == before['Config']['Env'] and moved.id != before['Id']
+    assert not [c for c in docker_client.containers.list(all=True) if c.name.endswith('-engineroom-previous')]
+    report_only = dict(args)
+    report_only['apply'] = []
+    assert review(**report_only)['metrics']['images_outdated'] == 0
+
+    build_and_push(docker_client, containers['moved_ref'], 'v3-broken', seconds=0)   # exits at once
+    broken = review(**args)
+    assert broken.get('failed') and 'previous versions are back' in broken['msg'], broken['images']
+    entry = [i for i in broken['images'] if i['container'] == containers['moved']][0]
+    assert entry['rolled_back'] is True and 'exited' in entry['error']
+    back = docker_client.containers.get(containers['moved'])
+    assert back.id == moved.id and back.image.id == containers['v2'] and back.status == 'running'
+    assert not [c for c in docker_client.containers.list(all=True) if c.name.endswith('-engineroom-previous')]
