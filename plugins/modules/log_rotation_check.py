@@ -154,6 +154,24 @@ options:
         result says that the counts may repeat earlier ones.
       - Suggested place V(/var/lib/engineroom/log_rotation_check.json).
     type: path
+  journal_units:
+    description:
+      - systemd units whose journal entries join the error review (C(journalctl -o json --after-cursor)), counted
+        by their C(PRIORITY) in RV(errors.journal). Needs O(scan).
+      - With O(state_file) the journal cursor is kept there beside the file cursors, so each run reads only new
+        entries; a cursor of another journal (another machine, a journal deleted since) is not used: the last day is
+        read again and the result says so.
+    type: list
+    elements: str
+    default: []
+  journal_directory:
+    description: A journal directory to read instead of the local journal (C(journalctl --directory)).
+    type: path
+  journal_max_priority:
+    description: Journal entries of this priority or more urgent count as errors (V(3) is C(err), V(4) C(warning)).
+    type: int
+    choices: [0, 1, 2, 3, 4, 5, 6, 7]
+    default: 3
   since:
     description:
       - Only count lines logged at or after this time, an ISO 8601 UTC timestamp (V(2026-11-20T00:00:00Z)) or a
@@ -354,6 +372,14 @@ errors:
     lines_matched:
       description: Lines that contain at least one pattern, plus error records of structured logs.
       type: int
+    journal:
+      description:
+        - With O(journal_units), the journal's review since the last run - C(entries_read), C(errors) (entries at
+          O(journal_max_priority) or more urgent), C(by_priority), the most frequent normalised messages in C(top)
+          (unit, message, priority, count), C(cursor_rebuilt) and C(cursor_note), C(started_from) (V(cursor) or
+          V(window)).
+      type: dict
+      returned: when O(journal_units) is set
     events:
       description: Events, where a whole traceback is one event and every other matching line is one.
       type: int
@@ -458,7 +484,6 @@ executed_commands:
 
 import datetime
 import os
-import resource
 import shutil
 import subprocess
 import time
@@ -466,7 +491,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import cpu_ms, elapsed_ms
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import parse_duration
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.audit import PolicyError, audit_log, resolve_policy, summarize
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.enforcement import enforce
@@ -478,9 +503,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrot
     find_logrotate,
     read_logrotate,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.journald import JournalError, review_units
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.scan import (
     Scanner,
     grep_command_line,
+    load_journal_state,
     load_state,
     save_state,
 )
@@ -508,6 +535,9 @@ ARGUMENT_SPEC = dict(
     format=dict(type='str', default='auto', choices=['auto', 'text', 'json', 'syslog', 'postgresql', 'nginx_error']),
     top_n=dict(type='int', default=10),
     state_file=dict(type='path'),
+    journal_units=dict(type='list', elements='str', default=[]),
+    journal_directory=dict(type='path'),
+    journal_max_priority=dict(type='int', default=3, choices=list(range(8))),
     since=dict(type='str'),
     enforce=dict(type='bool', default=False),
     method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
@@ -534,13 +564,6 @@ def resolve_since(module):
     return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() - seconds))
 
 
-def cpu_ms():
-    """CPU milliseconds used so far by this process (all threads) and its finished children (grep)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime) * 1000.0
-
-
 def check_state_file(module):
     """Fail before reading anything when the cursors could not be saved afterwards."""
     state_file = module.params['state_file']
@@ -554,6 +577,23 @@ def check_state_file(module):
         problem = check_writable_dir(directory)
         if problem:
             module.fail_json(msg='state_file %s cannot be written: %s; nothing was read or changed' % (state_file, problem))
+
+
+def review_journal(module, previous, executed, notes):
+    """The journald part of the error review: (result or None, state to keep)."""
+    units = module.params['journal_units']
+    if not units:
+        return None, previous
+    try:
+        journal, state, commands = review_units(units, previous, module.params['journal_directory'],
+                                                module.params['journal_max_priority'], module.params['top_n'])
+    except JournalError as exc:
+        module.fail_json(msg='journal_units %s: %s; nothing was changed' % (', '.join(units), exc))
+    executed.extend(commands)
+    if journal['cursor_rebuilt']:
+        notes.append(journal['cursor_note'])
+        module.warn(journal['cursor_note'])
+    return journal, state
 
 
 def run_scan(module, logs, executed, notes):
@@ -587,15 +627,18 @@ def run_scan(module, logs, executed, notes):
         executed.append(grep_command_line(grep_path, module.params['patterns']))
     notes.extend(scanner.notes)
     notes.extend('%s: %s' % (f['path'], f['note']) for f in scanner.files if f['note'])
+    journal, journal_state = review_journal(module, load_journal_state(state_file) if state_file else {}, executed, notes)
     if state_file and not module.check_mode:
         try:
-            save_state(state_file, new_cursors)
+            save_state(state_file, new_cursors, journal_state)
             state['written'] = True
         except OSError as exc:
             module.fail_json(msg='state_file %s could not be written: %s; check its directory and permissions'
                              % (state_file, exc.strerror or exc))
     errors = scanner.review.result(module.params['top_n'])
     errors['files'] = scanner.files
+    if journal:
+        errors['journal'] = journal
     return errors, state, scanner.bytes_scanned, scanner.bytes_skipped
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import resource
 import shlex
 import time
 
@@ -19,6 +20,13 @@ MASK = '********'
 def elapsed_ms(started):
     """Milliseconds since ``started`` (a ``time.monotonic()`` value), 0.1 ms precision."""
     return round((time.monotonic() - started) * 1000.0, 1)
+
+
+def cpu_ms():
+    """CPU milliseconds used so far by this process (all threads) and its finished children (grep, pg_dump)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime) * 1000.0
 
 
 def mask_secrets(text, secrets):

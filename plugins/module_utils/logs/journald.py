@@ -165,6 +165,13 @@ def review(reader, state, max_priority=3, top_n=10, rebuild_window_s=DEFAULT_REB
     return result, new_state
 
 
+def review_units(units, state, directory=None, max_priority=3, top_n=10):
+    """The error review of ``units`` in the local journal (or the journal ``directory``): (result, new state, commands)."""
+    reader = JournalReader(directory=directory, units=units)
+    result, new_state = review(reader, state, max_priority=max_priority, top_n=top_n)
+    return result, new_state, reader.commands
+
+
 def recent_errors(reader, lines=50, max_priority=3):
     """The last ``lines`` entries at ``max_priority`` or worse, oldest first (for triage)."""
     return reader.entries(max_priority=max_priority, lines=lines)

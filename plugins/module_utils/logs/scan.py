@@ -540,13 +540,25 @@ def load_state(path):
         return {}, 'rebuilt', str(getattr(exc, 'strerror', None) or exc)
 
 
-def save_state(path, files):
+def load_journal_state(path):
+    """The journald cursor kept beside the file cursors (``{}`` when there is none or the file is unreadable)."""
+    try:
+        with open(path, 'rb') as handle:
+            journal = json.loads(handle.read().decode('utf-8')).get('journald')
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
+    return journal if isinstance(journal, dict) else {}
+
+
+def save_state(path, files, journald=None):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=0o755)
     body = dict(schema_version=STATE_SCHEMA_VERSION,
                 written_at=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'),
                 files=files)
+    if journald:
+        body['journald'] = journald
     atomic_write(path, json.dumps(body, indent=1, sort_keys=True) + '\n', mode=0o644)
 
 

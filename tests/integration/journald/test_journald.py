@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -121,3 +122,27 @@ def test_missing_journalctl_and_unreadable_directory(tmp_path):
         journald.JournalReader(journalctl='/nonexistent/journalctl').entries()
     with pytest.raises(journald.JournalError, match='journalctl failed'):
         journald.JournalReader(files=[str(tmp_path / 'missing.journal')]).entries()
+
+
+def test_log_rotation_check_reviews_journal_units_and_resumes_from_the_state_file(tmp_path):
+    """journal_units in the module: counted by PRIORITY, the cursor kept beside the file cursors, then only new entries."""
+    from tests.harness.playbook import run_tasks
+    journal = Journal(tmp_path / 'journal')
+    journal.write(sample(count_err=3))
+    state_file = str(tmp_path / 'state' / 'logs.json')
+    (tmp_path / 'app.log').write_text('2026-12-05T10:00:00Z INFO started\n')
+    task = {'name': 'review', 'engineroom.maintenance.log_rotation_check': dict(
+        paths=[str(tmp_path / 'app.log')], scan=True, state_file=state_file, journal_units=['app.service', 'db.service'],
+        journal_directory=journal.directory, check_logrotate=False, ghost_scope='none')}
+    first = run_tasks([task]).result('review')
+    assert first.get('failed') is not True, first.get('msg')
+    review = first['errors']['journal']
+    assert review['entries_read'] == 8 and review['errors'] == 4, review
+    assert review['by_priority']['err'] == 3 and review['by_priority']['crit'] == 1
+    assert review['top'][0] == dict(unit='app.service', message=review['top'][0]['message'], priority='err', count=3)
+    assert any(c.startswith('journalctl ') and '--unit=app.service' in c for c in first['executed_commands'])
+    with open(state_file) as handle:
+        assert json.load(handle)['journald']['cursor']
+    journal.write([(3, 'app.service', 'one more failure')])
+    second = run_tasks([task]).result('review')['errors']['journal']
+    assert (second['entries_read'], second['errors'], second['started_from']) == (1, 1, 'cursor'), second
