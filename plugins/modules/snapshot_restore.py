@@ -30,6 +30,9 @@ description:
   - A snapshot with a fingerprint is restored like a real restore, with owners and ACLs; roles it needs that the
     server lacks fail the drill, named (create them, or set O(no_owner=true)). Plain dumps are written without
     owners and are restored without them.
+  - When the login role is a superuser, the restore runs with C(session_replication_role=replica), so event triggers
+    (and ordinary triggers) of the dumped database do not fire while it is restored and change no data
+    (RV(event_triggers_disabled)).
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
   - When the newest snapshot (O(snapshot=latest)) does not verify, the drill is refused and names the newest older
@@ -189,6 +192,10 @@ fingerprint:
   description: The fingerprint mode compared (V(full), V(counts)), or V(null) when the snapshot holds none.
   returned: success
   type: str
+event_triggers_disabled:
+  description: Whether triggers and event triggers were kept from firing during the restore (needs a superuser login).
+  returned: when a database was restored or planned
+  type: bool
 note:
   description: What the comparison could not cover (an old manifest, no fingerprint, no owners restored).
   returned: success

@@ -17,7 +17,6 @@ import datetime
 import os
 import shutil
 import socket
-import tempfile
 import time
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
@@ -53,6 +52,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     artifact_ext,
     dump_ext,
     outer_compression,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import (
+    create_temp_dir,
+    create_temp_file,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     VerifyError,
@@ -104,6 +107,14 @@ def dump_args(params):
     """pg_dump's format arguments, and a bounded wait for its table locks (it fails instead of hanging)."""
     return dump_format_args(params['format'], params['compression'], level_for(params, params['compression'])) + [
         '--lock-wait-timeout=%s' % lock_timeout_setting(params)]
+
+
+def nearest_existing(path):
+    """The closest existing ancestor of a directory still to be created (check mode measures space there)."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def remove_quietly(path):
@@ -182,6 +193,7 @@ class SnapshotWriter:
         self.source = None
         self.temps = []  # temporary files in dest, removed on the way out
         self.temp_dirs = []
+        self.locks = []  # fds holding the flocks that mark our temp files as a live run's
         self.path = None
 
     def take(self, space_dir):
@@ -268,6 +280,8 @@ class SnapshotWriter:
                 remove_quietly(temp)
             for temp_dir in self.temp_dirs:
                 shutil.rmtree(temp_dir, ignore_errors=True)
+            for fd in self.locks:
+                os.close(fd)
         self.verified = verify_message(detail)
         duration = elapsed_ms(started)
         snapshot.update(status='written', size_bytes=manifest['artifact']['size_bytes'],
@@ -329,7 +343,8 @@ class SnapshotWriter:
                         pg_dump_version=source.pg_dump_version, where=source.where, container=params['container'],
                         format=fmt, compression=compression)
         if fmt == 'directory':
-            staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
+            staging, lock = create_temp_dir(self.dest, name)
+            self.locks.append(lock)
             self.temp_dirs.append(staging)
             run = source.dump(dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
                               params['exact_count_max_rows'], params['fingerprint'])
@@ -343,6 +358,8 @@ class SnapshotWriter:
                                                source.compress_threads)
             dumped = run.source_bytes
         database['tables'] = tables
+        if fmt == 'plain':
+            database['owners'] = True  # written with owners and grants (no --no-owner), restorable into an empty database
         if run.fingerprint is not None:
             database['fingerprint'] = run.fingerprint
         return target, sha, size, dumped, database
@@ -366,7 +383,7 @@ class SnapshotWriter:
             raise
 
     def _temp(self, name):
-        fd, path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
-        os.close(fd)
+        path, lock = create_temp_file(self.dest, name)
+        self.locks.append(lock)
         self.temps.append(path)
         return path
