@@ -185,6 +185,10 @@ options:
         and ACL. It reads every row once more (see docs/performance/snapshot.md).
       - V(counts) - the same without content hashes (exact row counts only).
       - V(none) - no fingerprint (row counts as set by O(exact_count_max_rows)).
+      - With V(full) or V(counts), the roles the dump needs (owners, grantees) are listed in the manifest
+        (C(database.roles_needed)) and written, with their attributes, role settings and memberships but no
+        passwords, to a sibling artifact C(<artifact>.globals.sql) (mode 0600, its sha256 in the manifest, checked by
+        every verification, deleted with the snapshot by retention).
       - A dump inside a O(container) records no fingerprint (no shared snapshot there).
     type: str
     choices: [full, counts, none]

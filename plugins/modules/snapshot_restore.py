@@ -108,6 +108,13 @@ options:
     description: Fail the task when RV(matches) is false.
     type: bool
     default: true
+  create_missing_roles:
+    description:
+      - Create the roles the snapshot needs that this server lacks, from the snapshot's globals artifact (attributes,
+        role settings and memberships as they were, no passwords), before restoring. The roles stay after the drill
+        (RV(roles_created)). Fails when the snapshot has no globals artifact.
+    type: bool
+    default: false
   no_owner:
     description:
       - Restore without owners and ACLs (C(--no-owner --no-acl)), as when the roles the snapshot needs do not exist
@@ -192,6 +199,11 @@ fingerprint:
   description: The fingerprint mode compared (V(full), V(counts)), or V(null) when the snapshot holds none.
   returned: success
   type: str
+roles_created:
+  description: Roles created from the globals artifact (O(create_missing_roles=true)); they stay after the drill.
+  returned: when roles were created
+  type: list
+  elements: str
 event_triggers_disabled:
   description: Whether triggers and event triggers were kept from firing during the restore (needs a superuser login).
   returned: when a database was restored or planned
@@ -311,6 +323,7 @@ def argument_spec():
         estimate_tolerance_pct=dict(type='float', default=10),
         fail_on_mismatch=dict(type='bool', default=True),
         no_owner=dict(type='bool', default=False),
+        create_missing_roles=dict(type='bool', default=False),
         pg_restore_path=dict(type='path'),
     )
     return spec

@@ -52,6 +52,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import grant_roles, parse_globals
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     ToolFeed,
     VerifyError,
@@ -303,14 +304,42 @@ class RestoreDrill:
                                    'that psql runs; create the roles it needs instead')
             return False
         needed = roles_needed(fingerprint)
-        present = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)',
-                                                           (needed,)))
+        rows = self.runner.rows('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)', (needed,))
+        present = set(row[0] for row in rows)
         missing = [role for role in needed if role not in present]
-        if missing:
+        if missing and not self.params['create_missing_roles']:
             raise DrillFailure('the snapshot needs roles this server lacks: %s; create them (their owners and grants '
-                               'are part of the restore), or set no_owner: true to restore without owners and ACLs'
+                               'are part of the restore), set create_missing_roles: true to create them from the '
+                               'snapshot\'s globals artifact, or no_owner: true to restore without owners and ACLs'
                                % ', '.join(missing))
+        if missing:
+            self._create_roles(missing)
         return True
+
+    def _create_roles(self, missing):
+        """Create ``missing`` roles from the snapshot's globals artifact (verified with the snapshot), memberships too."""
+        recorded = self.manifest['database'].get('globals')
+        if not recorded:
+            raise DrillFailure('create_missing_roles needs the snapshot\'s globals artifact, and %s has none (written '
+                               'before globals were recorded, or from a container): create the roles %s yourself'
+                               % (self.path, ', '.join(missing)))
+        with open(os.path.join(os.path.dirname(self.path), recorded['file']), encoding='utf-8') as handle:
+            blocks, grants = parse_globals(handle.read())
+        unknown = [role for role in missing if role not in blocks]
+        if unknown:
+            raise DrillFailure('the globals artifact of %s does not define the roles %s' % (self.path, ', '.join(unknown)))
+        with self.runner.conn.cursor() as cursor:
+            for role in missing:
+                for statement in blocks[role]:
+                    self.runner.executed.append(statement)
+                    cursor.execute(statement)
+            names = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
+            for statement in grants:
+                role, member = grant_roles(statement)
+                if (role in missing or member in missing) and role in names and member in names:
+                    self.runner.executed.append(statement)
+                    cursor.execute(statement)
+        self.result['roles_created'] = missing
 
     def _state(self):
         return ((self.manifest.get('database') or {}).get('fingerprint') or {}).get('database')

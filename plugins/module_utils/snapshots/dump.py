@@ -40,8 +40,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import (
     qualified,
+    roles_needed,
     take as take_fingerprint,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import globals_sql
 
 try:
     import psycopg2
@@ -207,6 +209,7 @@ def tables_and_fingerprint(runner, exact_count_max_rows, mode):
     if mode == 'none':
         return count_tables(runner, exact_count_max_rows), None
     fingerprint = take_fingerprint(runner, mode)
+    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint))  # taken out by the writer
     tables = dict((key, dict(rows=value['rows'], exact=True)) for key, value in fingerprint['tables'].items())
     return tables, fingerprint
 

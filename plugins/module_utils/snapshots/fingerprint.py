@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import unquote_ident
+
 FINGERPRINT_MODES = ('full', 'counts', 'none')
 # Row text does not depend on the session: the same output formats on both sides.
 SESSION_SQL = ("SELECT set_config('DateStyle', 'ISO, YMD', false), set_config('TimeZone', 'UTC', false), "
@@ -222,13 +224,13 @@ def roles_needed(fingerprint):
 
 
 def _unquote(name):
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+    return unquote_ident(name) if name.startswith('"') else name
 
 
 def describe(differences, limit=5):
     """The first ``limit`` differences in words."""
-    words = ['%s %s: %s (snapshot %s, restored %s)' % (item['kind'], item['name'], item['what'], item['expected'],
-                                                      item['actual']) for item in differences[:limit]]
+    words = ['%s %s: %s (snapshot %s, restored %s)' % (
+        item['kind'], item['name'], item['what'], item['expected'], item['actual']) for item in differences[:limit]]
     if len(differences) > limit:
         words.append('and %d more' % (len(differences) - limit))
     return '; '.join(words)

@@ -10,6 +10,7 @@ hashes when recorded) for archives.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -212,7 +213,25 @@ def compare_scan(path, manifest, scan):
         raise VerifyError('snapshot %s: the database dump member %s is missing or changed' % (path, member))
 
 
+def check_globals(path, manifest):
+    """The globals artifact beside a snapshot, when its manifest names one, must be there unchanged."""
+    recorded = (manifest.get('database') or {}).get('globals')
+    if not recorded:
+        return
+    globals_path = os.path.join(os.path.dirname(path), recorded['file'])
+    try:
+        with open(globals_path, 'rb') as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise VerifyError('snapshot %s: its globals artifact %s is missing or unreadable (%s)'
+                          % (path, globals_path, exc.strerror or exc)) from exc
+    if hashlib.sha256(data).hexdigest() != recorded.get('sha256'):
+        raise VerifyError('snapshot %s: its globals artifact %s does not match its recorded sha256 (changed after it '
+                          'was written)' % (path, globals_path))
+
+
 def verify_snapshot(path, manifest, pg_restore, executed):
+    check_globals(path, manifest)
     if manifest['tier'] == 'database':
         return verify_dump(path, manifest, pg_restore, executed)
     return verify_archive(path, manifest)

@@ -14,6 +14,7 @@ operator and saying what is (not) left in dest.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import socket
@@ -53,6 +54,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     dump_ext,
     outer_compression,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import roles_needed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import GLOBALS_SUFFIX
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import (
     create_temp_dir,
     create_temp_file,
@@ -194,6 +197,7 @@ class SnapshotWriter:
         self.temps = []  # temporary files in dest, removed on the way out
         self.temp_dirs = []
         self.locks = []  # fds holding the flocks that mark our temp files as a live run's
+        self.globals_text = None
         self.path = None
 
     def take(self, space_dir):
@@ -358,6 +362,9 @@ class SnapshotWriter:
                                                source.compress_threads)
             dumped = run.source_bytes
         database['tables'] = tables
+        if run.fingerprint is not None:
+            self.globals_text = run.fingerprint.pop('_globals', None)
+            database['roles_needed'] = roles_needed(run.fingerprint)
         if fmt == 'plain':
             database['owners'] = True  # written with owners and grants (no --no-owner), restorable into an empty database
         if run.fingerprint is not None:
@@ -375,12 +382,30 @@ class SnapshotWriter:
                                   'run is left in dest' % (os.path.basename(self.path), self.dest)) from None
         self.temps.remove(target)
         try:  # rename, fsync and manifest are one step: without its manifest it is no snapshot, so take it back
+            self._write_globals(manifest)
             fsync_dir(self.dest)
             manifest['verified_at'] = iso_utc(utc_now())
             write_manifest(self.path, manifest)
         except OSError:
             remove_quietly(self.path)
+            remove_quietly(self.path + GLOBALS_SUFFIX)
             raise
+
+    def _write_globals(self, manifest):
+        """The roles the dump needs, as a sibling artifact (0600) with its sha256 in the manifest."""
+        if self.globals_text is None:
+            return
+        data = self.globals_text.encode('utf-8')
+        temp = self._temp(os.path.basename(self.path) + GLOBALS_SUFFIX)
+        with open(temp, 'wb') as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, self.path + GLOBALS_SUFFIX)
+        self.temps.remove(temp)
+        manifest['database']['globals'] = dict(file=os.path.basename(self.path) + GLOBALS_SUFFIX,
+                                               size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
     def _temp(self, name):
         path, lock = create_temp_file(self.dest, name)

@@ -264,3 +264,65 @@ def test_dead_runs_temp_files_are_removed_and_live_ones_kept(pg, rich_db, dest):
     finally:
         live.kill()
         live.wait()
+
+
+def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
+    """A server without the snapshot's roles: named; create_missing_roles makes them from the globals artifact."""
+    c = conn(pg)
+    role, other, name = 'fp_gone_%d' % os.getpid(), 'fp_other_%d' % os.getpid(), 'snap_gone_%d' % os.getpid()
+    drop_database(pg, name)
+    for item in (role, other):
+        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(item)))
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT 7 PASSWORD 'secret-pw'").format(sql.Identifier(role)))
+    pg.execute(sql.SQL('CREATE ROLE {}').format(sql.Identifier(other)))
+    pg.execute(sql.SQL('GRANT {} TO {}').format(sql.Identifier(other), sql.Identifier(role)))
+    pg.execute(sql.SQL("ALTER ROLE {} SET work_mem = '16MB'").format(sql.Identifier(role)))
+    pg.create_database(name)
+    for statement in ('CREATE TABLE owned (id int)', 'INSERT INTO owned VALUES (1), (2)'):
+        pg.execute(statement, dbname=name)
+    pg.execute(sql.SQL('ALTER TABLE owned OWNER TO {}').format(sql.Identifier(role)), dbname=name)
+    pg.execute(sql.SQL('GRANT SELECT ON owned TO {}').format(sql.Identifier(other)), dbname=name)
+    try:
+        run = run_tasks([{'name': 'snapshot', ARCHIVE: dict(c, database=name, dest=dest)}])
+        assert_ok(run)
+        path = run.result('snapshot')['snapshot']['path']
+        manifest = manifest_of(path)
+        assert set(manifest['database']['roles_needed']) == {role, other}
+        globals_path = path + '.globals.sql'
+        assert manifest['database']['globals']['file'] == os.path.basename(globals_path)
+        assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
+        with open(globals_path) as handle:
+            text = handle.read()
+        assert 'CREATE ROLE "%s";' % role in text and 'CONNECTION LIMIT 7' in text and 'secret-pw' not in text
+        assert 'GRANT "%s" TO "%s";' % (other, role) in text and 'SET "work_mem" TO \'16MB\'' in text
+        drop_database(pg, name)
+        for item in (role, other):  # a server without the snapshot's roles
+            pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(item)))
+        bare = path.replace(name + '-database-', name + '_bare-database-')
+        os.link(path, bare)  # the same dump, with a manifest that records no globals artifact
+        del manifest['database']['globals']
+        with open(bare + '.manifest.json', 'w') as handle:
+            json.dump(manifest, handle)
+        run = run_tasks([
+            {'name': 'needs roles', 'ignore_errors': True, RESTORE: dict(c, snapshot=path)},
+            {'name': 'no globals', 'ignore_errors': True, RESTORE: dict(c, snapshot=bare, create_missing_roles=True)},
+            {'name': 'create roles', RESTORE: dict(c, snapshot=path, create_missing_roles=True)},
+        ])
+        needs = run.result('needs roles')['msg']
+        assert role in needs and other in needs and 'create_missing_roles' in needs
+        assert 'globals artifact' in run.result('no globals')['msg'] and role in run.result('no globals')['msg']
+        created = run.result('create roles')
+        assert created['matches'] is True and sorted(created['roles_created']) == sorted([role, other]), created['summary']
+        member = pg.execute('SELECT rolconnlimit, rolcanlogin FROM pg_roles WHERE rolname = %s', (role,))
+        assert member == [(7, True)]
+        with open(globals_path, 'a') as handle:
+            handle.write('-- changed\n')
+        os.unlink(bare)
+        os.unlink(bare + '.manifest.json')
+        run = run_tasks([{'name': 'verify', 'ignore_errors': True, ARCHIVE: dict(database=name, dest=dest,
+                                                                                 state='verified')}])
+        assert 'globals artifact' in run.result('verify')['msg'] and globals_path in run.result('verify')['msg']
+    finally:
+        drop_database(pg, name)
+        for item in (role, other):
+            pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(item)))
