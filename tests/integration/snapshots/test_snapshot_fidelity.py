@@ -326,3 +326,30 @@ def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
         drop_database(pg, name)
         for item in (role, other):
             pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(item)))
+
+
+def test_schema_version_1_manifest_is_read_and_compared_as_far_as_it_goes(pg, rich_db, dest):
+    c = conn(pg)
+    run = run_tasks([{'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='old')}])
+    assert_ok(run)
+    path = run.result('snapshot')['snapshot']['path']
+    manifest = manifest_of(path)
+    database = manifest['database']
+    # What version 1 wrote: unquoted keys, no fingerprint, no globals artifact.
+    legacy = dict((key.replace('"', ''), value) for key, value in database['tables'].items())
+    for key in ('fingerprint', 'globals', 'roles_needed', 'owners'):
+        database.pop(key, None)
+    database['tables'] = legacy
+    manifest['schema_version'] = 1
+    with open(path + '.manifest.json', 'w') as handle:
+        json.dump(manifest, handle)
+    os.unlink(path + '.globals.sql')
+    run = run_tasks([
+        {'name': 'verify', ARCHIVE: dict(database=rich_db, dest=dest, prefix='old', state='verified')},
+        {'name': 'drill', RESTORE: dict(c, snapshot=path)},
+    ])
+    assert_ok(run)
+    drill = run.result('drill')
+    assert drill['matches'] is True and drill['fingerprint'] is None and 'schema version 1' in drill['note']
+    assert 'a.b.c' in [row['table'] for row in drill['tables']]
+    assert all(row['compared'] == 'exact' for row in drill['tables'])
