@@ -53,6 +53,8 @@ CONTAINER_SCALE = int(os.environ.get('BENCH_SNAPSHOT_CONTAINER_SCALE', str(SCALE
 TREE_MB = int(os.environ.get('BENCH_SNAPSHOT_TREE_MB', '2000'))
 FILES = int(os.environ.get('BENCH_SNAPSHOT_FILES', '10000'))
 REPEATS = int(os.environ.get('BENCH_SNAPSHOT_REPEATS', '3'))
+# BENCH_SNAPSHOT_SECTIONS=database runs the database tier only (container and full archive left out).
+SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', 'database,container,full').split(','))
 IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
 DB = 'bench_snapshot'
 # The module counts rows exactly below exact_count_max_rows (1,000,000) and estimates beyond. At the default
@@ -279,6 +281,12 @@ def database_section(cluster, work):
 
     module_s, module_write_s, (snap, _peak) = module_medians(args, work)
     module_mb = snap['snapshot']['size_bytes'] / 1e6
+    # Fingerprint cost: the same snapshot with fingerprint counts and none (the default above is full).
+    fp_counts_s, fp_counts_write_s = module_medians(dict(args, fingerprint='counts'), work)[:2]
+    fp_none_s, fp_none_write_s = module_medians(dict(args, fingerprint='none'), work)[:2]
+    module_medians(args, work)  # the default snapshot again, for the drill below
+    full_read_s = median_of(lambda: (timed(lambda: subprocess.run(
+        [os.path.join(pg_bin, 'pg_restore'), '-f', os.devnull, os.path.join(work, 'fc.dump')], check=True)), None))[0]
 
     restore_db = [0]
 
@@ -307,7 +315,17 @@ def database_section(cluster, work):
         row('snapshot_archive defaults (custom + zstd), writing', module_write_s, module_mb, fc_s,
             'dump, compress, hash, fsync'),
         row('snapshot_archive defaults, total with verification', module_s, module_mb, fc_s,
-            'plus re-read, decompression, `pg_restore --list`'),
+            'plus re-read, decompression, `pg_restore -f /dev/null` (every data block)'),
+        row('snapshot_archive `fingerprint: counts`, writing', fp_counts_write_s, module_mb, fc_s),
+        row('snapshot_archive `fingerprint: none`, writing', fp_none_write_s, module_mb, fc_s),
+        '',
+        'Fingerprint cost (writing, default `full` vs `none`): **%+.0f %%** (target ≤ +30 %%); `counts` %+.0f %%. '
+        'Totals with verification: full %.2f s, counts %.2f s, none %.2f s.' % (
+            100.0 * (module_write_s / fp_none_write_s - 1), 100.0 * (fp_counts_write_s / fp_none_write_s - 1),
+            module_s, fp_counts_s, fp_none_s),
+        '',
+        'Full-read verification: module verification (total − writing, default) %.2f s vs `pg_restore -f /dev/null` '
+        'of the `-Fc` file %.2f s.' % (module_s - module_write_s, full_read_s),
         '',
         'Targets (writing / total): module ≤ 1.10× the raw pipeline → **%.2f× / %.2f×**; ≥ 2.5× faster than '
         '`pg_dump -Fc` → **%.2f× / %.2f×**; ≤ 1.6× the seeds\' plain dump → **%.2f× / %.2f×**, at ≤ 1/4 of its '
@@ -316,7 +334,8 @@ def database_section(cluster, work):
             module_write_s / seeds_s, module_s / seeds_s, seeds_mb / module_mb, seeds_mb / zstd_mb),
         '',
         'Restore: `pg_restore` of the `-Fc` file %.2f s; snapshot_restore `rto_s` (verify + restore into a scratch '
-        'database) %.2f s, rows compared: %s.' % (restore_s, rto_s, 'all match' if drill['matches'] else 'MISMATCH'),
+        'database, owners and ACLs) %.2f s, fingerprint compared: %s.' % (
+            restore_s, rto_s, 'all match' if drill['matches'] else 'MISMATCH'),
     ]
     return lines
 
@@ -431,8 +450,9 @@ def run():
     finally:
         cluster.stop()
     try:
-        lines += [''] + container_section(work)
-        lines += [''] + full_section(work)
+        if SECTIONS != ('database',):
+            lines += [''] + container_section(work)
+            lines += [''] + full_section(work)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     reduced = SCALE != 70 or TREE_MB != 2000 or FILES != 10000
@@ -442,7 +462,7 @@ def run():
         'timestamps; about 4:1 with zstd); a test-image container with the same; a generated uploads tree of '
         'many small documents and incompressible images (fixed seeds). Median of %d runs per method. Module times are the module\'s '
         'own `duration_ms` run as on a target (no ansible-playbook start-up) and **include verification** '
-        '(re-hash, decompression, `pg_restore --list` or full archive listing).%s' % (
+        '(re-hash, decompression, `pg_restore -f /dev/null` or full archive listing).%s' % (
             REPEATS, ' **Reduced scale** on a shared 2-core machine (BENCH_SNAPSHOT_SCALE=%d, '
             'BENCH_SNAPSHOT_TREE_MB=%d, BENCH_SNAPSHOT_FILES=%d; `exact_count_max_rows` scaled to %d so the same '
             'tables are counted exactly as at scale 70); rerun at the defaults on a quiet machine.'

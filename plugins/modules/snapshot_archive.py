@@ -185,6 +185,10 @@ options:
         and ACL. It reads every row once more (see docs/performance/snapshot.md).
       - V(counts) - the same without content hashes (exact row counts only).
       - V(none) - no fingerprint (row counts as set by O(exact_count_max_rows)).
+      - With V(full) or V(counts), the roles the dump needs (owners, grantees) are listed in the manifest
+        (C(database.roles_needed)) and written, with their attributes, role settings and memberships but no
+        passwords, to a sibling artifact C(<artifact>.globals.sql) (mode 0600, its sha256 in the manifest, checked by
+        every verification, deleted with the snapshot by retention).
       - A dump inside a O(container) records no fingerprint (no shared snapshot there).
     type: str
     choices: [full, counts, none]
@@ -343,6 +347,15 @@ metrics:
   type: dict
   sample: {duration_ms: 9120.4, bytes_written: 198000000, source_bytes: 1090000000, snapshots_pruned: 1, snapshots_kept: 7,
            database_snapshot_bytes: 198000000}
+stale_temp_removed:
+  description:
+    - Temporary files and staging directories of earlier runs that died mid-write (OOM killer, reboot, lost
+      controller), removed by this run (in check mode, listed only). A temp file is stale when no live process holds
+      the exclusive lock every run keeps on its own temp files; a concurrent live run's files are never touched.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /var/backups/engineroom/.app-full-20261123T020000Z.tar.zst.k2j3h4.tmp, bytes: 478000000}]
 executed_commands:
   description: SQL statements and argv run (secrets masked).
   returned: always
@@ -374,10 +387,15 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.r
     policy_active,
     slot_key,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import identity_roots, snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import remove_stale
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.prune import PruneRefused, Pruner
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import VerifyError, verify_selection
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.writer import SnapshotFailure, SnapshotWriter
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.writer import (
+    SnapshotFailure,
+    SnapshotWriter,
+    nearest_existing,
+)
 
 
 def fail(module, message, result):
@@ -456,21 +474,6 @@ def existing_paths(module, params, result):
     return present
 
 
-def nearest_existing(path):
-    """The closest existing ancestor of a directory still to be created (check mode measures space there)."""
-    path = os.path.abspath(path)
-    while not os.path.isdir(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def identity_roots(params, roots):
-    """The roots that identify a full snapshot (absolute, sorted), or None when they do not narrow the selection."""
-    if params['tier'] != 'full' or (params['state'] != 'present' and not params['paths']):
-        return None
-    return sorted(os.path.abspath(path) for path in roots)
-
-
 def verify_existing(module, params, result, started):
     try:
         outcomes = verify_selection(params['dest'], params['prefix'], params['tier'], params['database'], params['which'],
@@ -506,7 +509,7 @@ def covering_snapshot(params, dest, roots):
 def ensure_snapshot(module, params, dest, exists, result):
     """state present: the covering snapshot, or a new one. Returns the roots identifying it."""
     present = existing_paths(module, params, result) if params['tier'] == 'full' else []
-    roots = identity_roots(params, present)
+    roots = identity_roots(params['tier'], params['state'], params['paths'], present)
     result['snapshot'] = covering_snapshot(params, dest, roots)
     if result['snapshot']:
         return roots
@@ -558,7 +561,12 @@ def summarize(module, params, result, started):
                              write_ms=snap.get('write_ms', 0.0) if snap else 0.0,
                              verify_ms=snap.get('verify_ms', 0.0) if snap else 0.0,
                              source_bytes=snap['source_bytes'] if snap else 0,
-                             snapshots_pruned=len(result['pruned']), snapshots_kept=len(result['kept']))
+                             snapshots_pruned=len(result['pruned']), snapshots_kept=len(result['kept']),
+                             stale_temp_bytes=sum(item['bytes'] for item in result['stale_temp_removed']))
+    if result['stale_temp_removed']:
+        parts.append('removed %d temp file(s) of dead runs (%d bytes)' % (len(result['stale_temp_removed']),
+                                                                          result['metrics']['stale_temp_bytes']))
+        result['summary'] = '; '.join(parts)
     if snap and snap['size_bytes'] is not None:
         # The size of the snapshot covering the slot under a key that names its tier, so that the
         # maintenance log (numbers only) tells the tiers apart for capacity_review and the report.
@@ -617,12 +625,15 @@ def main():
     started = time.monotonic()
     dest = params['dest']
     result = dict(changed=False, snapshot=None, pruned=[], kept=[], verified=[], executed_commands=[], summary='',
-                  metrics={})
+                  metrics={}, stale_temp_removed=[])
     if params['state'] == 'verified':
         verify_existing(module, params, result, started)
     before = listing(dest)
     exists = prepare_dest(module, dest, result)
-    roots = identity_roots(params, params['paths'])
+    roots = identity_roots(params['tier'], params['state'], params['paths'], params['paths'])
+    if exists:  # temp files of runs that died mid-write (their lock is free); a live run's stay
+        result['stale_temp_removed'] = remove_stale(dest, module.check_mode)
+        result['changed'] = bool(result['stale_temp_removed'])
     if params['state'] == 'present':
         roots = ensure_snapshot(module, params, dest, exists, result)
     if exists:

@@ -30,6 +30,9 @@ description:
   - A snapshot with a fingerprint is restored like a real restore, with owners and ACLs; roles it needs that the
     server lacks fail the drill, named (create them, or set O(no_owner=true)). Plain dumps are written without
     owners and are restored without them.
+  - When the login role is a superuser, the restore runs with C(session_replication_role=replica), so event triggers
+    (and ordinary triggers) of the dumped database do not fire while it is restored and change no data
+    (RV(event_triggers_disabled)).
   - Reports RV(rto_s), the time to a usable restore, and RV(matches); then drops the scratch database and
     directory unless O(keep=true).
   - When the newest snapshot (O(snapshot=latest)) does not verify, the drill is refused and names the newest older
@@ -105,6 +108,13 @@ options:
     description: Fail the task when RV(matches) is false.
     type: bool
     default: true
+  create_missing_roles:
+    description:
+      - Create the roles the snapshot needs that this server lacks, from the snapshot's globals artifact (attributes,
+        role settings and memberships as they were, no passwords), before restoring. The roles stay after the drill
+        (RV(roles_created)). Fails when the snapshot has no globals artifact.
+    type: bool
+    default: false
   no_owner:
     description:
       - Restore without owners and ACLs (C(--no-owner --no-acl)), as when the roles the snapshot needs do not exist
@@ -189,6 +199,15 @@ fingerprint:
   description: The fingerprint mode compared (V(full), V(counts)), or V(null) when the snapshot holds none.
   returned: success
   type: str
+roles_created:
+  description: Roles created from the globals artifact (O(create_missing_roles=true)); they stay after the drill.
+  returned: when roles were created
+  type: list
+  elements: str
+event_triggers_disabled:
+  description: Whether triggers and event triggers were kept from firing during the restore (needs a superuser login).
+  returned: when a database was restored or planned
+  type: bool
 note:
   description: What the comparison could not cover (an old manifest, no fingerprint, no owners restored).
   returned: success
@@ -304,6 +323,7 @@ def argument_spec():
         estimate_tolerance_pct=dict(type='float', default=10),
         fail_on_mismatch=dict(type='bool', default=True),
         no_owner=dict(type='bool', default=False),
+        create_missing_roles=dict(type='bool', default=False),
         pg_restore_path=dict(type='path'),
     )
     return spec

@@ -75,3 +75,13 @@ def snapshots(dest, prefix, tier, database=None, roots=None):
         found.append(dict(path=path, manifest_path=path + '.manifest.json', created=parse_iso_utc(manifest['created_at']),
                           verified=bool(manifest.get('verified_at')), manifest=manifest, identity=identity))
     return sorted(found, key=lambda snap: snap['created'])
+
+
+def identity_roots(tier, state, paths, roots):
+    """The roots that identify a full snapshot (absolute, sorted), or None when they do not narrow the selection.
+
+    ``paths`` is the option as given, ``roots`` those of them that exist.
+    """
+    if tier != 'full' or (state != 'present' and not paths):
+        return None
+    return sorted(os.path.abspath(path) for path in roots)

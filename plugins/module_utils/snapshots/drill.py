@@ -53,6 +53,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import grant_roles, parse_globals
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     ToolFeed,
     VerifyError,
@@ -110,7 +111,8 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
     if fmt == 'custom':
         name, argv = 'pg_restore', [programs['pg_restore']] + ownership + ['--exit-on-error'] + target
     else:
-        name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-o', os.devnull] + target
+        name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
+                              '-o', os.devnull] + target
     executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
     feed = ToolFeed(argv, env, os_user)
     feed_file(path, compression, feed)
@@ -163,6 +165,18 @@ def run_ddl(runner, statement):
         cursor.execute(statement)
 
 
+LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries')
+
+
+def setting_value(name, value):
+    """A stored setting (``pg_db_role_setting``) as SQL: list settings item by item, as pg_dumpall writes them."""
+    if name.lower() not in LIST_SETTINGS:
+        return sql.Literal(value)
+    items = [item.strip() for item in value.split(',')]
+    return sql.SQL(', ').join(sql.Literal(item[1:-1].replace('""', '"') if item.startswith('"') else item)
+                              for item in items)
+
+
 class RestoreDrill:
     """One drill of ``params`` (the module's options), filling ``result`` (the module's result dict).
 
@@ -180,6 +194,7 @@ class RestoreDrill:
         self.created = False
         self.leftover = False
         self.owners = False
+        self.quiet_events = False
 
     # -- choosing and verifying -------------------------------------------------------
 
@@ -276,6 +291,8 @@ class RestoreDrill:
                                % (scratch_db, DRILL_MARK.strip()))
         self.leftover = bool(marks)
         self.owners = self._check_roles()
+        self.quiet_events = bool(self.runner.scalar('SELECT rolsuper FROM pg_roles WHERE rolname = current_user'))
+        self.result['event_triggers_disabled'] = self.quiet_events
         return scratch_db
 
     def _check_roles(self):
@@ -286,25 +303,70 @@ class RestoreDrill:
         """
         database = self.manifest['database']
         fingerprint = database.get('fingerprint')
-        if not fingerprint or (database.get('format') or self.manifest['artifact']['format']) == 'plain':
-            return False
+        plain = (database.get('format') or self.manifest['artifact']['format']) == 'plain'
+        if not fingerprint or (plain and not database.get('owners')):
+            return False  # plain dumps of earlier versions were written with --no-owner
         if self.params['no_owner']:
+            if plain:
+                raise DrillFailure('no_owner cannot apply to a plain dump: its owners and grants are SQL statements '
+                                   'that psql runs; create the roles it needs instead')
             return False
         needed = roles_needed(fingerprint)
-        present = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)',
-                                                           (needed,)))
+        rows = self.runner.rows('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)', (needed,))
+        present = set(row[0] for row in rows)
         missing = [role for role in needed if role not in present]
-        if missing:
+        if missing and not self.params['create_missing_roles']:
             raise DrillFailure('the snapshot needs roles this server lacks: %s; create them (their owners and grants '
-                               'are part of the restore), or set no_owner: true to restore without owners and ACLs'
+                               'are part of the restore), set create_missing_roles: true to create them from the '
+                               'snapshot\'s globals artifact, or no_owner: true to restore without owners and ACLs'
                                % ', '.join(missing))
+        if missing:
+            self._create_roles(missing)
         return True
 
+    def _create_roles(self, missing):
+        """Create ``missing`` roles from the snapshot's globals artifact (verified with the snapshot), memberships too."""
+        recorded = self.manifest['database'].get('globals')
+        if not recorded:
+            raise DrillFailure('create_missing_roles needs the snapshot\'s globals artifact, and %s has none (written '
+                               'before globals were recorded, or from a container): create the roles %s yourself'
+                               % (self.path, ', '.join(missing)))
+        with open(os.path.join(os.path.dirname(self.path), recorded['file']), encoding='utf-8') as handle:
+            blocks, grants = parse_globals(handle.read())
+        unknown = [role for role in missing if role not in blocks]
+        if unknown:
+            raise DrillFailure('the globals artifact of %s does not define the roles %s' % (self.path, ', '.join(unknown)))
+        with self.runner.conn.cursor() as cursor:
+            for role in missing:
+                for statement in blocks[role]:
+                    self.runner.executed.append(statement)
+                    cursor.execute(statement)
+            names = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
+            for statement in grants:
+                role, member = grant_roles(statement)
+                if (role in missing or member in missing) and role in names and member in names:
+                    self.runner.executed.append(statement)
+                    cursor.execute(statement)
+        self.result['roles_created'] = missing
+
+    def _state(self):
+        return ((self.manifest.get('database') or {}).get('fingerprint') or {}).get('database')
+
     def _create_scratch(self):
+        """The scratch database, with the dumped database's encoding and locale when the snapshot recorded them."""
         scratch_db = self.scratch_db
         if self.leftover:
             run_ddl(self.runner, sql.SQL('DROP DATABASE {} WITH (FORCE)').format(sql.Identifier(scratch_db)))
-        run_ddl(self.runner, sql.SQL('CREATE DATABASE {}').format(sql.Identifier(scratch_db)))
+        statement = sql.SQL('CREATE DATABASE {}').format(sql.Identifier(scratch_db))
+        state = self._state()
+        if state:
+            statement = sql.SQL(' ').join([statement, sql.SQL('TEMPLATE template0 ENCODING {} LC_COLLATE {} LC_CTYPE {}').format(
+                sql.Literal(state['encoding']), sql.Literal(state['collate']), sql.Literal(state['ctype']))])
+            if self.conn.server_version >= 150000 and state['locale_provider'] in ('libc', 'icu'):
+                statement = sql.SQL(' ').join([statement, sql.SQL('LOCALE_PROVIDER ' + state['locale_provider'])])
+            if state['locale_provider'] == 'icu' and state.get('icu_locale'):
+                statement = sql.SQL(' ').join([statement, sql.SQL('ICU_LOCALE {}').format(sql.Literal(state['icu_locale']))])
+        run_ddl(self.runner, statement)
         self.created = True
         run_ddl(self.runner, sql.SQL('COMMENT ON DATABASE {} IS {}').format(
             sql.Identifier(scratch_db), sql.Literal(DRILL_MARK + uuid.uuid4().hex)))
@@ -347,10 +409,32 @@ class RestoreDrill:
             dump_file = path
         if database:
             self._create_scratch()
+            env = dict(os.environ, **connection_env(params))
+            if self.quiet_events:  # event (and ordinary) triggers do not fire: the restore changes no data itself
+                env['PGOPTIONS'] = (env.get('PGOPTIONS', '') + ' -c session_replication_role=replica').strip()
             restore_dump(dump_file, database.get('format') or manifest['artifact']['format'],
                          compression_of(dump_file), params, self.scratch_db, self.programs, params['jobs'],
-                         dict(os.environ, **connection_env(params)), self.executed, self.owners)
+                         env, self.executed, self.owners)
+            self._apply_settings()
         return files
+
+    def _apply_settings(self):
+        """The dumped database's ``ALTER DATABASE``/``ALTER ROLE ... IN DATABASE ... SET`` values, after the restore.
+
+        Per-role settings of roles this server lacks are left out (the comparison names them).
+        """
+        state = self._state()
+        if not state:
+            return
+        roles = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
+        for key, value in sorted((state.get('settings') or {}).items()):
+            role, _sep, name = key[len('role '):].partition(': ') if key.startswith('role ') else (None, '', key)
+            if role is not None and role not in roles:
+                continue
+            target = sql.SQL('ALTER DATABASE {}').format(sql.Identifier(self.scratch_db))
+            if role is not None:
+                target = sql.SQL('ALTER ROLE {} IN DATABASE {}').format(sql.Identifier(role), sql.Identifier(self.scratch_db))
+            run_ddl(self.runner, sql.SQL('{} SET {} TO {}').format(target, sql.Identifier(name), setting_value(name, value)))
 
     def compare(self):
         """Count and fingerprint the restored database; compare with the manifest.

@@ -42,8 +42,10 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.co
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import format_argv
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import (
     qualified,
+    roles_needed,
     take as take_fingerprint,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import globals_sql
 
 try:
     import psycopg2
@@ -175,7 +177,10 @@ def dump_format_args(fmt, compression, level):
     if fmt in ('custom', 'directory'):
         args = ['--format=%s' % fmt, '-Z%d' % (level if compression == 'gzip' else 0)]
     else:
-        args = ['--format=plain', '--clean', '--if-exists', '--no-owner']
+        # Into an empty database (psql -v ON_ERROR_STOP=1 --single-transaction), owners and grants included:
+        # --clean's drop section could not be replayed there (a view over a GROUP BY on a primary key is
+        # "replaced" before its schema exists).
+        args = ['--format=plain']
     return args
 
 
@@ -207,6 +212,7 @@ def tables_and_fingerprint(runner, exact_count_max_rows, mode):
     if mode == 'none':
         return count_tables(runner, exact_count_max_rows), None
     fingerprint = take_fingerprint(runner, mode)
+    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint))  # taken out by the writer
     tables = dict((key, dict(rows=value['rows'], exact=True)) for key, value in fingerprint['tables'].items())
     return tables, fingerprint
 

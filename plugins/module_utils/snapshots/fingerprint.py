@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import unquote_ident
+
 FINGERPRINT_MODES = ('full', 'counts', 'none')
 # Row text does not depend on the session: the same output formats on both sides.
 SESSION_SQL = ("SELECT set_config('DateStyle', 'ISO, YMD', false), set_config('TimeZone', 'UTC', false), "
@@ -78,6 +80,13 @@ INVENTORY_SQL = ' UNION ALL '.join((
     "SELECT 'large object', l.oid::text, pg_get_userbyid(l.lomowner), l.lomacl::text, NULL "
     "FROM pg_largeobject_metadata l",
 ))
+DATABASE_SQL = ("SELECT to_jsonb(d), pg_encoding_to_char(d.encoding), shobj_description(d.oid, 'pg_database') "
+                "FROM pg_database d WHERE d.datname = current_database()")
+DATABASE_SETTINGS_SQL = (
+    "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
+    "WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1")
+# What a scratch database is created with, so that sorting and case folding give what a real restore gives.
+LOCALE_KEYS = ('encoding', 'locale_provider', 'collate', 'ctype', 'icu_locale')
 # Grantees in an ACL item: "name=privileges/grantor" (an empty name is PUBLIC; names may be double-quoted).
 ACL_ROLE = re.compile(r'(?:^|[{,])("(?:[^"]|"")*"|[^=,{}"]*)=[^/]*/("(?:[^"]|"")*"|[^,}]*)')
 
@@ -118,7 +127,21 @@ def take(runner, mode, counts_only=False):
     for kind, name, owner, acl, detail in runner.rows(INVENTORY_SQL):
         inventory['%s %s' % (kind, name)] = dict(owner=owner, acl=acl, detail=detail)
     return dict(mode='full' if hashed else 'counts', tables=tables, sequences=sequences, matviews=matviews,
-                large_objects=large_objects, inventory=inventory)
+                large_objects=large_objects, inventory=inventory, database=database_state(runner))
+
+
+def database_state(runner):
+    """Encoding, locale, settings (``ALTER DATABASE``/``ALTER ROLE ... IN DATABASE ... SET``), comment, limit, ACL."""
+    row, encoding, comment = runner.rows(DATABASE_SQL)[0]
+    provider = dict(c='libc', i='icu').get(row.get('datlocprovider'), row.get('datlocprovider'))
+    settings = {}
+    for role, config in runner.rows(DATABASE_SETTINGS_SQL):
+        for item in config or ():
+            name, _sep, value = item.partition('=')
+            settings['%s%s' % ('role %s: ' % role if role else '', name)] = value
+    return dict(encoding=encoding, locale_provider=provider or 'libc', collate=row.get('datcollate'),
+                ctype=row.get('datctype'), icu_locale=row.get('daticulocale') or row.get('datlocale'),
+                settings=settings, comment=comment, connection_limit=row.get('datconnlimit'), acl=row.get('datacl'))
 
 
 def _quote(part):
@@ -146,6 +169,27 @@ def compare(expected, actual, owners=True):
             found.extend(_differ(kind, name, want.get(name), got.get(name)))
     found.extend(_differ('large objects', 'all', expected.get('large_objects'), actual.get('large_objects')))
     want, got = expected.get('inventory') or {}, actual.get('inventory') or {}
+    found.extend(_inventory_differences(want, got, owners))
+    found.extend(_database_differences(expected.get('database'), actual.get('database')))
+    return found
+
+
+def _database_differences(want, got):
+    """Locale and settings of the database (its comment, limit and ACL are recorded, not restored by a drill)."""
+    if not want or not got:
+        return []
+    found = [dict(kind='database', name=key, what='differs', expected=want.get(key), actual=got.get(key))
+             for key in LOCALE_KEYS if want.get(key) != got.get(key)]
+    settings, restored = want.get('settings') or {}, got.get('settings') or {}
+    for key in sorted(set(settings) | set(restored)):
+        if settings.get(key) != restored.get(key):
+            found.append(dict(kind='database', name='setting ' + key, what='missing' if key not in restored else 'differs',
+                              expected=settings.get(key), actual=restored.get(key)))
+    return found
+
+
+def _inventory_differences(want, got, owners):
+    found = []
     for name in sorted(set(want) | set(got)):
         if name not in got:
             found.append(dict(kind='object', name=name, what='missing', expected='present', actual=None))
@@ -180,13 +224,13 @@ def roles_needed(fingerprint):
 
 
 def _unquote(name):
-    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+    return unquote_ident(name) if name.startswith('"') else name
 
 
 def describe(differences, limit=5):
     """The first ``limit`` differences in words."""
-    words = ['%s %s: %s (snapshot %s, restored %s)' % (item['kind'], item['name'], item['what'], item['expected'],
-                                                      item['actual']) for item in differences[:limit]]
+    words = ['%s %s: %s (snapshot %s, restored %s)' % (
+        item['kind'], item['name'], item['what'], item['expected'], item['actual']) for item in differences[:limit]]
     if len(differences) > limit:
         words.append('and %d more' % (len(differences) - limit))
     return '; '.join(words)

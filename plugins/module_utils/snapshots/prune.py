@@ -20,6 +20,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import DumpError
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import parse_artifact_name
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import select
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import GLOBALS_SUFFIX
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     VerifyError,
     pg_restore_for,
@@ -75,6 +76,8 @@ class Pruner:
                 try:
                     os.unlink(snap['path'])
                     os.unlink(snap['manifest_path'])
+                    if os.path.lexists(snap['path'] + GLOBALS_SUFFIX):
+                        os.unlink(snap['path'] + GLOBALS_SUFFIX)
                 except OSError as exc:
                     raise PruneRefused('cannot delete snapshot %s: %s' % (snap['path'], exc.strerror or exc)) from exc
             self.pruned.append(snap['path'])

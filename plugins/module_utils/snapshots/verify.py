@@ -10,6 +10,7 @@ hashes when recorded) for archives.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -105,7 +106,13 @@ def _check_hash(path, manifest, actual):
 
 
 def verify_dump(path, manifest, pg_restore, executed):
-    """Verify a database-tier artifact; return a detail dict (``toc_entries`` or ``plain_bytes``)."""
+    """Verify a database-tier artifact, reading all of it; return a detail dict (``dump_bytes`` or ``plain_bytes``).
+
+    A custom dump is fed whole to ``pg_restore -f /dev/null``, which
+    decompresses and parses every data block, so a dump cut short fails even
+    when its table of contents (all that ``pg_restore --list`` reads) and a
+    recomputed manifest hash are intact.
+    """
     _check_file(path, manifest)
     fmt = manifest['artifact']['format']
     if fmt == 'directory':
@@ -116,12 +123,13 @@ def verify_dump(path, manifest, pg_restore, executed):
         try:
             stream = open_decompressor(compression_of(manifest['artifact']['file']), raw)
             if fmt == 'custom':
-                argv = [pg_restore, '--list']
+                argv = [pg_restore, '--file=' + os.devnull]
                 executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
                 feed = ToolFeed(argv)
-                read_all(stream, feed.write)
-                listing = feed.finish('pg_restore --list')
-                detail['toc_entries'] = sum(1 for line in listing.splitlines() if line and not line.startswith(b';'))
+                detail['dump_bytes'] = read_all(stream, feed.write)
+                feed.finish('pg_restore')
+                if feed.closed_early:
+                    raise DumpError('pg_restore stopped reading before the end of the dump')
             else:
                 tail = [b'']
 
@@ -142,10 +150,10 @@ def verify_dump(path, manifest, pg_restore, executed):
 
 
 def _verify_directory_dump(path, manifest, pg_restore, executed):
-    """Read the whole tar (hash, zstd checksums), keep only toc.dat, and let pg_restore --list read it."""
+    """Read the whole tar (hash, zstd checksums) into a scratch directory; pg_restore reads every data file of it."""
     with tempfile.TemporaryDirectory(prefix='.verify-', dir=os.path.dirname(os.path.abspath(path))) as scratch:
         try:
-            scan, raw = scan_tar(path, compression_of(manifest['artifact']['file']), scratch, only={TOC_MEMBER})
+            scan, raw = scan_tar(path, compression_of(manifest['artifact']['file']), scratch)
         except ArchiveError as exc:
             _check_hash(path, manifest, _sha_of(path))
             raise VerifyError('snapshot %s cannot be read back: %s' % (path, exc)) from exc
@@ -155,15 +163,20 @@ def _verify_directory_dump(path, manifest, pg_restore, executed):
             raise VerifyError('snapshot %s holds %d dump files (toc.dat %s), its manifest says %s'
                               % (path, len(scan.members), 'present' if TOC_MEMBER in scan.members else 'missing',
                                  expected))
-        argv = [pg_restore, '--list', os.path.join(scratch, 'dump')]
-        executed.append(format_argv(argv))
         try:
-            completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
-            check_finished('pg_restore --list', completed.returncode, completed.stderr)
+            _run_tool([pg_restore, '--file=' + os.devnull, os.path.join(scratch, 'dump')], executed)
+            listing = _run_tool([pg_restore, '--list', os.path.join(scratch, 'dump')], executed)
         except (OSError, DumpError) as exc:
             raise VerifyError('snapshot %s is not a readable dump: %s' % (path, exc)) from exc
-    entries = sum(1 for line in completed.stdout.splitlines() if line and not line.startswith(b';'))
-    return dict(toc_entries=entries)
+    entries = sum(1 for line in listing.splitlines() if line and not line.startswith(b';'))
+    return dict(toc_entries=entries, dump_bytes=sum(member['size_bytes'] for member in scan.members.values()))
+
+
+def _run_tool(argv, executed):
+    executed.append(format_argv(argv))
+    completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    check_finished(os.path.basename(argv[0]), completed.returncode, completed.stderr)
+    return completed.stdout
 
 
 def _sha_of(path):
@@ -202,7 +215,25 @@ def compare_scan(path, manifest, scan):
         raise VerifyError('snapshot %s: the database dump member %s is missing or changed' % (path, member))
 
 
+def check_globals(path, manifest):
+    """The globals artifact beside a snapshot, when its manifest names one, must be there unchanged."""
+    recorded = (manifest.get('database') or {}).get('globals')
+    if not recorded:
+        return
+    globals_path = os.path.join(os.path.dirname(path), recorded['file'])
+    try:
+        with open(globals_path, 'rb') as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise VerifyError('snapshot %s: its globals artifact %s is missing or unreadable (%s)'
+                          % (path, globals_path, exc.strerror or exc)) from exc
+    if hashlib.sha256(data).hexdigest() != recorded.get('sha256'):
+        raise VerifyError('snapshot %s: its globals artifact %s does not match its recorded sha256 (changed after it '
+                          'was written)' % (path, globals_path))
+
+
 def verify_snapshot(path, manifest, pg_restore, executed):
+    check_globals(path, manifest)
     if manifest['tier'] == 'database':
         return verify_dump(path, manifest, pg_restore, executed)
     return verify_archive(path, manifest)
@@ -217,7 +248,10 @@ def pg_restore_for(pg_dump_path, manifest):
 def verify_message(detail):
     """One line saying what a verification read."""
     if 'toc_entries' in detail:
-        return 'sha256 matches; pg_restore --list read %d entries' % detail['toc_entries']
+        return ('sha256 matches; pg_restore read all %d entries and %d bytes of data files (every data block)'
+                % (detail['toc_entries'], detail['dump_bytes']))
+    if 'dump_bytes' in detail:
+        return 'sha256 matches; pg_restore read the whole dump, %d bytes (every data block)' % detail['dump_bytes']
     if 'plain_bytes' in detail:
         return 'sha256 matches; %d bytes of SQL decompressed, end marker present' % detail['plain_bytes']
     return 'sha256 matches; %d files / %d bytes listed as recorded' % (detail['files'], detail['file_bytes'])

@@ -14,10 +14,10 @@ operator and saying what is (not) left in dest.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import socket
-import tempfile
 import time
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
@@ -53,6 +53,12 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     artifact_ext,
     dump_ext,
     outer_compression,
+)
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import roles_needed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import GLOBALS_SUFFIX
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import (
+    create_temp_dir,
+    create_temp_file,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     VerifyError,
@@ -105,6 +111,14 @@ def dump_args(params):
     """pg_dump's format arguments, and a bounded wait for its table locks (it fails instead of hanging)."""
     return dump_format_args(params['format'], params['compression'], level_for(params, params['compression'])) + [
         '--lock-wait-timeout=%s' % lock_timeout_setting(params)]
+
+
+def nearest_existing(path):
+    """The closest existing ancestor of a directory still to be created (check mode measures space there)."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def remove_quietly(path):
@@ -183,6 +197,8 @@ class SnapshotWriter:
         self.source = None
         self.temps = []  # temporary files in dest, removed on the way out
         self.temp_dirs = []
+        self.locks = []  # fds holding the flocks that mark our temp files as a live run's
+        self.globals_text = None
         self.path = None
 
     def take(self, space_dir):
@@ -269,6 +285,8 @@ class SnapshotWriter:
                 remove_quietly(temp)
             for temp_dir in self.temp_dirs:
                 shutil.rmtree(temp_dir, ignore_errors=True)
+            for fd in self.locks:
+                os.close(fd)
         self.verified = verify_message(detail)
         duration = elapsed_ms(started)
         snapshot.update(status='written', size_bytes=manifest['artifact']['size_bytes'],
@@ -334,7 +352,8 @@ class SnapshotWriter:
                 raise SnapshotFailure('format directory cannot be dumped with login_os_user %r (pg_dump would write into '
                                       'the root-only backup directory): use format custom; nothing was written to %s'
                                       % (params['login_os_user'], self.dest))
-            staging = tempfile.mkdtemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
+            staging, lock = create_temp_dir(self.dest, name)
+            self.locks.append(lock)
             self.temp_dirs.append(staging)
             run = source.dump(dump_args(params) + ['-j', str(params['jobs']), '-f', os.path.join(staging, 'dump')],
                               params['exact_count_max_rows'], params['fingerprint'])
@@ -348,6 +367,11 @@ class SnapshotWriter:
                                                source.compress_threads)
             dumped = run.source_bytes
         database['tables'] = tables
+        if run.fingerprint is not None:
+            self.globals_text = run.fingerprint.pop('_globals', None)
+            database['roles_needed'] = roles_needed(run.fingerprint)
+        if fmt == 'plain':
+            database['owners'] = True  # written with owners and grants (no --no-owner), restorable into an empty database
         if run.fingerprint is not None:
             database['fingerprint'] = run.fingerprint
         return target, sha, size, dumped, database
@@ -363,15 +387,33 @@ class SnapshotWriter:
                                   'run is left in dest' % (os.path.basename(self.path), self.dest)) from None
         self.temps.remove(target)
         try:  # rename, fsync and manifest are one step: without its manifest it is no snapshot, so take it back
+            self._write_globals(manifest)
             fsync_dir(self.dest)
             manifest['verified_at'] = iso_utc(utc_now())
             write_manifest(self.path, manifest)
         except OSError:
             remove_quietly(self.path)
+            remove_quietly(self.path + GLOBALS_SUFFIX)
             raise
 
+    def _write_globals(self, manifest):
+        """The roles the dump needs, as a sibling artifact (0600) with its sha256 in the manifest."""
+        if self.globals_text is None:
+            return
+        data = self.globals_text.encode('utf-8')
+        temp = self._temp(os.path.basename(self.path) + GLOBALS_SUFFIX)
+        with open(temp, 'wb') as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(temp, self.path + GLOBALS_SUFFIX)
+        self.temps.remove(temp)
+        manifest['database']['globals'] = dict(file=os.path.basename(self.path) + GLOBALS_SUFFIX,
+                                               size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
     def _temp(self, name):
-        fd, path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp', dir=self.dest)
-        os.close(fd)
+        path, lock = create_temp_file(self.dest, name)
+        self.locks.append(lock)
         self.temps.append(path)
         return path

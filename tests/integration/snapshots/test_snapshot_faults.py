@@ -134,8 +134,10 @@ def test_retention_keeps_newest_verified_and_never_touches_foreign_files(pg, sam
     assert sorted(pruned['pruned']) == sorted([only, second])
     assert pruned['kept'] == [newest] and pruned['changed'] is True
     assert run.result('prune again')['changed'] is False and run.result('prune again')['pruned'] == []
+    # The kept snapshot with its manifest and globals artifact; the pruned ones' globals went with them.
     assert sorted(files_in(dest)) == sorted([os.path.basename(foreign), os.path.basename(lookalike),
-                                             os.path.basename(newest), os.path.basename(newest) + '.manifest.json'])
+                                             os.path.basename(newest), os.path.basename(newest) + '.manifest.json',
+                                             os.path.basename(newest) + '.globals.sql'])
 
 
 def test_retention_refuses_to_prune_for_a_newest_snapshot_damaged_since_it_was_written(pg, sample_db, dest):
