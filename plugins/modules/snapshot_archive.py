@@ -419,7 +419,8 @@ def validate(module):
     if params['compression'] is None:
         params['compression'] = default_compression()
     if params['compression'] == 'zstd' or (params['tier'] == 'full' and params['archive_format'] == 'tar.zst'):
-        if not HAS_ZSTANDARD and params['state'] != 'pruned':
+        # Only writing needs it up front: verified and pruned read each artifact by its own name (.zst or .gz).
+        if not HAS_ZSTANDARD and params['state'] == 'present':
             module.fail_json(msg=missing_required_lib('zstandard') + ' (or choose compression gzip / archive_format tar.gz)',
                              exception=ZSTANDARD_IMPORT_ERROR)
     level = params['compression_level']
