@@ -12,7 +12,8 @@ keys, thresholds out of order) is caught before any probe runs, by
 
 from __future__ import annotations
 
-STATUSES = ('healthy', 'degraded', 'unhealthy')
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.status import STATUSES, grade, worst
+
 KINDS = ('postgres', 'redis', 'http', 'disk', 'memory', 'load', 'process', 'systemd', 'docker', 'command',
          'maintenance')
 
@@ -42,20 +43,6 @@ PERCENT_KEYS = ('degraded_pct', 'unhealthy_pct')
 
 class ProbeConfigError(ValueError):
     """A probe definition that cannot be run as given (caught before probing)."""
-
-
-def worst(statuses):
-    """The worst of a list of statuses (``healthy`` for an empty list)."""
-    return max(statuses, key=STATUSES.index) if statuses else 'healthy'
-
-
-def grade(value, degraded_at, unhealthy_at):
-    """Status of ``value`` against a pair of thresholds (``None`` disables one)."""
-    if unhealthy_at is not None and value >= unhealthy_at:
-        return 'unhealthy'
-    if degraded_at is not None and value >= degraded_at:
-        return 'degraded'
-    return 'healthy'
 
 
 def resolve_thresholds(probe):

@@ -20,8 +20,8 @@ import time
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import atomic_write
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import iso_utc, utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.redis.client import parse_info
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.status import grade, worst
 
-STATUSES = ('healthy', 'degraded', 'unhealthy')
 COUNTERS = ('evicted_keys', 'expired_keys', 'keyspace_hits', 'keyspace_misses')
 INT_FIELDS = ('used_memory', 'used_memory_rss', 'used_memory_peak', 'maxmemory', 'mem_fragmentation_bytes',
               'connected_clients', 'blocked_clients', 'rdb_changes_since_last_save', 'rdb_last_save_time',
@@ -35,20 +35,6 @@ DEFAULT_THRESHOLDS = dict(memory_degraded_pct=80.0, memory_unhealthy_pct=95.0, f
 
 class ReviewError(ValueError):
     """A review option that cannot be used as given."""
-
-
-def worst(statuses):
-    return max(statuses, key=STATUSES.index) if statuses else 'healthy'
-
-
-def grade(value, degraded_at, unhealthy_at):
-    if value is None:
-        return 'healthy'
-    if unhealthy_at is not None and value >= unhealthy_at:
-        return 'unhealthy'
-    if degraded_at is not None and value >= degraded_at:
-        return 'degraded'
-    return 'healthy'
 
 
 def resolve_thresholds(given):
