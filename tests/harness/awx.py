@@ -181,7 +181,7 @@ class AwxController:
         self.stop_api()
         self.pg.execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(sql.Identifier(DATABASE)))
         self.pg.execute(sql.SQL('CREATE DATABASE {} TEMPLATE {}').format(sql.Identifier(DATABASE),
-                                                                          sql.Identifier(TEMPLATE_DB)))
+                                                                         sql.Identifier(TEMPLATE_DB)))
         subprocess.run(['redis-cli', '-p', str(self.redis.port), 'FLUSHALL'], capture_output=True, check=True)
         shutil.rmtree(self.projects_root, ignore_errors=True)
         os.makedirs(self.projects_root)
