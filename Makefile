@@ -52,6 +52,7 @@ test-deps: $(TEST_STAMP) collection-link
 	@bash scripts/molecule-collections.sh $(VENV)
 	@bash scripts/docker-engine.sh
 	@bash scripts/build-test-image.sh
+	@$(BIN)/python -m tests.harness.awx  # AWX test controller: install + migrated template, both cached; skipped without ../shared/awx
 
 # --- the demo ----------------------------------------------------------------------
 DEMO_PLAY = ENGINEROOM_MAINTENANCE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/maintenance-log \

@@ -94,7 +94,7 @@ def test_postgres_stopped_during_vacuum(sandbox, reliability):
     tables_after = faults_db.table_contents(cluster)
     assert tables_after == tables_before
     lost = faults_fs.lost_bytes(files_before, faults_fs.file_tree(os.path.join(box.root, 'backups'),
-                                                            os.path.join(box.root, 'uploads')))
+                                                                  os.path.join(box.root, 'uploads')))
     reliability.observed = (
         'stopped during "%s"; pg_vacuum failed: "%s"; exit failed: "%s"; lock and flag kept, probe: %s "%s"; after '
         'restart the app role was still read-only until maintenance_off.yml released it, then writable'

@@ -59,7 +59,7 @@ def test_secrets_passed_by_vars_leak_nowhere(sandbox, reliability, tmp_path):
     assert faults_fs.find_secrets([str(nginx)], dict(admin_token=token)) == [
         (str(nginx / 'engineroom-maintenance.conf'), 'admin_token')]
     assert {label for dummy, label in faults_fs.find_secrets([box.root], found)} >= {'superuser_password',
-                                                                                 'monitor_password'}
+                                                                                     'monitor_password'}
 
     outputs = (('weekly stdout', weekly.stdout), ('weekly stderr', weekly.stderr), ('maintenance_on stdout', manual.stdout),
                ('maintenance_on stderr', manual.stderr), ('report stdout', report.stdout), ('report stderr', report.stderr))

@@ -67,7 +67,7 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
 
         # The maintenance log keeps the handle with its pid and bytes.
         event = [e for e in faults.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
-                                                                                'review errors')][-1]
+                                                                                 'review errors')][-1]
         assert holder in event['summary']
         assert event['items']['ghost_handles'] == [dict(name=path, status='reported')]
         with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:

@@ -111,11 +111,11 @@ def test_12b_corrupt_scan_state(sandbox, reliability):
     with open(state) as handle:
         json.load(handle)
     event = [e for e in faults.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
-                                                                            'review errors')][-1]
+                                                                             'review errors')][-1]
     assert event['status'] == 'ok'
 
     reliability.data_lost_bytes = faults_fs.lost_bytes(before, faults_fs.file_tree(os.path.join(box.root, 'logs'),
-                                                                             os.path.join(box.root, 'uploads')))
+                                                                                   os.path.join(box.root, 'uploads')))
     reliability.observed = 'state %s; note: "%s"; the logs were read from the start again (%d bytes), the run passed' % (
         audit['state']['status'], notes.replace(box.root, '<sandbox>')[:200], full_scan)
     assert reliability.data_lost_bytes == 0

@@ -19,7 +19,7 @@ import glob
 import json
 import os
 
-from tests.harness.faults_fs import file_tree  # noqa: F401  (tests/integration/capacity imports it from here)
+from tests.harness.faults_fs import file_tree  # noqa: F401  # pylint: disable=unused-import  (tests/integration/capacity imports it here)
 from tests.harness.playbook import REPO_ROOT
 
 RECORDS_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'faults')

@@ -104,20 +104,19 @@ def kill_pg_dump_mid_stream(port, min_bytes):
     return Watcher(ready, act)
 
 
-def session_pids(sid):
-    """Pids of the live (not zombie) processes of session ``sid``."""
-    pids = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
+def _process_stats():
+    """``(pid, fields of /proc/<pid>/stat after the command name)`` of every process there is right now."""
+    for entry in filter(str.isdigit, os.listdir('/proc')):
         try:
             with open('/proc/%s/stat' % entry) as handle:
-                fields = handle.read().rsplit(')', 1)[1].split()
+                yield int(entry), handle.read().rsplit(')', 1)[1].split()
         except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != 'Z':
-            pids.append(int(entry))
-    return pids
+            continue  # gone meanwhile
+
+
+def session_pids(sid):
+    """Pids of the live (not zombie) processes of session ``sid``."""
+    return [pid for pid, fields in _process_stats() if int(fields[3]) == sid and fields[0] != 'Z']
 
 
 def wait_for(predicate, timeout, what, interval=0.05):

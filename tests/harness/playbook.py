@@ -29,7 +29,7 @@ class PlaybookRun:
         self.stderr = completed.stderr
         self.report = report or {}
         self.tasks = []
-        for play in report.get('plays', []):
+        for play in self.report.get('plays', []):
             for task in play.get('tasks', []):
                 for host, result in task.get('hosts', {}).items():
                     self.tasks.append(dict(result, _task=task['task']['name'], _host=host))

@@ -1,19 +1,21 @@
-"""playbooks/awx_setup.yml as far as it can be tested without a controller.
+"""playbooks/awx_setup.yml without a controller: syntax, the preflight plan, refusals before any object is sent.
 
-No AWX / automation controller is reachable here, so the awx.awx tasks never
-run to completion: the playbook is syntax-checked, its `preflight` tag (input
-checks and the plan: job templates, playbooks, surveys, schedules) runs for
-real, and a run against a closed loopback port shows the first awx.awx task
-failing on the connection with no secret in the output. Whether the controller
-accepts the objects is NOT tested (docs/awx.md says so).
+The playbook is syntax-checked, its `preflight` tag (input checks and the plan: job
+templates, playbooks, surveys, schedules) runs for real, a run against a closed loopback
+port stops at the controller check with no secret in the output, and a controller
+answering as an older AWX is refused naming its version. What the controller itself
+accepts and stores is tested against a real AWX in test_awx_controller.py.
 """
 
 from __future__ import annotations
 
 import datetime
+import http.server
+import json
 import os
 import re
 import subprocess
+import threading
 import zoneinfo
 
 import yaml
@@ -121,9 +123,47 @@ def test_unreachable_controller_fails_on_the_first_object_without_leaking_secret
                        env=dict(ENGINEROOM_MAINTENANCE_LOG_DIR=str(tmp_path / 'log')))
     assert run.rc == 2
     failed = [t for t in run.tasks if t.get('failed')]
-    assert [t['_task'] for t in failed] == ['Declare the project (SCM checkout of this repository)']
-    assert 'Connection refused' in failed[0]['msg']
+    assert [t['_task'] for t in failed] == ['Check that the controller answers and is recent enough']
+    assert failed[0]['msg'].startswith('The controller at https://127.0.0.1:%d did not answer /api/v2/ping/' % port)
+    assert 'Connection refused' in failed[0]['msg'] and 'check controller_host' in failed[0]['msg']
+    assert not [t for t in run.tasks if t['_task'].startswith('Declare')]  # nothing was sent
     output = str(run.report) + run.stderr
     assert secret not in output
     with open(os.path.join(str(tmp_path / 'log'), 'maintenance.jsonl')) as handle:
         assert secret not in handle.read()
+
+
+class _OldController(http.server.BaseHTTPRequestHandler):
+    """Answers as AWX 23.9.0 would on /api/v2/ping/ (no older AWX can be installed here; only its answer matters)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = json.dumps(dict(version='23.9.0', active_node='awx-old', ha=False)).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('X-API-Product-Name', 'AWX')
+        self.send_header('X-API-Product-Version', '23.9.0')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        return
+
+
+def test_older_major_version_is_refused_naming_it(tmp_path):
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _OldController)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = 'http://127.0.0.1:%d' % server.server_address[1]
+        run = run_playbook(PLAYBOOK, extra_vars=dict(awx_project_scm_url=SCM_URL, controller_host=url,
+                                                     controller_oauthtoken='any-token'),
+                           env=dict(ENGINEROOM_MAINTENANCE_LOG_DIR=str(tmp_path / 'log')))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.rc == 2
+    failed = [t for t in run.tasks if t.get('failed')]
+    assert [t['_task'] for t in failed] == ['Check that the controller answers and is recent enough']
+    assert 'runs AWX 23.9.0, older than 24' in failed[0]['msg'] and 'upgrade the controller' in failed[0]['msg']
+    assert not [t for t in run.tasks if t['_task'].startswith('Declare')]
