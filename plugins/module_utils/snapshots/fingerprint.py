@@ -65,13 +65,17 @@ INVENTORY_SQL = ' UNION ALL '.join((
     "pg_get_userbyid(p.proowner), p.proacl::text, NULL FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
     "WHERE " + USER_SCHEMA + " AND " + _not_extension('pg_proc', 'p.oid'),
     "SELECT 'trigger', t.tgrelid::regclass::text || '.' || quote_ident(t.tgname), NULL, NULL, t.tgenabled::text "
-    "FROM pg_trigger t WHERE NOT t.tgisinternal",
+    "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE NOT t.tgisinternal AND " + USER_SCHEMA,
     "SELECT 'event trigger', quote_ident(e.evtname), pg_get_userbyid(e.evtowner), NULL, e.evtenabled::text "
     "FROM pg_event_trigger e WHERE " + _not_extension('pg_event_trigger', 'e.oid'),
     "SELECT 'policy', p.polrelid::regclass::text || '.' || quote_ident(p.polname), NULL, NULL, "
-    "coalesce(pg_get_expr(p.polqual, p.polrelid), '') FROM pg_policy p",
+    "coalesce(pg_get_expr(p.polqual, p.polrelid), '') FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE " + USER_SCHEMA,
     "SELECT 'constraint', c.conrelid::regclass::text || '.' || quote_ident(c.conname), NULL, NULL, c.contype::text "
-    "FROM pg_constraint c WHERE c.conrelid <> 0",
+    # User schemas only: PostgreSQL 14 and later give the system catalogs constraints of their own, which
+    # would make a snapshot of 13 differ from its restore on a newer server.
+    "FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.conrelid <> 0 AND " + USER_SCHEMA,
     "SELECT 'type', t.oid::regtype::text, pg_get_userbyid(t.typowner), t.typacl::text, NULL FROM pg_type t "
     "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype IN ('c', 'd', 'e', 'r', 'm') "
     "AND (t.typrelid = 0 OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c') AND " + USER_SCHEMA
