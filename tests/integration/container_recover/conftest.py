@@ -9,12 +9,12 @@ test image declares none, and none are created).
 from __future__ import annotations
 
 import os
-import time
 
 import docker
 import pytest
 
 from tests.conftest import TEST_IMAGE
+from tests.harness.faults_process import wait_for
 
 LABEL = 'engineroom.test.recover'
 SECOND_NS = 1000000000
@@ -30,11 +30,8 @@ def check(test, interval_s=1):
 
 
 def wait_until(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError('gave up waiting for %s' % what)
-        time.sleep(0.2)
+    """The harness's one poll loop, with the docker tests' argument order."""
+    return wait_for(predicate, timeout, what, interval=0.2)
 
 
 class Scene:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import time
 
 import docker
 import pytest
 
 from tests.conftest import TEST_IMAGE
+from tests.harness.faults_process import wait_for
 
 LABEL = 'engineroom.test.hygiene'
 
@@ -33,11 +33,8 @@ def tar_of(name, body):
 
 
 def wait_until(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError('gave up waiting for %s' % what)
-        time.sleep(0.2)
+    """The harness's one poll loop, with the docker tests' argument order."""
+    return wait_for(predicate, timeout, what, interval=0.2)
 
 
 class Scene:
