@@ -33,6 +33,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.d
     connection_env,
     count_tables,
     find_program,
+    server_major,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import (
     MANIFEST_SUFFIX,
@@ -50,6 +51,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import (
     compare as compare_fingerprints,
     describe as describe_differences,
+    newer_privileges,
     roles_needed,
     take as take_fingerprint,
 )
@@ -459,7 +461,9 @@ class RestoreDrill:
         finally:
             scratch_conn.close()
         self.executed.extend(scratch_runner.executed)
-        differences = compare_fingerprints(expected, restored, owners=self.owners) if expected else []
+        source_major = server_major(database['server_version']) if database.get('server_version') else None
+        ignored = newer_privileges(source_major, self.conn.server_version // 10000)
+        differences = compare_fingerprints(expected, restored, owners=self.owners, ignore_privileges=ignored) if expected else []
         compared = dict(full='content', counts='counts_only').get(expected['mode']) if expected else None
         tables = mark_differences(compare_tables(database.get('tables') or {}, actual,
                                                  self.params['estimate_tolerance_pct'], compared), differences)

@@ -98,3 +98,18 @@ def test_odd_file_and_bad_timestamps_do_not_break_listings(tmp_path):
     assert path == str(good)  # the untrusted newer ones are skipped, not fatal
     with pytest.raises(mf.ManifestError, match='not a UTC time'):
         mf.load_manifest(str(tmp_path / (bad_verified.name + mf.MANIFEST_SUFFIX)))
+
+
+def test_acl_letters_a_newer_server_adds_are_left_out_of_an_upgrade_comparison():
+    """PostgreSQL 17 gives table owners MAINTAIN (m): a snapshot of 13 restored there is not a revoked grant."""
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import fingerprint
+    want = dict(large_objects=dict(count=0),
+                inventory={'table public.t': dict(owner='postgres', acl='{postgres=arwdDxt/postgres,app=r/postgres}')})
+    got = dict(large_objects=dict(count=0),
+               inventory={'table public.t': dict(owner='postgres', acl='{postgres=arwdDxtm/postgres,app=r/postgres}')})
+    assert fingerprint.newer_privileges(13, 17) == 'm' and fingerprint.newer_privileges(17, 17) == ''
+    assert fingerprint.compare(want, got, ignore_privileges=fingerprint.newer_privileges(13, 17)) == []
+    revoked = dict(large_objects=dict(count=0),
+                   inventory={'table public.t': dict(owner='postgres', acl='{postgres=arwdDxtm/postgres}')})
+    assert [d['what'] for d in fingerprint.compare(want, revoked, ignore_privileges='m')] == ['grant']
+    assert [d['what'] for d in fingerprint.compare(want, got)] == ['grant']
