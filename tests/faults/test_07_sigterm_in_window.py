@@ -17,6 +17,7 @@ import os
 import signal
 import time
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.record import ENDED_WITHOUT_SUMMARY
 from tests.harness import faults, faults_db, faults_fs, faults_process
 
 TTL_S = 6
@@ -85,12 +86,14 @@ def test_sigterm_in_window_leaves_lock_with_ttl_and_next_run_steals_it(sandbox, 
     assert not os.path.exists(os.path.join(box.root, 'state', 'maintenance.flag'))
     assert faults_db.role_config(box.cluster, 'app') == app_before
 
-    # The maintenance log shows both runs: the killed one without an end, the recovery with the steal.
+    # The maintenance log shows both runs: the killed one closed as ended without a summary (by its own exit or by
+    # the next run), the recovery with the steal.
     starts = faults.log_events(box, 'run_start')
     assert [s['run_id'] for s in starts][0] == first_run and len(starts) == 2
     second_run = starts[1]['run_id']
-    ends = faults.log_events(box, 'run_end')
-    assert [e['run_id'] for e in ends] == [second_run] and ends[0]['status'] == 'changed'
+    ends = dict((e['run_id'], e) for e in faults.log_events(box, 'run_end'))
+    assert sorted(ends) == sorted([first_run, second_run]), ends
+    assert ends[first_run]['status'] == ENDED_WITHOUT_SUMMARY and ends[second_run]['status'] == 'changed'
     steal = [e for e in faults.log_events(box, 'task', run_id=second_run) if e['task'].endswith('Take the maintenance lock')]
     assert steal and 'expired lock of weekly taken over' in steal[0]['summary']
     with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:

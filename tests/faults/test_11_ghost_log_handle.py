@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.common.units import format_size
 from tests.harness import faults, faults_fs, faults_process
 
 BEFORE_DELETE = 200000
@@ -34,6 +35,15 @@ time.sleep(600)
 ''' % (BEFORE_DELETE, AFTER_DELETE)
 
 
+def allocated_bytes(pid, path):
+    """Allocated bytes of the deleted ``path`` that process ``pid`` still holds open."""
+    fd_dir = '/proc/%d/fd' % pid
+    for fd in os.listdir(fd_dir):
+        if os.readlink(os.path.join(fd_dir, fd)) == path + ' (deleted)':
+            return os.stat(os.path.join(fd_dir, fd)).st_blocks * 512
+    raise AssertionError('pid %d holds no deleted %s' % (pid, path))
+
+
 def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path):
     reliability.describe(
         '11-ghost-log-handle',
@@ -50,7 +60,9 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
         os.unlink(path)
         open(go, 'w').close()
         faults_process.wait_for(lambda: os.path.exists(done), 30, 'the writer writing into the deleted file')
-        held = BEFORE_DELETE + AFTER_DELETE
+        # What the deleted file really holds on disk: its allocated blocks (what truncating it would free).
+        held = allocated_bytes(writer.pid, path)
+        assert held >= BEFORE_DELETE + AFTER_DELETE
 
         run = box.play('daily.yml', extra_vars=dict(health_check_probes=faults.steady_probes(box)))
         assert run.rc == 0, run.stderr[-3000:]
@@ -60,8 +72,8 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
         ghost = ghosts[0]
         assert ghost['path'] == path and ghost['bytes_held'] == held and ghost['status'] == 'reported'
         assert ghost['process'] == os.path.basename(sys.executable)[:15] and isinstance(ghost['fd'], int)
-        holder = '1 ghost handle holding 293.0 KiB (pid %d %s fd %d: %s 293.0 KiB)' % (
-            writer.pid, ghost['process'], ghost['fd'], path)
+        holder = '1 ghost handle holding %s (pid %d %s fd %d: %s %s)' % (
+            format_size(held), writer.pid, ghost['process'], ghost['fd'], path, format_size(held))
         assert holder in audit['summary']
         assert audit['metrics']['ghost_handles'] == 1 and audit['metrics']['ghost_bytes_held'] == held
 
@@ -69,13 +81,14 @@ def test_ghost_handle_reported_with_pid_and_bytes(sandbox, reliability, tmp_path
         event = [e for e in faults.log_events(box, 'task') if e['task'].endswith('Audit the logs, find ghost handles, '
                                                                                  'review errors')][-1]
         assert holder in event['summary']
-        assert event['items']['ghost_handles'] == [dict(name=path, status='reported')]
+        assert event['items']['ghost_handles'] == [dict(name=path, status='reported',
+                                                        metrics=dict(size_bytes=BEFORE_DELETE + AFTER_DELETE))]
         with open(os.path.join(box.maintenance_log_dir, 'MAINTENANCE_LOG.md')) as handle:
             assert holder in handle.read()
 
         # Reported, not touched: the writer's file still holds every byte.
         fd_path = '/proc/%d/fd/%d' % (writer.pid, ghost['fd'])
-        assert os.stat(fd_path).st_size == held and os.stat(fd_path).st_nlink == 0
+        assert os.stat(fd_path).st_size == BEFORE_DELETE + AFTER_DELETE and os.stat(fd_path).st_nlink == 0
         after = faults_fs.file_tree(os.path.join(box.root, 'logs'))
     finally:
         writer.send_signal(signal.SIGTERM)

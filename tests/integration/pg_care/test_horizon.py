@@ -36,7 +36,12 @@ def horizon_db(truth_pg):
     truth_pg.execute('DROP DATABASE IF EXISTS %s' % DB)
     truth_pg.create_database(DB)
     truth_pg.execute('CREATE TABLE accounts (id int PRIMARY KEY, n int) WITH (autovacuum_enabled = false)', dbname=DB)
-    truth_pg.execute('INSERT INTO accounts SELECT g, 0 FROM generate_series(1, %s) g', (ROWS,), dbname=DB)
+    conn = truth_pg.connect(DB)
+    with conn.cursor() as cursor:
+        cursor.execute('INSERT INTO accounts SELECT g, 0 FROM generate_series(1, %s) g', (ROWS,))
+    flush_and_close(conn)
+    # The insert's statistics must have arrived before VACUUM ANALYZE sets them, or they are counted twice.
+    wait_for_stats(truth_pg, DB, dict(accounts=(ROWS, 0)))
     truth_pg.execute('VACUUM ANALYZE accounts', dbname=DB)
     return truth_pg
 
