@@ -385,9 +385,8 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.r
     POLICY_KEYS,
     SLOTS,
     policy_active,
-    slot_key,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import identity_roots, snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import covering_snapshot, identity_roots
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import remove_stale
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.prune import PruneRefused, Pruner
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import VerifyError, verify_selection
@@ -492,26 +491,12 @@ def verify_existing(module, params, result, started):
     module.exit_json(**result)
 
 
-def covering_snapshot(params, dest, roots):
-    """The verified snapshot already covering the current slot, as the result reports it, or None."""
-    current = slot_key(utc_now(), params['slot'])
-    covering = [snap for snap in snapshots(dest, params['prefix'], params['tier'], params['database'], roots)
-                if snap['verified'] and current is not None and slot_key(snap['created'], params['slot']) == current]
-    if not covering:
-        return None
-    snap = covering[-1]
-    artifact = snap['manifest']['artifact']
-    return dict(path=snap['path'], manifest_path=snap['manifest_path'], tier=params['tier'],
-                format=artifact.get('format'), compression=artifact.get('compression'),
-                size_bytes=artifact.get('size_bytes'), sha256=artifact.get('sha256'),
-                duration_ms=0.0, source_bytes=0, throughput_mb_s=None, status='existing')
-
-
 def ensure_snapshot(module, params, dest, exists, result):
     """state present: the covering snapshot, or a new one. Returns the roots identifying it."""
     present = existing_paths(module, params, result) if params['tier'] == 'full' else []
     roots = identity_roots(params['tier'], params['state'], params['paths'], present)
-    result['snapshot'] = covering_snapshot(params, dest, roots)
+    result['snapshot'] = covering_snapshot(dest, params['prefix'], params['tier'], params['database'], roots,
+                                           params['slot'], utc_now())
     if result['snapshot']:
         return roots
     writer = SnapshotWriter(params, dest, present, module.check_mode)

@@ -18,6 +18,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import (
     parse_iso_utc,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import slot_key
 
 DUMP_EXT = dict(custom='dump', plain='sql', directory='dir.tar')
 COMPRESSION_EXT = dict(zstd='.zst', gzip='.gz', none='')
@@ -85,3 +86,18 @@ def identity_roots(tier, state, paths, roots):
     if tier != 'full' or (state != 'present' and not paths):
         return None
     return sorted(os.path.abspath(path) for path in roots)
+
+
+def covering_snapshot(dest, prefix, tier, database, roots, slot, now):
+    """The verified snapshot that already covers ``now``'s slot, as snapshot_archive reports it, or None."""
+    current = slot_key(now, slot)
+    covering = [snap for snap in snapshots(dest, prefix, tier, database, roots)
+                if snap['verified'] and current is not None and slot_key(snap['created'], slot) == current]
+    if not covering:
+        return None
+    snap = covering[-1]
+    artifact = snap['manifest']['artifact']
+    return dict(path=snap['path'], manifest_path=snap['manifest_path'], tier=tier,
+                format=artifact.get('format'), compression=artifact.get('compression'),
+                size_bytes=artifact.get('size_bytes'), sha256=artifact.get('sha256'),
+                duration_ms=0.0, source_bytes=0, throughput_mb_s=None, status='existing')
