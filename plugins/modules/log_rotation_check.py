@@ -159,7 +159,7 @@ options:
       - systemd units whose journal entries join the error review (C(journalctl -o json --after-cursor)), counted
         by their C(PRIORITY) in RV(errors.journal). Needs O(scan).
       - With O(state_file) the journal cursor is kept there beside the file cursors, so each run reads only new
-        entries; a cursor of another journal (another machine, a journal deleted since) is not used: the last day is
+        entries. A cursor of another journal (another machine, a journal deleted since) is not used; the last day is
         read again and the result says so.
     type: list
     elements: str

@@ -19,7 +19,6 @@ import glob
 import json
 import os
 
-from tests.harness.faults_fs import file_tree  # noqa: F401  # pylint: disable=unused-import  (tests/integration/capacity imports it here)
 from tests.harness.playbook import REPO_ROOT
 
 RECORDS_DIR = os.path.join(REPO_ROOT, 'tests', 'output', 'faults')

@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from tests.harness.faults import file_tree
+from tests.harness.faults_fs import file_tree
 from tests.harness.playbook import REPO_ROOT, run_tasks
 from tests.integration.maintenance_log.conftest import read_events, run_logged, write_yaml
 

@@ -174,13 +174,12 @@ def test_agrees_with_logrotate_on_its_upstream_test_configurations(tmp_path):
 
 @pytest.mark.parametrize('name', ['rsyslog', 'nginx', 'postgresql-common', 'apt', 'dpkg'])
 def test_agrees_with_logrotate_on_debian_packaged_files(tmp_path, name):
-    if name == 'rsyslog':
-        text = RSYSLOG
-    elif os.path.isfile('/etc/logrotate.d/' + name):
+    if name != 'rsyslog' and not os.path.isfile('/etc/logrotate.d/' + name):
+        pytest.skip('/etc/logrotate.d/%s absent: the %s package is not installed here' % (name, name))
+    text = RSYSLOG
+    if name != 'rsyslog':
         with open('/etc/logrotate.d/' + name) as handle:
             text = handle.read()
-    else:
-        pytest.skip('/etc/logrotate.d/%s absent: the %s package is not installed here' % (name, name))
     root = str(tmp_path)
     text = text.replace('/var/log/', root + '/var/log/')
     logs = []

@@ -196,9 +196,14 @@ def test_callback_changes_nothing_and_records_every_result(case, targets, outcom
         assert recap_of(on['witness']) == recap_of(off['witness'])
     events = strict_events(on['log_dir']) if os.path.isdir(on['log_dir']) else []
     tasks = [e for e in events if e['event'] == 'task']
-    recorded = collections.Counter((e['host'], e['task'], 'failure' if e['status'] in ('failed', 'rescued', 'ignored',
-                                                                                        'unreachable') else
-                                    'ok' if e['status'] == 'changed' else e['status']) for e in tasks)
+    failures = ('failed', 'rescued', 'ignored', 'unreachable')
+
+    def outcome(status):
+        if status in failures:
+            return 'failure'
+        return 'ok' if status == 'changed' else status
+
+    recorded = collections.Counter((e['host'], e['task'], outcome(e['status'])) for e in tasks)
     sent = results_of(on['witness'])
     assert recorded == sent, 'recorded %d, sent %d: missing %s, extra %s' % (
         sum(recorded.values()), sum(sent.values()), sent - recorded, recorded - sent)

@@ -35,8 +35,8 @@ def events():
              summary='health healthy: 3 healthy')], hosts=dict(db1=dict(status='changed'), web1=dict(status='ok')))
     run('r2', START + datetime.timedelta(days=3), '/p/quarterly.yml', [
         dict(host='db1', task='Drill', module='engineroom.maintenance.snapshot_restore', status='failed',
-             summary='restore drill of db.dump: 12 tables, MISMATCH in orders', metrics=dict(rto_s=41.5, tables_compared=12,
-                                                                                          tables_mismatched=1)),
+             summary='restore drill of db.dump: 12 tables, MISMATCH in orders',
+             metrics=dict(rto_s=41.5, tables_compared=12, tables_mismatched=1)),
         dict(host='db1', task='Lock', module='engineroom.maintenance.maintenance_lock', status='changed',
              summary='acquired: held by ops (run 42)', metrics=dict(lock_expires_in_s=3600))],
         hosts=dict(db1=dict(status='failed')))

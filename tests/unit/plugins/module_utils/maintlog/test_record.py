@@ -57,8 +57,8 @@ def test_entries_named_by_path_or_table_and_graded_by_their_own_violations():
 
 
 def test_failures_carry_rc_and_the_tail_of_stderr():
-    fields = record.record_fields(dict(msg='non-zero return code', rc=2, stderr='ls: cannot access x\n',
-                                         stdout='lots'), failed=True)
+    result = dict(msg='non-zero return code', rc=2, stderr='ls: cannot access x\n', stdout='lots')
+    fields = record.record_fields(result, failed=True)
     assert fields['msg'] == 'non-zero return code: rc 2: ls: cannot access x'
 
 

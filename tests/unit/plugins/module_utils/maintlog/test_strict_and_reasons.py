@@ -17,8 +17,8 @@ def strict_loads(line):
 
 
 def test_non_finite_numbers_become_null_and_are_listed():
-    line = record.json_line(dict(event='task', metrics=dict(ratio=float('nan'), big=float('inf'), small=-float('inf'),
-                                                             fine=1.5), items=dict(probes=[dict(metrics=dict(x=float('nan')))])))
+    metrics = dict(ratio=float('nan'), big=float('inf'), small=-float('inf'), fine=1.5)
+    line = record.json_line(dict(event='task', metrics=metrics, items=dict(probes=[dict(metrics=dict(x=float('nan')))])))
     parsed = strict_loads(line)
     assert line.endswith('\n') and 'NaN' not in line and 'Infinity' not in line
     assert parsed['metrics'] == dict(ratio=None, big=None, small=None, fine=1.5)
