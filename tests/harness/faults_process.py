@@ -128,3 +128,8 @@ def wait_for(predicate, timeout, what, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError('timed out after %s s waiting for %s' % (timeout, what))
+
+
+def wait_until(predicate, what, timeout=60):
+    """:func:`wait_for` in the order the Docker tests read best: what to wait for, then how long at most."""
+    return wait_for(predicate, timeout, what, interval=0.2)

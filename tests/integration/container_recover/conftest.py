@@ -14,7 +14,6 @@ import docker
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.harness.faults_process import wait_for
 
 LABEL = 'engineroom.test.recover'
 SECOND_NS = 1000000000
@@ -27,11 +26,6 @@ CRASHES_ONCE = ['sh', '-c', 'if [ -f /var/tmp/started ]; then exec sleep infinit
 
 def check(test, interval_s=1):
     return dict(test=test, interval=interval_s * SECOND_NS, timeout=SECOND_NS, retries=1, start_period=0)
-
-
-def wait_until(predicate, what, timeout=60):
-    """The harness's one poll loop, with the docker tests' argument order."""
-    return wait_for(predicate, timeout, what, interval=0.2)
 
 
 class Scene:

@@ -6,7 +6,8 @@ import json
 import os
 
 from tests.harness.playbook import REPO_ROOT, run_playbook
-from tests.integration.container_recover.conftest import RECOVERS_ON_RESTART, check, wait_until
+from tests.integration.container_recover.conftest import RECOVERS_ON_RESTART, check
+from tests.harness.faults_process import wait_until
 
 
 def test_daily_recovers_when_enabled(scene, tmp_path):

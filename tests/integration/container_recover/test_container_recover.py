@@ -10,7 +10,8 @@ import json
 import os
 
 from tests.harness.playbook import run_tasks
-from tests.integration.container_recover.conftest import CRASHES_ONCE, RECOVERS_ON_RESTART, check, wait_until
+from tests.integration.container_recover.conftest import CRASHES_ONCE, RECOVERS_ON_RESTART, check
+from tests.harness.faults_process import wait_until
 
 MODULE = 'engineroom.maintenance.container_recover'
 

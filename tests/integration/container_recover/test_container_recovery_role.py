@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tests.harness.playbook import run_tasks
-from tests.integration.container_recover.conftest import RECOVERS_ON_RESTART, check, wait_until
+from tests.integration.container_recover.conftest import RECOVERS_ON_RESTART, check
+from tests.harness.faults_process import wait_until
 
 
 def test_role_recovers_and_fails_on_the_unrecovered(scene, tmp_path):

@@ -17,7 +17,6 @@ import docker
 import pytest
 
 from tests.conftest import TEST_IMAGE
-from tests.harness.faults_process import wait_for
 
 LABEL = 'engineroom.test.hygiene'
 
@@ -30,11 +29,6 @@ def tar_of(name, body):
         info.size = len(body)
         tar.addfile(info, io.BytesIO(body))
     return buffer.getvalue()
-
-
-def wait_until(predicate, what, timeout=60):
-    """The harness's one poll loop, with the docker tests' argument order."""
-    return wait_for(predicate, timeout, what, interval=0.2)
 
 
 class Scene:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from tests.harness.playbook import run_tasks
-from tests.integration.docker_hygiene.conftest import wait_until
+from tests.harness.faults_process import wait_until
 
 MODULE = 'engineroom.maintenance.docker_hygiene'
 
