@@ -143,11 +143,18 @@ def containers(docker_client, registry):
         if container.name.startswith('upd-') and container.name.split('-')[-1].isdigit() or 'engineroom-previous' in container.name:
             if str(os.getpid()) in container.name:
                 container.remove(force=True)
-    for reference in (moved, current, closed):
-        try:
-            docker_client.images.remove(reference, force=True)
-        except Exception:  # pylint: disable=broad-except
-            pass
+    remove_images_of(docker_client, (registry.address, closed.split('/')[0]))
+
+
+def remove_images_of(docker_client, registries):
+    """Every image this run built, by id: removing a tag leaves the earlier versions behind under their digests."""
+    for image in docker_client.images.list():
+        references = (image.attrs.get('RepoTags') or []) + (image.attrs.get('RepoDigests') or [])
+        if any(ref.startswith(address + '/') for ref in references for address in registries):
+            try:
+                docker_client.images.remove(image.id, force=True)
+            except Exception:  # pylint: disable=broad-except
+                pass
 
 
 def test_images_compared_with_the_registry_and_an_unreachable_one_reported(containers):
