@@ -147,3 +147,22 @@ class Fleet:
         """SSH variables of a host whose port nobody listens on (connection refused)."""
         return dict(self.ssh, ansible_port=free_port(), ansible_ssh_private_key_file=self.key,
                     ansible_ssh_common_args=self.ssh['ansible_ssh_common_args'] + ' -o ConnectTimeout=5')
+
+
+def transplant_client(source, target, programs=('pg_dump', 'pg_restore')):
+    """Install ``source``'s PostgreSQL client ``programs`` on ``target`` where Debian's postgresql-client-<major> puts
+    them (/usr/lib/postgresql/<major>/bin): each binary with every library ldd names and the source's own loader under
+    /opt/pg<major>-<release>, started through that loader, so a client built against a newer glibc runs on an older
+    release. ``source`` keeps its own."""
+    home = '/opt/pg%d-%s' % (source.pg_major, source.release)
+    binaries = ['/usr/lib/postgresql/%d/bin/%s' % (source.pg_major, program) for program in programs]
+    tarball = docker('exec', source.container, 'sh', '-c',
+                     'tar -chf - %s $(ldd %s | grep -o "/[^ ]*" | sort -u) 2>/dev/null | base64 -w0'
+                     % (' '.join(binaries), ' '.join(binaries))).stdout
+    target.sh('mkdir -p %s && base64 -d | tar -xf - -C %s' % (home, home), stdin=tarball)
+    loader = target.sh('ls %s/lib64/ld-linux-x86-64.so.2 %s/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 2>/dev/null | head -1'
+                       % (home, home)).stdout.strip()
+    libs = '%s/lib/x86_64-linux-gnu:%s/usr/lib/x86_64-linux-gnu' % (home, home)
+    for binary in binaries:
+        target.sh('mkdir -p %s && cat > %s && chmod 0755 %s' % (os.path.dirname(binary), binary, binary),
+                  stdin='#!/bin/sh\nexec %s --library-path %s %s%s "$@"\n' % (loader, libs, home, binary))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
 from tests.harness import faults
 from tests.harness.playbook import run_playbook
-from tests.harness.real_hosts import Fleet, RELEASES, missing_images
+from tests.harness.real_hosts import Fleet, RELEASES, missing_images, transplant_client
 
 pytestmark = pytest.mark.docker
 
@@ -83,14 +84,17 @@ def test_ssh_refused_host_is_recorded_unreachable_and_the_others_go_on(fleet, fa
     assert len(snapshots(trixie)) == 1
 
 
-def test_sudo_asking_for_a_password_fails_that_host_with_a_clear_message(fleet, faulty_daily):
+def test_sudo_asking_for_a_password_fails_that_host_at_the_first_task_naming_user_and_remedy(fleet, faulty_daily):
     run, entries = faulty_daily
     host = fleet['bullseye'].name
-    failed = [t for t in run.tasks if t['_host'] == host and (t.get('failed') or t.get('unreachable'))]
-    assert failed, [(t['_task'], t.get('msg')) for t in run.tasks if t['_host'] == host]
-    print(failed[0])
-    assert 'sudo' in failed[0]['msg'] and 'password' in failed[0]['msg'], failed[0]
-    assert run_end(entries)['hosts'][host]['status'] in ('failed', 'unreachable')
+    failed = [(name, msg) for name, msg in faults.failed_tasks(run) if name == 'Say why this host cannot start its maintenance']
+    mine = [t for t in run.tasks if t['_host'] == host and t['_task'] == 'Say why this host cannot start its maintenance']
+    assert len(mine) == 1 and mine[0]['failed'], [(t['_task'], t.get('msg')) for t in run.tasks if t['_host'] == host]
+    assert mine[0]['msg'] == (
+        '%s: sudo asks deploy for a password (Task failed: Missing sudo password): the calendar runs unattended, so give '
+        'deploy passwordless sudo ("deploy ALL=(ALL) NOPASSWD: ALL" in /etc/sudoers.d/) or set ansible_become_password '
+        'from a vault; nothing was locked or changed' % host), failed
+    assert run_end(entries)['hosts'][host]['status'] == 'failed'
     assert snapshots(fleet['bullseye']) == []
 
 
@@ -105,3 +109,74 @@ def test_stopped_cluster_fails_daily_on_that_host_only(fleet, faulty_daily):
     assert run_end(entries)['hosts'][host]['status'] == 'failed'
     assert snapshots(fleet['bookworm']) == []
     assert [t for t in run.tasks if t['_host'] == fleet['trixie'].name and t.get('failed')] == []
+
+
+@pytest.fixture
+def own_client_moved_away(fleet):
+    """Move a host's own pg_dump aside for one test (``moved(host)``), put it back afterwards."""
+    moved = []
+
+    def move(host):
+        path = '/usr/lib/postgresql/%d/bin/pg_dump' % host.pg_major
+        host.sh('mv %s %s.away' % (path, path))
+        moved.append((host, path))
+
+    yield move
+    for host, path in moved:
+        host.sh('mv %s.away %s' % (path, path))
+
+
+def test_only_an_older_pg_dump_is_refused_naming_both_versions(fleet, own_client_moved_away, tmp_path):
+    bullseye, bookworm = fleet['bullseye'], fleet['bookworm']
+    transplant_client(bullseye, bookworm)
+    own_client_moved_away(bookworm)
+    picked = bookworm.sh('pg_dump --version -h /var/run/postgresql').stdout
+    assert picked.startswith('pg_dump (PostgreSQL) 13.'), picked
+    run = daily(fleet, fleet.inventory('bookworm.json'), str(tmp_path), args=('--limit', bookworm.name, '--tags', 'snapshot'))
+    failed = faults.failed_tasks(run)
+    assert run.rc == 2 and len(failed) == 1, failed
+    assert re.match(r'pg_dump 13\.\d+ \(/usr/lib/postgresql/13/bin/pg_dump\) is older than server 15\.\d+ .*: '
+                    r'install postgresql-client-15 or set pg_dump_path$', failed[0][1]), failed
+    assert snapshots(bookworm) == []
+
+
+def test_only_a_newer_pg_dump_takes_the_snapshot(fleet, own_client_moved_away, tmp_path):
+    bullseye, bookworm = fleet['bullseye'], fleet['bookworm']
+    transplant_client(bookworm, bullseye)
+    own_client_moved_away(bullseye)
+    picked = bullseye.sh('pg_dump --version -h /var/run/postgresql').stdout
+    assert picked.startswith('pg_dump (PostgreSQL) 15.'), picked
+    run = daily(fleet, fleet.inventory('bullseye.json'), str(tmp_path), args=('--limit', bullseye.name, '--tags', 'snapshot'))
+    assert run.rc == 0, faults.failed_tasks(run)
+    (manifest,) = snapshots(bullseye)
+    database = json.loads(bullseye.sh('cat %s/%s' % (BACKUPS, manifest)).stdout)['database']
+    assert database['server_version'].startswith('13.') and database['pg_dump_version'].startswith('15.'), database
+    verified = [t for t in run.tasks if 'Re-verify the snapshot against its manifest' in t['_task']]
+    assert verified and not verified[0].get('failed'), [t['_task'] for t in run.tasks]
+
+
+def test_without_become_the_first_check_names_the_path_and_the_user(fleet, tmp_path):
+    """deploy without become: on a new host the first task says it cannot create the backup directory; where the
+    directory exists (root's, 0700, from a run with become), the snapshot's first check says it may not write it."""
+    trixie = fleet['trixie']
+    fresh = '/var/backups/engineroom-new'
+    inventory = fleet.inventory('no-become.json', host_vars={trixie.name: dict(ansible_become=False)})
+
+    run = daily(fleet, inventory, str(tmp_path), dict(engineroom_backup_dir=fresh), args=('--limit', trixie.name))
+    failed = faults.failed_tasks(run)
+    assert run.rc == 2 and failed[-1][0] == 'Say why this host cannot start its maintenance', failed
+    assert failed[-1][1].startswith('%s: the backup directory %s cannot be created or used by deploy (' % (trixie.name, fresh))
+    assert 'Permission denied' in failed[-1][1] and 'run with become (ansible_become: true)' in failed[-1][1], failed
+    assert len(run.tasks) == 2, [t['_task'] for t in run.tasks]  # nothing else ran
+    assert trixie.sh('test -e %s' % fresh, check=False).returncode == 1
+
+    trixie.sh('mkdir -p -m 0700 %s' % BACKUPS)
+    listing = 'ls -la --time-style=full-iso /var/lib/engineroom %s 2>&1; true' % BACKUPS
+    before = trixie.sh(listing).stdout
+    run = daily(fleet, inventory, str(tmp_path), args=('--limit', trixie.name, '--tags', 'snapshot'))
+    failed = faults.failed_tasks(run)
+    assert run.rc == 2 and len(failed) == 1 and failed[0][0].startswith('Take the database snapshot'), failed
+    assert failed[0][1] == ('dest %s cannot hold snapshots: directory %s is not writable: Permission denied (the module runs '
+                            'as user deploy: run the task with become: true, or give that user the directory)'
+                            % (BACKUPS, BACKUPS)), failed
+    assert trixie.sh(listing).stdout == before
