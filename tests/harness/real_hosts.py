@@ -42,8 +42,8 @@ def docker(*argv, stdin=None, check=True, timeout=120):
     completed = subprocess.run(['docker'] + list(argv), input=stdin, capture_output=True, text=True, check=False,
                                timeout=timeout)
     if check and completed.returncode:
-        raise AssertionError('docker %s failed (%d): %s%s' % (' '.join(argv[:4]), completed.returncode,
-                                                             completed.stdout[-2000:], completed.stderr[-2000:]))
+        raise AssertionError('docker %s failed (%d): %s%s'
+                             % (' '.join(argv[:4]), completed.returncode, completed.stdout[-2000:], completed.stderr[-2000:]))
     return completed
 
 
