@@ -129,13 +129,29 @@ def stderr_error(text):
     return None
 
 
+def installed_clients(name):
+    """``/usr/lib/postgresql/<major>/bin/<name>`` of every installed major version, newest first."""
+    root = os.path.dirname(os.path.dirname(PG_BIN_TEMPLATE))
+    try:
+        majors = sorted((int(entry) for entry in os.listdir(root) if entry.isdigit()), reverse=True)
+    except OSError:
+        return []
+    return [os.path.join(PG_BIN_TEMPLATE % found, name) for found in majors]
+
+
 def find_program(name, major=None, near=None):
-    """Path of a PostgreSQL client program: beside ``near``, in the server's major version directory, or PATH."""
+    """Path of a PostgreSQL client program: beside ``near``, in the server's major version directory, else the newest
+    installed one (what Debian's pg_wrapper runs for a connection with -h, which the callers check), or PATH.
+
+    PATH comes last because there ``pg_dump`` is Debian's pg_wrapper, which runs the client of the local cluster's
+    version when no -h is given (``pg_dump --version``) and fails when that client is missing.
+    """
     candidates = []
     if near:
         candidates.append(os.path.join(os.path.dirname(near), name))
     if major:
         candidates.append(os.path.join(PG_BIN_TEMPLATE % major, name))
+    candidates.extend(installed_clients(name))
     for candidate in candidates:
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
@@ -298,7 +314,8 @@ class LocalSource:
         except OSError as exc:
             raise DumpError('cannot run %s: %s (set pg_dump_path to a PostgreSQL %d client)'
                             % (self.pg_dump, exc.strerror or exc, self.server_major)) from exc
-        return check_pg_dump_version(self.pg_dump, out.stdout.decode('utf-8', 'replace'), self.server_version)
+        said = out.stdout.decode('utf-8', 'replace') or out.stderr.decode('utf-8', 'replace')
+        return check_pg_dump_version(self.pg_dump, said, self.server_version)
 
     def data_bytes(self):
         return int(self.runner.scalar(DATA_BYTES_SQL))

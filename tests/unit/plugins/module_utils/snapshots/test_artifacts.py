@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import compression_of
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.extract import unsafe_member_reason
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import dump as _dump
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DumpError,
     check_finished,
@@ -79,6 +80,27 @@ def test_pg_dump_version_check():
         check_pg_dump_version('/x/pg_dump', 'pg_dump (PostgreSQL) 13.0', '15.14')
     with pytest.raises(DumpError, match='did not report a PostgreSQL version'):
         check_pg_dump_version('/x/pg_dump', 'hello', '15.14')
+
+
+def _client(root, major, name):
+    path = root / str(major) / 'bin' / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('#!/bin/sh\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_find_program_server_major_first_then_newest_installed_like_pg_wrapper(tmp_path, monkeypatch):
+    monkeypatch.setattr(_dump, 'PG_BIN_TEMPLATE', str(tmp_path / '%d' / 'bin'))
+    (tmp_path / 'not-a-version').mkdir()
+    older, own = _client(tmp_path, 13, 'pg_dump'), _client(tmp_path, 15, 'pg_dump')
+    newest = _client(tmp_path, 17, 'pg_restore')
+    assert _dump.find_program('pg_dump', 15) == own
+    assert _dump.find_program('pg_dump', 16) == own  # the newest installed pg_dump (15; 17 has only pg_restore)
+    assert _dump.installed_clients('pg_dump')[-1] == older
+    assert _dump.find_program('pg_restore', 13) == newest
+    near = _client(tmp_path / 'custom', 9, 'psql')
+    assert _dump.find_program('psql', 15, near=near.replace('psql', 'pg_restore')) == near
 
 
 def test_stderr_and_exit_checks():
