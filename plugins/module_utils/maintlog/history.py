@@ -108,6 +108,7 @@ class Run:
         self.host_stats = {}
         self.end = None
         self.tasks = []
+        self._hosts = None
 
     @property
     def complete(self):
@@ -120,6 +121,12 @@ class Run:
     @property
     def last_task(self):
         return self.tasks[-1] if self.tasks else None
+
+    def touches(self, host):
+        """Whether ``host`` is in this run (its end's statistics or any of its tasks)."""
+        if self._hosts is None or self._hosts[0] != len(self.tasks):
+            self._hosts = (len(self.tasks), set(self.host_status) | set(t['host'] for t in self.tasks))
+        return host in self._hosts[1]
 
     def status_of(self, host):
         """The host's status in this run: its end's; for a run without a summary (or still ``running``),
@@ -154,6 +161,7 @@ class Run:
             hosts = event.get('hosts') if isinstance(event.get('hosts'), dict) else {}
             self.host_stats = dict((h, s) for h, s in hosts.items() if isinstance(s, dict))
             self.host_status = dict((h, str(s.get('status'))) for h, s in self.host_stats.items())
+            self._hosts = None
 
 
 def build_runs(events):
