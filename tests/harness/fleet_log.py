@@ -86,7 +86,7 @@ def daily(writer, hosts, day, when, unreachable=()):
                         msg='Failed to connect to the host via ssh: ssh: connect to host %s port 22: Connection timed out' % host)
             outcome[host] = stats('unreachable')
             continue
-        growth = 0.02 + 0.05 * (index % 5)            # %/day: some hosts fill, some barely move
+        growth = 0.01 + 0.012 * (index % 5)          # %/day: some hosts fill, some barely move
         data_pct = min(97.0, 30.0 + index % 20 + day * growth)
         probes = [dict(name='postgres', status='healthy', message='PostgreSQL 16 answered',
                        metrics=dict(response_ms=round(rng.uniform(2, 9), 1), connections_used_pct=21.0)),

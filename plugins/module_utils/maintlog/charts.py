@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.capacity import growth_of
+from ansible_collections.engineroom.maintenance.plugins.module_utils.maintlog.capacity import DAYS_PER_MONTH, history_gap, linear_fit
 
 CONCERNS = ('backups', 'database', 'disks', 'logs', 'health', 'other')
 CHART_POINTS = 60
@@ -82,12 +82,16 @@ def is_flat(values):
 
 
 def trend_of(key, points):
-    """Growth per month of a capacity figure (None when the history is too short or the key no capacity one)."""
+    """Growth per month of a capacity figure, capacity_review's least-squares fit over every point;
+    None when the key is no capacity figure or the history too short (capacity's own rule)."""
     figure = figure_of(key)
     if not any(figure.endswith(k) for k in TREND_KEYS) or len(points) < 3:
         return None
-    growth = growth_of([(when, dict(value=value)) for when, value in points], ('value',))
-    return growth.get('value_per_month') if growth['status'] == 'ok' else None
+    if history_gap([when for when, _v in downsample(points, 4 * CHART_POINTS)]):
+        return None
+    origin = points[0][0]
+    fit = linear_fit([((when - origin).total_seconds() / 86400.0, value) for when, value in points])
+    return None if fit is None else fit[0] * DAYS_PER_MONTH
 
 
 def scaled(points, width, height, pad, key):

@@ -11,6 +11,7 @@ why, never fatal.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 
@@ -164,6 +165,18 @@ class Run:
             self._hosts = None
 
 
+def event_time(text):
+    """``parse_time`` with a fast path for the callback's own ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (a year of a fleet
+    is 100 000 stamps; strptime would be most of the report's time)."""
+    if isinstance(text, str) and len(text) == 24 and text[10] == 'T' and text[19] == '.' and text[23] == 'Z':
+        try:
+            return datetime.datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                                     int(text[17:19]), int(text[20:23]) * 1000, tzinfo=datetime.timezone.utc)
+        except ValueError:
+            pass
+    return parse_time(text)
+
+
 def build_runs(events):
     """Group events by run, oldest run first."""
     runs = {}
@@ -171,7 +184,7 @@ def build_runs(events):
         run = runs.get(event['run_id'])
         if run is None:
             run = runs[event['run_id']] = Run(event['run_id'])
-        run.add(event, parse_time(event.get('time')))
+        run.add(event, event_time(event.get('time')))
     ordered = [r for r in runs.values() if r.time is not None]
     ordered.sort(key=lambda r: r.time)
     return ordered
