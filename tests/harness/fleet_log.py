@@ -7,7 +7,8 @@ the record shapes the collection's modules give the callback. ``faults`` adds wh
 must show: ``failed_drill`` (the newest drill of the first host mismatched), ``expired_lock`` (the last
 weekly run of the first host never released its lock), ``unreachable`` (the second host unreachable in
 the last daily run), ``killed`` (a run that ended without a summary) and ``report`` (the report's own
-run, started and not ended). Used by the report tests and bench/bench_report.py (one generator).
+run, started and not ended); ``weekly`` and ``drill`` run the weekly and the monthly playbook on the last day
+too (a demo-like log of one day). Used by the report tests and bench/bench_report.py (one generator).
 """
 
 from __future__ import annotations
@@ -157,9 +158,9 @@ def fleet_events(hosts=50, days=365, seed=24, faults=()):
         when = START + datetime.timedelta(days=day)
         last = day == days - 1
         daily(writer, names, day, when, unreachable=names[1:2] if last and 'unreachable' in faulty else ())
-        if when.weekday() == 5 or (last and 'expired_lock' in faulty):
+        if when.weekday() == 5 or (last and faulty & {'expired_lock', 'weekly'}):
             weekly(writer, names, when, unreleased=names[:1] if last and 'expired_lock' in faulty else ())
-        if when.day == 1 or (last and 'failed_drill' in faulty):
+        if when.day == 1 or (last and faulty & {'failed_drill', 'drill'}):
             monthly(writer, names, when, mismatched=names[:1] if last and 'failed_drill' in faulty else ())
     end = START + datetime.timedelta(days=days - 1, hours=5)
     if 'killed' in faulty:

@@ -285,7 +285,7 @@ def host_section(view, max_runs, max_failures, problems=(), open_=False):
     return ''.join(out)
 
 
-CARD_HOSTS = 8   # up to this many hosts get a card each; the fleet table lists every host
+CARD_HOSTS = 8   # up to this many hosts get a card each; more get the fleet table, one short row per host
 
 
 def flag(bad, bad_word, good_word='ok'):
@@ -301,50 +301,66 @@ def hours_text(hours):
     return '%.0f h' % hours if hours < 48 else '%.1f d' % (hours / 24.0)
 
 
-def snapshot_text(snapshots):
+def snapshot_text(snapshots, short=False):
     if not snapshots:
         return flag(True, 'none recorded')
+    if short:
+        return '<br>'.join('<span title="verified %s">%s %s %s old, %s</span>' % (
+            esc(when_text(s['verified_at'])), flag(s['stale'], 'STALE'), esc(s['tier']), esc(hours_text(s['age_h'])),
+            esc(format_value('size_bytes', s['size_bytes']))) for s in snapshots)
     return '<br>'.join('%s %s: %s old, %s, verified %s' % (
         flag(s['stale'], 'STALE'), esc(s['tier']), esc(hours_text(s['age_h'])), esc(format_value('size_bytes', s['size_bytes'])),
         esc(when_text(s['verified_at']))) for s in snapshots)
 
 
-def drill_text(drill):
+def drill_text(drill, short=False):
     if not drill['found']:
         return flag(True, 'none recorded')
     compared = ('%s tables compared, %s mismatched' % (drill['tables_compared'], drill['tables_mismatched'] or 0)
                 if drill['tables_compared'] is not None else 'nothing compared')
+    verdict = flag(drill['stale'] or not drill['matches'], 'MISMATCH' if not drill['matches'] else 'OLDER THAN A QUARTER',
+                   'matches')
+    if short:
+        return '<span title="%s">%s %s ago, rto_s %s, %s</span>' % (
+            esc('%s: %s' % (when_text(drill['time']), drill['summary'])), verdict, esc(hours_text(drill['age_h'])),
+            esc('%.1f' % drill['rto_s']), esc(compared))
     return '%s %s ago (%s): rto_s %s, %s%s' % (
-        flag(drill['stale'] or not drill['matches'], 'MISMATCH' if not drill['matches'] else 'OLDER THAN A QUARTER',
-             'matches'), esc(hours_text(drill['age_h'])), esc(when_text(drill['time'])), esc('%.1f' % drill['rto_s']),
+        verdict, esc(hours_text(drill['age_h'])), esc(when_text(drill['time'])), esc('%.1f' % drill['rto_s']),
         esc(compared), ', %s files restored' % esc(drill['files_restored']) if drill.get('files_restored') else '')
 
 
-def lock_text(lock):
+def lock_text(lock, short=False):
     if not lock['found']:
         return 'no lock recorded'
     if not lock['held']:
-        return '%s %s' % (flag(False, '', 'free'), esc(lock['summary']))
+        return flag(False, '', 'free') if short else '%s %s' % (flag(False, '', 'free'), esc(lock['summary']))
     return '%s %s (expires %s)' % (flag(True, 'EXPIRED' if lock['expired'] else 'HELD'), esc(lock['summary']),
                                    esc(when_text(lock['expires_at'])))
 
 
-def health_text(health):
+def health_text(health, short=False):
     if not health['found']:
         return 'no probe recorded'
+    if short:
+        return '<span title="%s">%s</span>' % (esc('%s (%s)' % (health['summary'], when_text(health['time']))),
+                                               pill(health['status']))
     return '%s %s (%s)' % (pill(health['status']), esc(health['summary']), esc(when_text(health['time'])))
 
 
-def calendar_text(calendar):
+def calendar_text(calendar, short=False):
     out = []
     for entry in calendar:
-        line = '%s %s %s' % (esc(entry['playbook']), pill(entry['status']), esc(when_text(entry['time'])))
+        notes = ''
         if entry['failed_tasks']:
-            line += ' failed: %s' % esc(', '.join(str(t) for t in entry['failed_tasks'][:3]))
+            notes += ' failed: %s' % ', '.join(str(t) for t in entry['failed_tasks'][:3])
         if entry['last_task']:
-            line += ' last task: %s' % esc(entry['last_task'].get('task'))
-        out.append(line)
-    return '<br>'.join(out) or 'none'
+            notes += ' last task: %s' % entry['last_task'].get('task')
+        if short:
+            out.append('<span title="%s">%s %s</span>' % (esc(when_text(entry['time']) + notes), esc(entry['playbook']),
+                                                          pill(entry['status'])))
+        else:
+            out.append('%s %s %s%s' % (esc(entry['playbook']), pill(entry['status']), esc(when_text(entry['time'])), esc(notes)))
+    return ('<br>' if not short else ' ').join(out) or 'none'
 
 
 def answers_section(answers, as_of):
@@ -365,7 +381,7 @@ def answers_section(answers, as_of):
                 out.append('<tr data-answer="problems"><th>Wrong now</th><td>%s</td></tr>' % esc('; '.join(answer['problems'])))
             out.append('</table></div>')
         out.append('</div>')
-    if len(answers) > 1:
+    else:
         out.append(fleet_table(answers, rows))
     out.append('</section>')
     return ''.join(out)
@@ -391,7 +407,7 @@ def fleet_table(answers, rows):
             flag(bool(answer['problems']), '%d problem%s' % (len(answer['problems']), '' if len(answer['problems']) == 1 else 's'),
                  'fine'),
             esc('; '.join(answer['problems']) or 'nothing'),
-            ''.join('<td>%s</td>' % render_answer(answer[key]) for _t, render_answer, key in rows)))
+            ''.join('<td>%s</td>' % render_answer(answer[key], short=True) for _t, render_answer, key in rows)))
     out.append('</tbody></table>' + SORT_SCRIPT)
     return ''.join(out)
 
