@@ -33,7 +33,10 @@ DONE = ('ok', 'changed')
 
 
 def module_is(task, name):
-    return str(task.get('module', '')).rsplit('.', 1)[-1] == name
+    short = task.get('_module')
+    if short is None:
+        short = task['_module'] = str(task.get('module', '')).rsplit('.', 1)[-1]
+    return short == name
 
 
 def age_hours(when, as_of):

@@ -87,7 +87,7 @@ def trend_of(key, points):
     figure = figure_of(key)
     if not any(figure.endswith(k) for k in TREND_KEYS) or len(points) < 3:
         return None
-    if history_gap([when for when, _v in downsample(points, 4 * CHART_POINTS)]):
+    if history_gap([points[0][0], points[-1][0]]):  # months and span depend only on the first and the last time
         return None
     origin = points[0][0]
     fit = linear_fit([((when - origin).total_seconds() / 86400.0, value) for when, value in points])
@@ -123,10 +123,10 @@ def line_chart(module, key, points, fmt):
     coords, y_low, y_high = scaled(shown, width, 60, 4, key)
     trend = trend_text(key, trend_of(key, points), fmt)
     return ('<figure class="chart" data-metric="%s" data-module="%s"><figcaption><b title="%s">%s</b>'
-            '<span class="now">%s</span></figcaption><svg viewBox="0 0 %d 60" width="%d" height="60" role="img" '
+            '<span class="now">%s</span></figcaption><svg viewBox="0 0 %d 60" width="100%%" height="60" preserveAspectRatio="none" role="img" '
             'aria-label="%s"><title>%s</title><polyline points="%s"/></svg><div class="range">%s … %s · %s to %s%s</div>'
             '</figure>' % (esc(key), esc(module), esc('%s %s' % (module, key)), esc(title_of(module, key)), esc(fmt(key, points[-1][1])),
-                           width, width, esc('%s over time' % title_of(module, key)), esc('%s %s' % (module, key)),
+                           width, esc('%s over time' % title_of(module, key)), esc('%s %s' % (module, key)),
                            ' '.join(coords), esc(fmt(key, y_low)), esc(fmt(key, y_high)),
                            esc(points[0][0].strftime('%Y-%m-%d')), esc(points[-1][0].strftime('%Y-%m-%d')),
                            esc(' · ' + trend) if trend else ''))

@@ -466,7 +466,7 @@ td.msg{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px;word
 figure.chart{margin:0;border:1px solid var(--line);border-radius:8px;padding:6px 8px}
 figure.chart figcaption{display:flex;justify-content:space-between;gap:8px;font-size:12px}
 .now{font-weight:650;color:var(--blue);white-space:nowrap}.range{font-size:11px;color:var(--muted)}
-svg polyline{fill:none;stroke:var(--blue);stroke-width:1.6;stroke-linejoin:round}
+svg polyline{fill:none;stroke:var(--blue);stroke-width:1.6;stroke-linejoin:round;vector-effect:non-scaling-stroke}
 table.sparks{width:auto;font-size:12px}table.sparks th{font-weight:500;min-width:260px}table.sparks td{padding:2px 8px}
 svg .tick{font-size:10px;fill:var(--muted)}
 .gridwrap{overflow-x:auto;margin-bottom:8px}table.heatmap{width:auto;font-size:10px}
