@@ -107,8 +107,8 @@ def measure(directory, hosts, days, repeats):
         empty = os.path.join(directory, 'empty.html')
         with open(empty, 'w') as handle:
             handle.write('<!DOCTYPE html><title>empty</title><p>empty</p>')
-        for name, args in (('dom', ('--dump-dom',)), ('shot', ('--screenshot=' + os.path.join(directory, 'shot.png'),
-                                                                '--window-size=1280,1400'))):
+        shot = ('--screenshot=' + os.path.join(directory, 'shot.png'), '--window-size=1280,1400')
+        for name, args in (('dom', ('--dump-dom',)), ('shot', shot)):
             figures[name] = [timed_chromium(binary, 'file://' + dest, *args) for _r in range(repeats)]
             figures[name + '_empty'] = [timed_chromium(binary, 'file://' + empty, *args) for _r in range(repeats)]
     figures['load_after'] = uptime()

@@ -13,8 +13,6 @@ import html
 import os
 import re
 
-import pytest
-
 from tests.harness.fleet_log import fleet_events, write_log
 from tests.harness.playbook import REPO_ROOT, run_tasks
 from tests.integration.maintenance_log.conftest import chromium_run
