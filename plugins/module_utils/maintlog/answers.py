@@ -30,6 +30,7 @@ DEFAULT_MAX_AGE_H = 26
 DRILL_MAX_AGE_DAYS = 92     # a quarter
 SNAPSHOT_KEY = re.compile(r'^([a-z0-9]+)_snapshot_bytes$')
 DONE = ('ok', 'changed')
+NOT_CALENDAR = ('report.yml',)   # the report's runs render the log; they are no maintenance of the host
 
 
 def module_is(task, name):
@@ -111,8 +112,9 @@ def calendar_answers(runs, host):
     """The last run of each playbook that touched ``host``: its status there and its failed tasks."""
     last = {}
     for run in runs:
-        if run.touches(host):
-            last[os.path.basename(run.playbook or 'playbook')] = run
+        name = os.path.basename(run.playbook or 'playbook')
+        if name not in NOT_CALENDAR and run.touches(host):
+            last[name] = run
     answers = []
     for name in sorted(last):
         run = last[name]
