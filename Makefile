@@ -62,13 +62,14 @@ demo: demo-deps
 	$(BIN)/python -m tests.harness.sandbox up $(DEMO_DIR)
 	$(DEMO_PLAY) playbooks/daily.yml | tee $(DEMO_DIR)/results/daily.log
 	$(DEMO_PLAY) playbooks/weekly.yml | tee $(DEMO_DIR)/results/weekly.log
+	$(DEMO_PLAY) playbooks/monthly.yml --tags drill | tee $(DEMO_DIR)/results/monthly.log  # a restore drill for the report
 	$(DEMO_PLAY) playbooks/report.yml -e maintenance_report_log_dir=$(CURDIR)/$(DEMO_DIR)/maintenance-log \
 	  -e maintenance_report_dest=$(CURDIR)/$(DEMO_DIR)/results/report.html >/dev/null
 	@echo
 	@echo "Demo results (the daily and weekly calendar ran against the sandbox):"
 	@echo "  maintenance log:     $(DEMO_DIR)/maintenance-log/MAINTENANCE_LOG.md (+ maintenance.jsonl)"
 	@echo "  HTML report:         $(DEMO_DIR)/results/report.html"
-	@echo "  play output:         $(DEMO_DIR)/results/daily.log, $(DEMO_DIR)/results/weekly.log"
+	@echo "  play output:         $(DEMO_DIR)/results/daily.log, weekly.log, monthly.log (the restore drill)"
 	@echo "  snapshots:           $(DEMO_DIR)/backups/ (each with its .manifest.json)"
 	@echo "  Prometheus textfile: $(DEMO_DIR)/results/engineroom_health.prom"
 	@echo "  sandbox variables:   $(DEMO_DIR)/sandbox.yml (PostgreSQL port and passwords)"

@@ -12,11 +12,17 @@ version_added: 0.1.0
 description:
   - Reads C(maintenance.jsonl) (and its rotated copies) that the
     P(engineroom.maintenance.maintenance_log#callback) callback writes in O(log_dir), and writes
-    one HTML file to O(dest) - inline CSS and inline SVG, no scripts, nothing fetched from the network.
-  - Per host it shows the run timeline coloured by status, a chart per metric over time (snapshot
-    sizes, dead tuples removed and disk usage first), the status of every probe or item over time,
-    the open violations (entries of the latest results whose status is not good, and any
-    C(violations) a module returned) and the last failures with their messages.
+    one HTML file to O(dest) - inline CSS and inline SVG, nothing fetched from the network; the content
+    needs no script (a few inline lines only re-sort the fleet table). It prints.
+  - First the answers per host - the newest verified snapshot per tier (age, size), the newest restore
+    drill (age, C(rto_s), matches), the maintenance lock (holder, expiry), health now and the last run
+    of each calendar playbook - as a card per host, or for more than 8 hosts as a fleet table with one
+    row per host, problems first.
+  - Then per host, folded - the open violations (entries of the latest results whose status is not
+    good, and any C(violations) a module returned), the last failures with their messages, the run
+    timeline coloured by status, every metric over time grouped by concern (a line chart when it
+    moves, with growth per month for capacity figures; one line when flat) and the status of every
+    probe or item over time.
   - No per-module code - it charts the C(metrics) and C(name)/C(status) lists every module of the
     collection returns.
   - A line of the log that is not a valid event (a torn write, a hand edit) is skipped; the report

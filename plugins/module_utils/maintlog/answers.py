@@ -30,20 +30,29 @@ DEFAULT_MAX_AGE_H = 26
 DRILL_MAX_AGE_DAYS = 92     # a quarter
 SNAPSHOT_KEY = re.compile(r'^([a-z0-9]+)_snapshot_bytes$')
 DONE = ('ok', 'changed')
+NOT_CALENDAR = ('report.yml',)   # the report's runs render the log; they are no maintenance of the host
 
 
 def module_is(task, name):
-    return str(task.get('module', '')).rsplit('.', 1)[-1] == name
+    short = task.get('_module')
+    if short is None:
+        short = task['_module'] = str(task.get('module', '')).rsplit('.', 1)[-1]
+    return short == name
 
 
 def age_hours(when, as_of):
     return round((as_of - when).total_seconds() / 3600.0, 1)
 
 
-def host_tasks(runs, host):
-    """(run, task) of ``host``, oldest first."""
-    found = [(run, task) for run in runs for task in run.tasks if task['host'] == host and task.get('_time')]
-    found.sort(key=lambda pair: pair[1]['_time'])
+def tasks_by_host(runs):
+    """``{host: [(run, task)]}``, oldest first: one pass over the log for every host."""
+    found = {}
+    for run in runs:
+        for task in run.tasks:
+            if task.get('_time'):
+                found.setdefault(task['host'], []).append((run, task))
+    for pairs in found.values():
+        pairs.sort(key=lambda pair: pair[1]['_time'])
     return found
 
 
@@ -103,8 +112,9 @@ def calendar_answers(runs, host):
     """The last run of each playbook that touched ``host``: its status there and its failed tasks."""
     last = {}
     for run in runs:
-        if host in run.host_status or any(t['host'] == host for t in run.tasks):
-            last[os.path.basename(run.playbook or 'playbook')] = run
+        name = os.path.basename(run.playbook or 'playbook')
+        if name not in NOT_CALENDAR and run.touches(host):
+            last[name] = run
     answers = []
     for name in sorted(last):
         run = last[name]
@@ -137,11 +147,12 @@ def problems(answer):
     return found
 
 
-def answers_of(runs, hosts, as_of):
+def answers_of(runs, hosts, as_of, by_host=None):
     """Per host: snapshots, drill, lock, health, calendar and the problems, problems first."""
     result = []
+    by_host = tasks_by_host(runs) if by_host is None else by_host
     for host in hosts:
-        tasks = host_tasks(runs, host)
+        tasks = by_host.get(host, [])
         answer = dict(host=host, backed_up=any(module_is(t, 'snapshot_archive') for _r, t in tasks),
                       snapshots=snapshot_answers(tasks, as_of), drill=drill_answer(tasks, as_of),
                       lock=lock_answer(tasks, as_of), health=health_answer(tasks), calendar=calendar_answers(runs, host))

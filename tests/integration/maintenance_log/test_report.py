@@ -73,9 +73,9 @@ def test_report_renders_history_and_loads_in_chromium(history, chromium):
     assert not re.search(r'(?:src|href)=["\']?(?:https?:)?//', page)  # self-contained: nothing to fetch
 
     dom = chromium_run(chromium, 'file://' + dest, '--dump-dom', '--virtual-time-budget=2000')
-    hosts = re.findall(r'<section class="host" id="host-[^"]*" data-host="([^"]+)"', dom)
-    assert hosts == ['app1', 'app2', 'db1', 'localhost']
-    charts = re.findall(r'<svg class="chart" data-metric="([^"]+)" data-module="([^"]+)"', dom)
+    hosts = re.findall(r'<details class="host" id="host-[^"]*" data-host="([^"]+)"', dom)
+    assert sorted(hosts) == ['app1', 'app2', 'db1', 'localhost']
+    charts = re.findall(r'<(?:figure class="chart"|tr class="spark") data-metric="([^"]+)" data-module="([^"]+)"', dom)
     metrics_by_module = set(charts)
     assert ('size_bytes', 'engineroom.maintenance.snapshot_archive') in metrics_by_module       # snapshot sizes
     assert ('dead_tuples_removed', 'engineroom.maintenance.pg_vacuum') in metrics_by_module     # VACUUM per run

@@ -43,6 +43,9 @@ def events():
     run('r3', START + datetime.timedelta(days=4), '/p/daily.yml', [
         dict(host='web1', task='Probe', module='engineroom.maintenance.health_probe', status='unreachable',
              msg='ssh: connect to host web1 port 22: Connection timed out')], hosts=dict(web1=dict(status='unreachable')))
+    run('rep', START + datetime.timedelta(days=4, minutes=30), '/p/report.yml', [
+        dict(host='db1', task='Render', module='engineroom.maintenance.maintenance_report', status='changed')],
+        hosts=dict(db1=dict(status='changed')))
     run('r4', START + datetime.timedelta(days=4, hours=1), '/p/weekly.yml', [
         dict(host='db1', task='Vacuum', module='engineroom.maintenance.pg_vacuum', status='changed')], ended=False)
     out.append(dict(schema_version=2, event='run_end', run_id='r4', time=stamp(START + datetime.timedelta(days=4, hours=2)),
@@ -61,6 +64,7 @@ def test_answers_name_what_is_wrong_now():
     assert db1['lock']['held'] and db1['lock']['expired']
     assert db1['problems'] == ['database snapshot 98 h old', 'restore drill did not match', 'maintenance lock expired',
                                'quarterly.yml failed', 'weekly.yml ended without summary']
+    assert [c['playbook'] for c in db1['calendar']] == ['daily.yml', 'quarterly.yml', 'weekly.yml']  # no report.yml
     assert answers['web1']['health']['status'] == 'unreachable'
     assert answers['web1']['problems'] == ['health unreachable', 'daily.yml unreachable']
 

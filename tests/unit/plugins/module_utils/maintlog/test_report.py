@@ -47,13 +47,43 @@ def test_figures_and_open_violations(tmp_path):
     assert [t['module'] for _r, t in views['db1'].failures] == ['engineroom.maintenance.snapshot_archive']
 
 
-def test_every_metric_is_charted_with_units(tmp_path):
+def test_every_metric_is_charted_by_concern_with_units(tmp_path):
     page, _figures = _report.render(make_history(tmp_path), 'T')
-    charts = re.findall(r'<svg class="chart" data-metric="([^"]+)" data-module="([^"]+)"', page)
-    assert ('size_bytes', 'engineroom.maintenance.snapshot_archive') in charts
-    assert ('tables_processed', 'engineroom.maintenance.pg_vacuum') in charts
-    assert ('probe uploads: /srv used_pct', 'engineroom.maintenance.health_probe') in charts
-    assert 'http://' not in page and 'https://' not in page and '<script' not in page
+    concerns = re.findall(r'<div class="concern" data-concern="([^"]+)">', page)
+    assert set(concerns) == {'backups', 'database', 'disks', 'logs', 'health'}
+    moving = set(re.findall(r'<figure class="chart" data-metric="([^"]+)" data-module="([^"]+)"', page))
+    flat = set(re.findall(r'<tr class="spark" data-metric="([^"]+)" data-module="([^"]+)"', page))
+    assert ('size_bytes', 'engineroom.maintenance.snapshot_archive') in moving      # grows 3 % a day
+    assert ('dead_tuples_removed', 'engineroom.maintenance.pg_vacuum') in moving
+    assert ('probe uploads: /srv used_pct', 'engineroom.maintenance.health_probe') in moving
+    assert ('tables_processed', 'engineroom.maintenance.pg_vacuum') in flat          # always 12: one line
+    row = re.search(r'<tr class="spark" data-metric="tables_processed".*?</tr>', page).group(0)
+    assert '>12<' in row and 'flat over 14 results' in row
+    disk = re.search(r'<figure class="chart" data-metric="probe uploads: /srv used_pct".*?</figure>', page).group(0)
+    assert '>uploads /srv used %</b>' in disk and 'title="engineroom.maintenance.health_probe probe uploads: /srv used_pct"' in disk
+    assert re.search(r'\+2\.\d+ %/month', disk) is None  # under 28 days of history: no growth figure
+    assert 'http://' not in page and 'https://' not in page and '<script src' not in page
+
+
+def test_own_run_is_this_report_and_a_killed_run_shows_its_last_task(tmp_path):
+    events = synthetic_events(days=2)
+    events += [dict(schema_version=2, event='run_start', run_id='kill', time='2026-11-03T00:00:00.000Z',
+                    playbook='playbooks/weekly.yml'),
+               dict(schema_version=2, event='task', run_id='kill', time='2026-11-03T00:01:00.000Z', host='db1', play='W',
+                    task='VACUUM FULL', module='engineroom.maintenance.pg_vacuum', status='changed'),
+               dict(schema_version=2, event='run_end', run_id='kill', time='2026-11-03T00:30:00.000Z',
+                    playbook='playbooks/weekly.yml', status='ended_without_summary', hosts={'db1': {'status': 'changed'}},
+                    last_task=dict(host='db1', task='VACUUM FULL', status='changed', time='2026-11-03T00:01:00.000Z')),
+               dict(schema_version=2, event='run_start', run_id='rep', time='2026-11-03T01:00:00.000Z',
+                    playbook='playbooks/report.yml')]
+    page, _figures = _report.render(make_history(tmp_path, events=events), 'T')
+    runs = page[page.index('id="runs"'):]
+    assert '<td>report.yml</td>' in runs and '<span class="tag">this report</span>' in runs
+    assert 'incomplete' not in page and 'style="background:#6f8fb3">running</span>' not in page
+    assert 'weekly.yml ended without summary' in page  # the killed run: said so, with where it stopped
+    assert 'last task: VACUUM FULL on db1 (changed) at 2026-11-03T00:01:00.000Z' in runs
+    kpi = re.search(r'data-kpi="last run"><b>(.*?)</b>', page).group(1)
+    assert kpi.endswith('<small>weekly.yml</small>')  # the last run that is over, not the report's own
 
 
 def test_same_history_same_page(tmp_path):
