@@ -411,7 +411,7 @@ errors:
         - Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)), its C(format) and any C(note)
           (a lost generation, a compressed file read decompressed, ...).
         - C(lost_generation) is null, or when the generation holding the cursor was deleted before it was read (and no
-          process holds it open any more) C(device), C(inode), C(read_to), C(size_at_last_scan), C(unread_bytes) (null:
+          process holds it open any more) C(device), C(inode), C(read_to), C(size_at_last_scan), C(unread_bytes) (null,
           unknowable once the file is gone) and C(unread_bytes_at_least) (what it had past the cursor at the last scan).
       type: list
       elements: dict
