@@ -716,6 +716,8 @@ class FileScan:
         if newer:
             self._lost_generation(cursor, newer)
             return 0, 0
+        if not same_file and self._read_held(cursor, 0):
+            return 0, 0  # deleted and created anew while the writer still holds the old file
         self.entry['note'] = ('%s since the last scan and no rotated version holds its unread tail: scanned from '
                               'the start; lines written between the last scan and the %s were not read'
                               % (('truncated or rewritten', 'truncation') if same_file else ('replaced', 'rotation')))
@@ -736,18 +738,8 @@ class FileScan:
         offset = cursor['offset']
         lost = dict(device=cursor['device'], inode=cursor['inode'], read_to=offset,
                     size_at_last_scan=cursor.get('size', offset))
-        held = held_copy(cursor['device'], cursor['inode'])
-        if held is not None:
-            link, holder = held
-            with self._opened(link) as handle:
-                size = os.fstat(handle.fileno()).st_size if handle is not None else -1
-                if size >= offset and fingerprint(handle, offset) == cursor['fingerprint']:
-                    self._scan_range(link, handle, offset, size, cursor['absorbed_until'])
-                    self.entry['bytes_skipped'] += offset
-                    self.entry['note'] = ('the file scanned last time was deleted but is still held open by %s (pid %d): '
-                                          'its unread %d bytes were read through %s; the %d newer generation(s) and the '
-                                          'log were read' % (holder['process'], holder['pid'], size - offset, link, newer))
-                    return
+        if self._read_held(cursor, newer):
+            return
         lost.update(unread_bytes=None, unread_bytes_at_least=max(lost['size_at_last_scan'] - offset, 0))
         self.entry['lost_generation'] = lost
         self.entry['note'] = ('lost generation: the file scanned last time (device %d, inode %d, read to byte %d of %d) '
@@ -756,6 +748,24 @@ class FileScan:
                               'the %d newer generation(s) and the log were read'
                               % (lost['device'], lost['inode'], offset, lost['size_at_last_scan'],
                                  lost['unread_bytes_at_least'], newer))
+
+    def _read_held(self, cursor, newer):
+        """Read the unread tail of the cursor's file, deleted but still held open by a process; True when it was."""
+        held = held_copy(cursor['device'], cursor['inode'])
+        if held is None:
+            return False
+        link, holder = held
+        offset = cursor['offset']
+        with self._opened(link) as handle:
+            size = os.fstat(handle.fileno()).st_size if handle is not None else -1
+            if size < offset or fingerprint(handle, offset) != cursor['fingerprint']:
+                return False
+            self._scan_range(link, handle, offset, size, cursor['absorbed_until'])
+        self.entry['bytes_skipped'] += offset
+        self.entry['note'] = ('the file scanned last time was deleted but is still held open by %s (pid %d): its unread '
+                              '%d bytes were read through %s; the %d newer generation(s) and the log were read'
+                              % (holder['process'], holder['pid'], size - offset, link, newer))
+        return True
 
     def _rotated_tail(self, cursor, versions):
         """Read every generation written since ``cursor``: the unread tail of the one holding it, then the newer ones.

@@ -124,3 +124,18 @@ def test_a_compressed_file_in_paths_is_read_decompressed_once(tmp_path, suffix, 
     assert scanner.review.counts['ERROR'] == 25 and scanner.files[0]['note'] == 'compressed: read decompressed'
     scanner, cursor = scan(log + suffix, cursor, tmp_path)
     assert scanner.review.counts.get('ERROR', 0) == 0 and scanner.files[0]['bytes_skipped'] > 0
+
+
+def test_a_log_deleted_and_created_anew_while_held_is_read_through_the_holder(tmp_path, holder):
+    """No rotated version at all: the log was removed (rm) and created again, the old writer still holds it."""
+    log = str(tmp_path / 'app.log')
+    append(log, 0, 10)
+    dummy, cursor = scan(log, None, tmp_path)
+    writer = holder(log, 0)
+    append(log, 10, 20)                                     # written to the old file after the scan
+    os.unlink(log)
+    append(log, 30, 7)                                      # a new file under the same name
+    scanner, cursor = scan(log, cursor, tmp_path)
+    assert scanner.review.counts['ERROR'] == 20 + 7
+    assert 'still held open' in scanner.files[0]['note'] and scanner.files[0]['lost_generation'] is None
+    writer.stop()
