@@ -204,6 +204,13 @@ options:
         stanza covers), so the host's logrotate state (C(/var/lib/logrotate/status)) is never touched.
     type: path
     default: /var/lib/engineroom/log_rotation_check.logrotate.status
+  logrotate_path:
+    description:
+      - The logrotate program that reads the configuration and rotates. By default C(logrotate) on E(PATH), then
+        C(/usr/sbin/logrotate), C(/sbin/logrotate), C(/usr/bin/logrotate).
+      - When it is not an executable file (or no logrotate is found), the audit reads the configuration with the
+        collection's own parser, enforcement rotates with the module's own code, and RV(notes) says V(logrotate_missing).
+    type: path
   postrotate_command:
     description: Program and arguments (no shell) run after a V(rename) rotation, for example V([systemctl, kill, -s, HUP, app.service]).
     type: list
@@ -403,6 +410,9 @@ errors:
       description:
         - Per log what was read (C(segments) with C(path), C(start), C(end), C(scanner)), its C(format) and any C(note)
           (a lost generation, a compressed file read decompressed, ...).
+        - C(lost_generation) is null, or when the generation holding the cursor was deleted before it was read (and no
+          process holds it open any more) C(device), C(inode), C(read_to), C(size_at_last_scan), C(unread_bytes) (null,
+          unknowable once the file is gone) and C(unread_bytes_at_least) (what it had past the cursor at the last scan).
       type: list
       elements: dict
   sample:
@@ -543,6 +553,7 @@ ARGUMENT_SPEC = dict(
     method=dict(type='str', default='copytruncate', choices=['copytruncate', 'rename']),
     postrotate_command=dict(type='list', elements='str'),
     logrotate_state=dict(type='path', default='/var/lib/engineroom/log_rotation_check.logrotate.status'),
+    logrotate_path=dict(type='path'),
 )
 
 
@@ -646,7 +657,8 @@ def read_configuration(module, notes):
     """logrotate's own reading of its configuration; the collection's parser where logrotate is not installed."""
     stanzas, dummy, problems = load_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'])
     try:
-        reading = read_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'], stanzas)
+        reading = read_logrotate(module.params['logrotate_conf'], module.params['logrotate_dir'], stanzas,
+                                 module.params['logrotate_path'])
     except LogrotateMissing as exc:
         notes.extend(problems)
         notes.append('logrotate_missing: %s; the configuration was read by the collection\'s own parser' % exc)
@@ -729,7 +741,7 @@ def main():
     if params['enforce']:
         notes.extend(enforce(logs, policy, dict(
             method=params['method'], postrotate_command=params['postrotate_command'], check_mode=module.check_mode,
-            reading=stanzas if isinstance(stanzas, LogrotateReading) else None, logrotate=find_logrotate(),
+            reading=stanzas if isinstance(stanzas, LogrotateReading) else None, logrotate=find_logrotate(params['logrotate_path']),
             logrotate_conf=params['logrotate_conf'], logrotate_state=params['logrotate_state']), actions, diff, executed))
         if not module.check_mode:
             for entry in logs:

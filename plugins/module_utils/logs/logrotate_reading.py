@@ -48,8 +48,10 @@ class LogrotateMissing(Exception):
     """No logrotate program on this host."""
 
 
-def find_logrotate():
-    """Path of the installed logrotate, or None."""
+def find_logrotate(explicit=None):
+    """Path of the installed logrotate (``explicit`` when given and executable), or None."""
+    if explicit:
+        return explicit if os.path.isfile(explicit) and os.access(explicit, os.X_OK) else None
     found = shutil.which('logrotate')
     if found:
         return found
@@ -272,10 +274,11 @@ def pattern_matches(pattern_text, real):
 
 
 def read_logrotate(conf_path, conf_dir, stanzas, logrotate=None):
-    """A :class:`LogrotateReading` of the configuration, or LogrotateMissing."""
-    logrotate = logrotate or find_logrotate()
+    """A :class:`LogrotateReading` of the configuration (with ``logrotate``, else the installed one), or LogrotateMissing."""
+    logrotate = find_logrotate(logrotate)
     if not logrotate:
-        raise LogrotateMissing('logrotate is not installed on this host (the log_oversight role installs it)')
+        raise LogrotateMissing('logrotate is not installed on this host (or logrotate_path is not an executable file; '
+                               'the log_oversight role installs it)')
     arguments = config_arguments(conf_path, conf_dir)
     if not arguments:
         return LogrotateReading([], [], [], stanzas)

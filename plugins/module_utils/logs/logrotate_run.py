@@ -7,7 +7,9 @@ logrotate has no "rotate only this log" option, and ``logrotate -f FILE``
 rotates every log of FILE. So the stanza that covers the log is copied into a
 private configuration of its own, its patterns replaced by the one log, with
 the global directives that precede it (those of the main configuration before
-its first ``include``, and those of the stanza's file before the stanza).
+its first ``include``, those of the drop-ins read before the stanza's file,
+which logrotate 3.21 carries from one drop-in into the next, and those of the
+stanza's file before the stanza).
 Before anything is rotated, ``logrotate -d`` must read that private
 configuration exactly as it reads the real one for this log (rotate count,
 criterion, olddir, the name of the next version); otherwise nothing is done
@@ -31,6 +33,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrot
 )
 
 SCRIPTS = ('postrotate', 'prerotate', 'firstaction', 'lastaction', 'preremove')
+# logrotate 3.21's built-in taboo list: files of an included directory with these endings are not read
+TABOO_EXTENSIONS = (',v', '.cfsaved', '.disabled', '.dpkg-bak', '.dpkg-del', '.dpkg-dist', '.dpkg-new', '.dpkg-old',
+                    '.dpkg-tmp', '.rpmnew', '.rpmorig', '.rpmsave', '.swp', '.ucf-dist', '.ucf-new', '.ucf-old', '~')
 
 
 class RotationError(Exception):
@@ -42,9 +47,10 @@ def _read(path):
         return handle.read().replace('\r\n', '\n').split('\n')
 
 
-def stanza_text(source, log_path):
-    """(global lines before the stanza, stanza body lines) of the stanza of ``source`` that names ``log_path``, or None."""
-    real = os.path.realpath(log_path)
+def _walk(source, log_path):
+    """(global lines, body lines of the stanza naming ``log_path`` or None): the globals are those before that stanza,
+    or every global of the file when ``log_path`` is None or no stanza names it."""
+    real = os.path.realpath(log_path) if log_path else None
     globals_seen, pending, body, header = [], [], None, None
     in_script = False
     for line in _read(source):
@@ -57,7 +63,7 @@ def stanza_text(source, log_path):
             if stripped.split()[:1] and stripped.split()[0] in SCRIPTS:
                 in_script = True
             if stripped.startswith('}') and not in_script:
-                if pattern_matches(header, real):
+                if real and pattern_matches(header, real):
                     return list(globals_seen), body
                 body = None
                 continue
@@ -77,7 +83,13 @@ def stanza_text(source, log_path):
             continue
         if not stripped.startswith(('include', 'tabooext', 'taboopat')):
             globals_seen.append(stripped)
-    return None
+    return globals_seen, None
+
+
+def stanza_text(source, log_path):
+    """(global lines before the stanza, stanza body lines) of the stanza of ``source`` that names ``log_path``, or None."""
+    found_globals, body = _walk(source, log_path)
+    return None if body is None else (found_globals, body)
 
 
 def conf_globals(conf_path):
@@ -94,15 +106,49 @@ def conf_globals(conf_path):
     return found
 
 
-def private_config(log_path, source, conf_path):
-    """Text of a configuration that rotates only ``log_path``, with its stanza from ``source``."""
+def earlier_drop_in_globals(source):
+    """Global lines of the drop-ins logrotate reads before ``source`` in the same directory.
+
+    logrotate (3.21) reads the files of an included directory in name order
+    (C locale), skipping its taboo names, and a global directive of one file
+    stays in effect for the files read after it.
+    """
+    directory, name = os.path.split(os.path.abspath(source))
+    found = []
+    for other in sorted(os.listdir(directory)):
+        path = os.path.join(directory, other)
+        if other >= name:
+            break
+        if other.endswith(TABOO_EXTENSIONS) or not os.path.isfile(path):
+            continue
+        found.extend(_walk(path, None)[0])
+    return found
+
+
+def private_configs(log_path, source, conf_path):
+    """Texts of configurations that rotate only ``log_path`` with its stanza from ``source``, the likeliest first.
+
+    The globals in effect for the stanza are those of ``conf_path`` before its
+    first include, those of the drop-ins logrotate read before ``source``
+    (logrotate 3.21 carries them from one file into the next), and those of
+    ``source`` before the stanza. The second text leaves out the other
+    drop-ins' globals, for a directory logrotate reads differently (a file it
+    skipped, an include nested in a drop-in); logrotate -d decides which one
+    reads as the real configuration.
+    """
     found = stanza_text(source, log_path)
     if found is None:
         raise RotationError('no stanza of %s names %s' % (source, log_path))
     file_globals, body = found
-    globals_lines = (conf_globals(conf_path) if os.path.realpath(source) != os.path.realpath(conf_path or '') else [])
+    main_globals, carried = [], []
+    if os.path.realpath(source) != os.path.realpath(conf_path or ''):
+        main_globals, carried = conf_globals(conf_path), earlier_drop_in_globals(source)
     quoted = '"%s"' % log_path.replace('"', '\\"')
-    return '\n'.join(globals_lines + file_globals + ['%s {' % quoted] + body + ['}', ''])
+    stanza = ['%s {' % quoted] + body + ['}', '']
+    texts = ['\n'.join(main_globals + carried + file_globals + stanza)]
+    if carried:
+        texts.append('\n'.join(main_globals + file_globals + stanza))
+    return texts
 
 
 def _reading_of(logrotate, conf):
@@ -118,19 +164,25 @@ def force_rotate(logrotate, log_path, source, conf_path, state_file, expected, c
     configuration (see logrotate_reading); the private configuration must read
     the same (rotate, criterion, olddir) or nothing is done.
     """
-    text = private_config(log_path, source, conf_path)
+    compared = ('rotate', 'criterion', 'olddir', 'size_bytes')
     with tempfile.TemporaryDirectory(prefix='log-rotation-check-') as private:
         conf = os.path.join(private, 'rotate-one.conf')
-        with open(conf, 'w') as handle:
-            handle.write(text)
-        os.chmod(conf, 0o644)
-        sets, dummy = _reading_of(logrotate, conf)
-        mine = [s for s in sets if log_path in s['logs']]
-        compared = ('rotate', 'criterion', 'olddir', 'size_bytes')
-        if not mine or any(mine[0][key] != expected[key] for key in compared):
-            raise RotationError('logrotate reads the stanza of %s differently on its own (%s); rotate it with '
-                                'logrotate -f %s' % (log_path, ', '.join('%s %s' % (k, mine[0][k]) for k in compared)
-                                                     if mine else 'not accepted', source))
+        readings = []
+        for text in private_configs(log_path, source, conf_path):
+            with open(conf, 'w') as handle:
+                handle.write(text)
+            os.chmod(conf, 0o644)
+            sets, dummy = _reading_of(logrotate, conf)
+            mine = [s for s in sets if log_path in s['logs']]
+            readings.append(', '.join('%s %s' % (k, mine[0][k]) for k in compared) if mine else 'not accepted')
+            if mine and all(mine[0][key] == expected[key] for key in compared):
+                break
+        else:
+            raise RotationError(
+                'a private copy of the stanza of %s is not read by logrotate as the real configuration reads it (%s; '
+                'the copy: %s): the global directives in effect for it could not be reproduced, so nothing was '
+                'rotated; rotate it with logrotate -f and the real configuration' % (
+                    log_path, ', '.join('%s %s' % (k, expected[k]) for k in compared), ' / '.join(readings)))
         argv = [logrotate, '-f', '-s', state_file, conf]
         action = dict(action='logrotate', log=log_path, path=log_path, config=source, state_file=state_file,
                       command=format_argv(argv[:-1] + ['<private copy of the stanza in %s>' % source]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
 
 import pytest
 
@@ -21,8 +22,8 @@ POLICY = dict(max_size='1K', max_size_bytes=1024, keep=3, compress=True, delay_c
               rotated_pattern='auto')
 
 
-def run_enforce(tmp_path, logs, conf, check_mode=False):
-    stanzas, dummy, dummy = load_logrotate(conf, '')
+def run_enforce(tmp_path, logs, conf, check_mode=False, conf_dir=''):
+    stanzas, dummy, dummy = load_logrotate(conf, conf_dir)
     reading = read_logrotate(conf, '', stanzas, LOGROTATE)
     entries = [audit_log(log, POLICY, reading) for log in logs]
     actions, diff, executed = [], [], []
@@ -56,3 +57,58 @@ def test_an_oversized_covered_log_is_rotated_by_logrotate_only(tmp_path):
     assert any(n.startswith(loose + ': no logrotate stanza covers it') for n in notes)
     again, dummy = run_enforce(tmp_path, [app], conf)
     assert again == []                                           # in policy now: nothing to do
+
+
+def logrotate_rotate_count(conf, log):
+    """The rotate count ``logrotate -d`` itself prints for ``log`` (the truth the audit and the copy must agree with)."""
+    text = subprocess.run([LOGROTATE, '-d', '-s', '/dev/null', conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          check=False).stdout.decode()
+    block = text.split('rotating pattern: %s ' % log, 1)[1]
+    return int(block.split('(', 1)[1].split(' rotations', 1)[0])
+
+
+def test_globals_carried_from_one_drop_in_into_the_next_are_enforced(tmp_path):
+    """logrotate 3.21 carries a drop-in's globals into the drop-ins read after it: the private copy does the same."""
+    first, second = str(tmp_path / 'first.log'), str(tmp_path / 'second.log')
+    for path in (first, second):
+        with open(path, 'w') as handle:
+            handle.write('line\n' * 1000)
+    confdir = tmp_path / 'conf.d'
+    confdir.mkdir()
+    (confdir / 'a').write_text('rotate 7\ncompress\n%s {\n    size 1k\n}\n' % first)     # globals of drop-in a
+    (confdir / 'a.dpkg-new').write_text('rotate 2\nnocompress\n')                    # a taboo name: not read
+    (confdir / 'b').write_text('%s {\n    size 1k\n    create\n}\n' % second)         # inherits rotate 7, compress
+    conf = str(tmp_path / 'logrotate.conf')
+    with open(conf, 'w') as handle:
+        handle.write('rotate 3\ninclude %s\n' % confdir)
+    assert logrotate_rotate_count(conf, second) == 7
+    stanzas, dummy, dummy = load_logrotate(conf, str(confdir))
+    assert audit_log(second, POLICY, read_logrotate(conf, '', stanzas, LOGROTATE))['logrotate']['rotate'] == 7
+    actions, dummy = run_enforce(tmp_path, [second], conf, conf_dir=str(confdir))
+    assert [(a['action'], a['path'], a['status']) for a in actions] == [('logrotate', second, 'done')], actions
+    assert os.path.getsize(second) == 0 and gzip.open(second + '.1.gz').read() == b'line\n' * 1000  # a's compress
+    assert os.path.getsize(first) == 5000                                            # not rotated
+
+
+def test_globals_the_copy_cannot_reproduce_are_refused_clearly(tmp_path):
+    """An include nested in a drop-in sets a global for the next drop-in: the copy would read it otherwise, so nothing
+    is rotated and the action says why."""
+    second = str(tmp_path / 'second.log')
+    with open(second, 'w') as handle:
+        handle.write('line\n' * 1000)
+    extra, confdir = tmp_path / 'extra.d', tmp_path / 'conf.d'
+    extra.mkdir()
+    confdir.mkdir()
+    (extra / 'g').write_text('rotate 5\n')
+    (confdir / 'a').write_text('include %s\n' % extra)
+    (confdir / 'b').write_text('%s {\n    size 1k\n}\n' % second)
+    conf = str(tmp_path / 'logrotate.conf')
+    with open(conf, 'w') as handle:
+        handle.write('include %s\n' % confdir)
+    assert logrotate_rotate_count(conf, second) == 5
+    actions, dummy = run_enforce(tmp_path, [second], conf, conf_dir=str(confdir))
+    assert [(a['action'], a['status']) for a in actions] == [('logrotate', 'failed')]
+    error = actions[0]['error']
+    assert error.startswith('a private copy of the stanza of %s is not read by logrotate as the real configuration' % second)
+    assert 'rotate 5' in error and 'the copy: rotate 0' in error and 'nothing was rotated' in error, error
+    assert os.path.getsize(second) == 5000 and not os.path.exists(second + '.1')    # nothing changed

@@ -279,6 +279,42 @@ def test_logrotate_stanza_that_disagrees_is_a_policy_mismatch(logdir):
     assert 'nocompress, policy compress True' in violation['message']
 
 
+def test_without_logrotate_the_audit_and_enforcement_say_logrotate_missing(logdir):
+    """A host without logrotate (logrotate_path names no program): the collection's parser reads the stanza, the
+    module rotates with its own code, and the notes say logrotate_missing."""
+    app = os.path.join(logdir, 'app.log')
+    write(app, b'2026-11-20 10:00:00 INFO fine\n' * 200)        # 6 KB, over 1K
+    confdir = os.path.join(logdir, 'conf')
+    os.makedirs(confdir)
+    write(os.path.join(confdir, 'app'), ('%s {\n  size 1k\n  rotate 3\n  compress\n}\n' % app).encode())
+    absent = os.path.join(logdir, 'no-such-dir', 'logrotate')
+    args = dict(paths=[app], policy=dict(max_size='1K', keep=3, compress=True), logrotate_dir=confdir, logrotate_conf='',
+                ghost_scope='none', logrotate_path=absent, logrotate_state=os.path.join(logdir, 'state', 'lr.status'))
+    run = run_tasks([task('audit', **args), task('enforce', enforce=True, **args)])
+    audit, enforced = run.result('audit'), run.result('enforce')
+    for result in (audit, enforced):
+        assert not result.get('failed'), result.get('msg')
+        assert any(n.startswith('logrotate_missing: ') for n in result['notes']), result['notes']
+        assert not any('logrotate' in c for c in result['executed_commands'])
+    assert audit['logs'][0]['logrotate_config'] == os.path.join(confdir, 'app')    # read by the collection's parser
+    assert codes(audit['logs'][0]) == ['oversized']
+    assert [(a['action'], a['status']) for a in enforced['actions']] == [('rotate', 'done'), ('compress', 'done')]
+    assert os.path.getsize(app) == 0 and len(gzip.open(app + '.1.gz').read()) == 6000   # the module's own rotation
+    assert not os.path.exists(os.path.join(logdir, 'state', 'lr.status'))      # logrotate never ran
+
+
+def test_a_fifo_is_never_read_as_a_log(logdir):
+    app, fifo = os.path.join(logdir, 'app.log'), os.path.join(logdir, 'pipe.log')
+    write(app, b'2026-11-20 10:00:00 ERROR one\n')
+    os.mkfifo(fifo)
+    run = run_tasks([task('glob', scan=True, paths=[os.path.join(logdir, '*.log')], **NO_LOGROTATE),
+                     task('literal', scan=True, paths=[fifo], **NO_LOGROTATE)], timeout=120)
+    glob_result, literal = run.result('glob'), run.result('literal')
+    assert [e['path'] for e in glob_result['logs']] == [app] and glob_result['errors']['counts']['ERROR'] == 1
+    assert glob_result['skipped_paths'] == [dict(path=fifo, reason='is not a regular file')]
+    assert literal['failed'] and literal['msg'].startswith('paths: %s is not a regular file' % fifo), literal['msg']
+
+
 # --- bad inputs --------------------------------------------------------------------------------
 
 def test_bad_inputs_fail_clearly_and_change_nothing(logdir):
@@ -380,7 +416,12 @@ def test_role_installs_the_policy_and_audits_against_it(logdir):
                       'vars': dict(log_oversight_paths=[os.path.join(logs, '*.log')], log_oversight_logrotate_file=conf,
                                    log_oversight_state_file=state, log_oversight_max_age_days=0)}])
     assert run.rc == 0, run.stderr[-2000:]
+    install = run.result('Install logrotate, which rotates the logs and whose reading of its configuration the audit uses')
+    assert not install.get('skipped') and not install.get('failed')      # the role installs logrotate (present here)
+    assert subprocess.run(['dpkg-query', '-W', '-f', '${Status}', 'logrotate'], stdout=subprocess.PIPE,
+                          check=True).stdout == b'install ok installed'
     result = run.result('log_oversight : Audit the logs, find ghost handles, review errors')
+    assert not any(n.startswith('logrotate_missing') for n in result['notes'])
     assert result['logs'][0]['violations'] == [] and result['logs'][0]['logrotate_config'] == conf
     assert result['errors']['counts']['ERROR'] == grep_count('ERROR', app)
     text = open(conf).read()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import parse_debug
+from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.logrotate_reading import find_logrotate, parse_debug
 from ansible_collections.engineroom.maintenance.plugins.module_utils.logs.versions import version_rule
 
 OUTPUT = '''warning: logrotate in debug mode does nothing except printing debug messages!
@@ -85,3 +85,13 @@ def test_version_rules_from_the_planned_name():
     assert regex.match('x1.log.12.gz').groups() == ('12', '', '.gz')
     assert version_rule('/srv/x1.log', dict(target='/srv/x1.log.1', suffix='-20261205'))[1].match('x1.log.2')
     assert version_rule('/srv/a.log', dict(target=None)) is None
+
+
+def test_an_explicit_logrotate_path_must_be_an_executable_file(tmp_path):
+    script = tmp_path / 'logrotate'
+    script.write_text('#!/bin/sh\n')
+    assert find_logrotate(str(tmp_path / 'absent')) is None
+    assert find_logrotate(str(tmp_path)) is None                 # a directory
+    assert find_logrotate(str(script)) is None                   # not executable
+    script.chmod(0o755)
+    assert find_logrotate(str(script)) == str(script)
