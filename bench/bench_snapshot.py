@@ -39,6 +39,7 @@ import json
 import os
 import random
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -436,6 +437,118 @@ def full_section(work):
         'Restore drill of the tar.zst (extract, compare count/bytes): `rto_s` %.2f s, %s.' % (
             drill['rto_s'], 'files match' if drill['matches'] else 'MISMATCH'),
     ]
+
+
+# ---- small files (issue 23): a tree nobody here wrote, many small files, and incompressible media ----
+SMALL_SOURCES = tuple(os.environ.get(
+    'BENCH_SMALLFILES_SOURCES',
+    '/usr/share/doc:/usr/lib/python3.11:/usr/lib/python3/dist-packages:/usr/share/locale:/usr/share/man').split(':'))
+SMALL_MIN_FILES = int(os.environ.get('BENCH_SMALLFILES_MIN_FILES', '15000'))
+SMALL_MEDIA_MB = int(os.environ.get('BENCH_SMALLFILES_MEDIA_MB', '440'))
+
+
+def copy_system_files(target, sources, min_files):
+    """Copy regular files and symlinks of ``sources`` (system files) under ``target`` until ``min_files`` are there.
+
+    Sources are copied in order, layout kept, until
+    ``min_files`` regular files have been copied; unreadable entries are
+    skipped. Returns the number of regular files copied.
+    """
+    copied = 0
+    for source in sources:
+        base = os.path.join(target, source.strip('/').replace('/', '_'))
+        for directory, dirnames, filenames in os.walk(source):
+            dirnames.sort()
+            if copied >= min_files:
+                break
+            into = os.path.join(base, os.path.relpath(directory, source))
+            os.makedirs(into, exist_ok=True)
+            for name in sorted(filenames):
+                if copied >= min_files:
+                    break
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.islink(path):
+                        os.symlink(os.readlink(path), os.path.join(into, name))
+                    elif os.path.isfile(path):
+                        shutil.copyfile(path, os.path.join(into, name))
+                        copied += 1
+                except OSError:
+                    continue
+    return copied
+
+
+def make_small_tree(root):
+    """System files (>= SMALL_MIN_FILES) plus SMALL_MEDIA_MB of random ``.jpg``/``.png`` (50 KB - 5 MB, fixed seed)."""
+    copied = copy_system_files(os.path.join(root, 'system'), SMALL_SOURCES, SMALL_MIN_FILES)
+    rng = random.Random(SEED)
+    media = os.path.join(root, 'media')
+    os.makedirs(media)
+    left = SMALL_MEDIA_MB * 10 ** 6
+    index = 0
+    while left > 0:
+        size = min(left, int(50000 * 100 ** rng.random()))
+        with open(os.path.join(media, 'm%04d%s' % (index, rng.choice(('.jpg', '.jpg', '.png')))), 'wb') as handle:
+            handle.write(rng.randbytes(size))
+        left -= size
+        index += 1
+    return copied + index
+
+
+def tree_counts(root):
+    """Regular files under ``root`` and their MB (symlinks not counted)."""
+    sizes = [os.lstat(os.path.join(d, f)) for d, _subdirs, fs in os.walk(root) for f in fs]
+    regular = [info.st_size for info in sizes if stat.S_ISREG(info.st_mode)]
+    return len(regular), sum(regular) / 1e6
+
+
+def smallfiles_section(work):
+    """The full tier on many small files: raw ``tar | zstd -T0 -3`` vs the module, writing and with verification."""
+    tree = os.path.join(work, 'small')
+    started = time.monotonic()
+    make_small_tree(tree)
+    gen_s = time.monotonic() - started
+    files, tree_mb = tree_counts(tree)
+    out = os.path.join(work, 'small.tar.zst')
+
+    def raw_once():
+        seconds = timed(lambda: pipeline(['tar', '-C', work, '-cf', '-', 'small'], ['zstd', '-q', '-T0', '-3'], out=out))
+        return seconds, size_mb(out)
+    dest = os.path.join(work, 'ssnaps')
+    args = dict(tier='full', paths=[tree], archive_format='tar.zst', dest=dest, prefix='small', slot='always',
+                keep_last=1, min_free_bytes=0)
+    raws, modules = [], []
+    for _repeat in range(REPEATS):  # interleaved, so a burst of load on the shared machine hits both alike
+        raws.append(raw_once())
+        os.unlink(out)
+        shutil.rmtree(dest, ignore_errors=True)
+        modules.append(run_module('snapshot_archive', args, work))
+    load = os.getloadavg()
+    raw_s = statistics.median(run[0] for run in raws)
+    raw_mb = raws[-1][1]
+    total_s = statistics.median(res['snapshot']['duration_ms'] for res, _peak in modules) / 1000.0
+    write_s = statistics.median(res['snapshot']['write_ms'] for res, _peak in modules) / 1000.0
+    verify_s = statistics.median(res['snapshot']['verify_ms'] for res, _peak in modules) / 1000.0
+    peak = max(peak for _res, peak in modules)
+    size = modules[-1][0]['snapshot']['size_bytes'] / 1e6
+    lines = [
+        '### Small files (issue 23: %d files, %.0f MB: system documentation, Python packages, locale and man pages '
+        'copied from this machine, plus %d MB of random `.jpg`/`.png`; built in %.0f s)' % (
+            files, tree_mb, SMALL_MEDIA_MB, gen_s), '',
+        '| method | time (median) | output | vs raw | note |', '| --- | --- | --- | --- | --- |',
+        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× |  |' % (raw_s, raw_mb),
+        '| snapshot_archive `tar.zst`, writing | %.2f s | %.0f MB | %.2f× | per-file sha256 recorded |' % (
+            write_s, size, write_s / raw_s),
+        '| snapshot_archive `tar.zst`, writing + verification (module duration) | %.2f s | | %.2f× | '
+        'verification %.2f s: artifact sha256, every frame decompressed, every member hashed |' % (
+            total_s, total_s / raw_s, verify_s),
+        '',
+        'Targets: writing ≤ 1.15× raw → **%.2f×**; writing + verification ≤ 1.6× raw → **%.2f×**; peak RSS < 200 MB '
+        '→ **%.0f MB** (module process, largest of the runs). Load average after the runs: %.2f / %.2f / %.2f '
+        '(raw and module runs interleaved, so the ratios compare like with like).' % (
+            write_s / raw_s, total_s / raw_s, peak, load[0], load[1], load[2]),
+    ]
+    return lines
 
 
 def run():
