@@ -13,6 +13,7 @@ copies its whole buffer on every append.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import tarfile
@@ -20,6 +21,7 @@ import tarfile
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import (
     CHUNK_BYTES,
     STORED_MEMBER_MIN_BYTES,
+    ArchiveError,
     BackgroundWriter,
     ZstdFrameWriter,
     is_compressed_name,
@@ -239,3 +241,149 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
 def _stored(member, size):
     """Whether a member's contents are stored rather than compressed again (see :class:`ZstdFrameWriter`)."""
     return size >= STORED_MEMBER_MIN_BYTES and is_compressed_name(member)
+
+
+class UnusualTar(Exception):
+    """A tar member :class:`TarScanner` leaves to ``tarfile`` (GNU long names, hard links, devices, global PAX headers)."""
+
+
+_ZERO_BLOCK = bytes(tarfile.BLOCKSIZE)
+_SCAN_TYPES = {tarfile.REGTYPE: 'file', tarfile.AREGTYPE: 'file', tarfile.DIRTYPE: 'dir', tarfile.SYMTYPE: 'link'}
+
+
+def _octal(field):
+    text = field.rstrip(b'\0 ').lstrip(b' ')
+    if not text or text[:1] in (b'\x80', b'\xff'):
+        raise UnusualTar('number field %r' % field)
+    return int(text, 8)
+
+
+class TarScanner:
+    """One pass over an uncompressed tar stream (``stream.read``), in large reads: every member's name, kind and bytes.
+
+    The reader :func:`scan_tar_members` uses for verification: headers are
+    checked (checksum, end marker) and parsed here, and every content byte
+    is read and handed to ``sha256`` where a hash is wanted, in slices of
+    the large reads, where ``tarfile``'s stream reader makes several small
+    reads and Python calls per member. It reads what this collection's
+    writer makes (ustar blocks, PAX ``path``/``linkpath``/``size``
+    records); anything else raises :class:`UnusualTar`, and the caller
+    reads the archive with ``tarfile`` instead.
+    """
+
+    def __init__(self, stream, read_bytes=4 * CHUNK_BYTES):
+        self.stream = stream
+        self.read_bytes = read_bytes
+        self.data = memoryview(b'')
+        self.pos = 0
+
+    def _fill(self):
+        chunk = self.stream.read(self.read_bytes)
+        if not chunk:
+            return False
+        rest = self.data[self.pos:]
+        self.data = memoryview(bytes(rest) + chunk) if len(rest) else memoryview(chunk)
+        self.pos = 0
+        return True
+
+    def _take(self, size):
+        """The next ``size`` bytes (a header or PAX records) as bytes; ArchiveError when the stream ends first."""
+        while len(self.data) - self.pos < size:
+            if not self._fill():
+                raise ArchiveError('the tar stream ends inside a member header: the archive is truncated')
+        piece = bytes(self.data[self.pos:self.pos + size])
+        self.pos += size
+        return piece
+
+    def _content(self, size, digest):
+        """Read ``size`` bytes of content and the padding after them, hashing the content into ``digest`` when given."""
+        left = size
+        while left:
+            if self.pos == len(self.data) and not self._fill():
+                raise ArchiveError('the tar stream ends inside a member\'s content: the archive is truncated')
+            piece = min(left, len(self.data) - self.pos)
+            if digest is not None:
+                digest.update(self.data[self.pos:self.pos + piece])
+            self.pos += piece
+            left -= piece
+        pad = -size % tarfile.BLOCKSIZE
+        if pad:
+            self._take(pad)
+
+    def members(self, want_hash):
+        """Yield (name, kind 'file'/'dir'/'link', size, link target, sha256 hex or None) up to the end marker.
+
+        ``want_hash(name)``: whether a regular member's content is hashed.
+        """
+        pax = {}
+        while True:
+            header = self._take(tarfile.BLOCKSIZE)
+            if header == _ZERO_BLOCK:
+                return
+            self._check(header)
+            kind = header[156:157]
+            size = int(pax['size']) if 'size' in pax else _octal(header[124:136])
+            if kind == tarfile.XHDTYPE:
+                pax = self._pax(self._take(size + (-size % tarfile.BLOCKSIZE))[:size])
+                continue
+            name = pax.get('path') or self._ustar_name(header)
+            link = pax.get('linkpath') or header[157:257].split(b'\0', 1)[0].decode('utf-8', 'surrogateescape')
+            pax = {}
+            what = _SCAN_TYPES.get(kind)
+            if what is None:
+                raise UnusualTar('member type %r' % kind)
+            if what == 'file' and name.endswith('/'):
+                what = 'dir'
+            if what != 'file':
+                if size:
+                    raise UnusualTar('a %s with content' % what)
+                yield name.rstrip('/') if what == 'dir' else name, what, 0, link, None
+                continue
+            digest = hashlib.sha256() if want_hash(name) else None
+            self._content(size, digest)
+            yield name, what, size, link, digest.hexdigest() if digest is not None else None
+
+    @staticmethod
+    def _check(header):
+        stored = _octal(header[148:156])
+        unsigned = sum(header) - sum(header[148:156]) + 256
+        if stored != unsigned:
+            raise ArchiveError('a tar header\'s checksum does not match: the archive is damaged')
+
+    @staticmethod
+    def _ustar_name(header):
+        name = header[0:100].split(b'\0', 1)[0]
+        prefix = header[345:500].split(b'\0', 1)[0] if header[257:263] == b'ustar\0' else b''
+        return (prefix + b'/' + name if prefix else name).decode('utf-8', 'surrogateescape')
+
+    @staticmethod
+    def _pax(records):
+        """The PAX records of an extended header, as tarfile reads them (UTF-8 values; others left to tarfile)."""
+        found = {}
+        pos = 0
+        while pos < len(records):
+            space = records.index(b' ', pos)
+            length = int(records[pos:space])
+            keyword, _sep, value = records[space + 1:pos + length - 1].partition(b'=')
+            pos += length
+            if keyword == b'hdrcharset':
+                raise UnusualTar('PAX hdrcharset')
+            try:
+                found[keyword.decode('ascii')] = value.decode('utf-8')
+            except UnicodeDecodeError as exc:
+                raise UnusualTar('a PAX record that is not UTF-8') from exc
+        return found
+
+
+def scan_tar_members(stream, want_hash):
+    """Every member of an uncompressed tar ``stream`` (see :class:`TarScanner`), then the stream read to its end.
+
+    Yields what :meth:`TarScanner.members` yields; raises ArchiveError for a
+    damaged or truncated tar, :class:`UnusualTar` for what only ``tarfile``
+    reads.
+    """
+    scanner = TarScanner(stream)
+    for member in scanner.members(want_hash):
+        yield member
+    while scanner.stream.read(scanner.read_bytes):
+        pass
