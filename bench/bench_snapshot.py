@@ -35,9 +35,11 @@ peak memory is the module process's maximum RSS.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import stat
 import statistics
@@ -54,8 +56,13 @@ CONTAINER_SCALE = int(os.environ.get('BENCH_SNAPSHOT_CONTAINER_SCALE', str(SCALE
 TREE_MB = int(os.environ.get('BENCH_SNAPSHOT_TREE_MB', '2000'))
 FILES = int(os.environ.get('BENCH_SNAPSHOT_FILES', '10000'))
 REPEATS = int(os.environ.get('BENCH_SNAPSHOT_REPEATS', '3'))
-# BENCH_SNAPSHOT_SECTIONS=database runs the database tier only (container and full archive left out).
-SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', 'database,container,full').split(','))
+# BENCH_SNAPSHOT_SECTIONS: the sections to run, of database, container, full, smallfiles (default: all). A subset
+# replaces only its own sections in docs/performance/snapshot.md; the others keep their last figures.
+ALL_SECTIONS = ('database', 'container', 'full', 'smallfiles')
+SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', ','.join(ALL_SECTIONS)).split(','))
+SECTION_TITLES = dict(database='### Database tier', container='### `container:`', full='### Full tier',
+                      smallfiles='### Small files')
+DOC = os.path.join(REPO_ROOT, 'docs', 'performance', 'snapshot.md')
 IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
 DB = 'bench_snapshot'
 # The module counts rows exactly below exact_count_max_rows (1,000,000) and estimates beyond. At the default
@@ -502,6 +509,66 @@ def tree_counts(root):
     return len(regular), sum(regular) / 1e6
 
 
+def _null_sink():
+    class Null:
+        size = 0
+
+        def write(self, data):
+            self.size += len(data)
+            return len(data)
+
+        def flush(self):
+            pass
+    return Null()
+
+
+def breakdown_lines(tree, work, artifact):
+    """Where the module's time goes on ``tree``: its stages run cumulatively in this process, medians of REPEATS.
+
+    Each row adds one stage to the previous one, so the differences are the
+    stages' costs as the module pays them (threads overlapping included).
+    """
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'collections'))
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import (  # pylint: disable=import-outside-toplevel
+        compression, tar_stream, tree as tree_mod, verify)
+    target = os.path.join(work, 'breakdown.tar.zst')
+
+    def to_file():
+        with open(target, 'wb') as handle:
+            tar_stream.write_tar(compression.HashingWriter(handle), 'zstd', 3, [tree], [])
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def sha_only():
+        with open(artifact, 'rb', buffering=0) as handle:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: handle.read(compression.CHUNK_BYTES), b''):
+                digest.update(chunk)
+
+    def decompress_only():
+        with open(artifact, 'rb', buffering=0) as handle:
+            compression.read_all(compression.open_decompressor('zstd', handle))
+    stages = [
+        ('walk + lstat (`walk_tree`)', lambda: sum(1 for _entry in tree_mod.walk_tree([tree], []))),
+        ('+ tar headers and reading every file (`write_tar`, no compression, to nowhere)',
+         lambda: tar_stream.write_tar(_null_sink(), 'none', 0, [tree], [])),
+        ('+ zstd frames on the pool, raw frames for media (`write_tar` tar.zst to nowhere)',
+         lambda: tar_stream.write_tar(_null_sink(), 'zstd', 3, [tree], [])),
+        ('+ sha256 of the artifact, disk write, fsync (the module\'s writing without the space check)', to_file),
+        ('verification: sha256 of the artifact alone', sha_only),
+        ('verification: decompression of every frame alone', decompress_only),
+        ('verification: the module\'s one pass (read-ahead sha256 + decompression + tar scan)',
+         lambda: verify._scan_tar_fast(artifact, 'tar.zst', False)),
+    ]
+    lines = ['', 'Where the time goes (the module\'s stages run one after another in the bench process, each row '
+             'adding one stage to the row before; medians of %d; load average %.2f):' % (REPEATS, os.getloadavg()[0]),
+             '', '| stage | time (median) |', '| --- | --- |']
+    for label, func in stages:
+        lines.append('| %s | %.2f s |' % (label, statistics.median(timed(func) for _repeat in range(REPEATS))))
+    os.unlink(target)
+    return lines
+
+
 def smallfiles_section(work):
     """The full tier on many small files: raw ``tar | zstd -T0 -3`` vs the module, writing and with verification."""
     tree = os.path.join(work, 'small')
@@ -517,38 +584,72 @@ def smallfiles_section(work):
     dest = os.path.join(work, 'ssnaps')
     args = dict(tier='full', paths=[tree], archive_format='tar.zst', dest=dest, prefix='small', slot='always',
                 keep_last=1, min_free_bytes=0)
-    raws, modules = [], []
-    for _repeat in range(REPEATS):  # interleaved, so a burst of load on the shared machine hits both alike
+    raws, modules, hashed = [], [], []
+    for _repeat in range(REPEATS):  # interleaved, so a burst of load on the shared machine hits all alike
         raws.append(raw_once())
         os.unlink(out)
+        shutil.rmtree(dest, ignore_errors=True)
+        hashed.append(run_module('snapshot_archive', dict(args, file_checksums=True), work)[0])
         shutil.rmtree(dest, ignore_errors=True)
         modules.append(run_module('snapshot_archive', args, work))
     load = os.getloadavg()
     raw_s = statistics.median(run[0] for run in raws)
-    raw_mb = raws[-1][1]
-    total_s = statistics.median(res['snapshot']['duration_ms'] for res, _peak in modules) / 1000.0
-    write_s = statistics.median(res['snapshot']['write_ms'] for res, _peak in modules) / 1000.0
-    verify_s = statistics.median(res['snapshot']['verify_ms'] for res, _peak in modules) / 1000.0
+
+    def median_s(results, key):
+        return statistics.median(res['snapshot'][key] for res in results) / 1000.0
+    results = [res for res, _peak in modules]
+    total_s, write_s, verify_s = median_s(results, 'duration_ms'), median_s(results, 'write_ms'), median_s(
+        results, 'verify_ms')
     peak = max(peak for _res, peak in modules)
-    size = modules[-1][0]['snapshot']['size_bytes'] / 1e6
+    size = results[-1]['snapshot']['size_bytes'] / 1e6
     lines = [
         '### Small files (issue 23: %d files, %.0f MB: system documentation, Python packages, locale and man pages '
         'copied from this machine, plus %d MB of random `.jpg`/`.png`; built in %.0f s)' % (
             files, tree_mb, SMALL_MEDIA_MB, gen_s), '',
         '| method | time (median) | output | vs raw | note |', '| --- | --- | --- | --- | --- |',
-        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× |  |' % (raw_s, raw_mb),
-        '| snapshot_archive `tar.zst`, writing | %.2f s | %.0f MB | %.2f× | per-file sha256 recorded |' % (
+        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× |  |' % (raw_s, raws[-1][1]),
+        '| snapshot_archive `tar.zst`, writing | %.2f s | %.0f MB | %.2f× | includes the space check\'s walk |' % (
             write_s, size, write_s / raw_s),
         '| snapshot_archive `tar.zst`, writing + verification (module duration) | %.2f s | | %.2f× | '
-        'verification %.2f s: artifact sha256, every frame decompressed, every member hashed |' % (
+        'verification %.2f s: artifact sha256, every frame decompressed, every member read |' % (
             total_s, total_s / raw_s, verify_s),
+        '| the same with `file_checksums: true`, writing + verification | %.2f s | | %.2f× | writing %.2f s; '
+        'every member hashed twice (written, read back) |' % (
+            median_s(hashed, 'duration_ms'), median_s(hashed, 'duration_ms') / raw_s, median_s(hashed, 'write_ms')),
         '',
         'Targets: writing ≤ 1.15× raw → **%.2f×**; writing + verification ≤ 1.6× raw → **%.2f×**; peak RSS < 200 MB '
-        '→ **%.0f MB** (module process, largest of the runs). Load average after the runs: %.2f / %.2f / %.2f '
-        '(raw and module runs interleaved, so the ratios compare like with like).' % (
+        '→ **%.0f MB** (module process, largest of the runs). Load average after the runs: %.2f / %.2f / %.2f; '
+        'raw and module runs interleaved, so the ratios compare like with like on a shared machine.' % (
             write_s / raw_s, total_s / raw_s, peak, load[0], load[1], load[2]),
     ]
-    return lines
+    artifact = [os.path.join(dest, name) for name in os.listdir(dest) if name.endswith('.tar.zst')][0]
+    return lines + breakdown_lines(tree, work, artifact)
+
+
+def merge_sections(previous, fresh):
+    """``previous`` (the last docs/performance/snapshot.md) with the ``###`` sections in ``fresh`` replaced or added.
+
+    Returns (head, sections in ALL_SECTIONS order, tail): the tail is the
+    previous notes (``>`` lines) and its machine line, marked as the other
+    sections' (bench/run.py adds this run's).
+    """
+    blocks, tail, current = {}, [], None
+    for line in previous.splitlines():
+        if line.startswith('### '):
+            current = next((name for name, title in SECTION_TITLES.items() if line.startswith(title)), None)
+            blocks.setdefault(current, [])
+        if line.startswith('_Machine: '):
+            tail.append('_Sections not rerun with this one: ' + line[len('_Machine: '):])
+        elif line.startswith('>'):
+            tail.append(line)
+        elif current is not None:
+            blocks[current].append(line)
+    blocks.update(fresh)
+    sections = []
+    for name in ALL_SECTIONS:
+        if blocks.get(name):
+            sections += [line for line in blocks[name]] + ([''] if blocks[name][-1] else [])
+    return sections, tail
 
 
 def run():
@@ -556,30 +657,45 @@ def run():
     os.chmod(base, 0o755)
     work = os.path.join(base, 'work')
     os.mkdir(work)
-    cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
+    fresh = {}
     try:
-        cluster.create_database(DB)
-        lines = database_section(cluster, work)
-    finally:
-        cluster.stop()
-    try:
-        if SECTIONS != ('database',):
-            lines += [''] + container_section(work)
-            lines += [''] + full_section(work)
+        if 'database' in SECTIONS:
+            cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
+            try:
+                cluster.create_database(DB)
+                fresh['database'] = database_section(cluster, work)
+            finally:
+                cluster.stop()
+        for name, section in (('container', container_section), ('full', full_section),
+                              ('smallfiles', smallfiles_section)):
+            if name in SECTIONS:
+                fresh[name] = section(work)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    tail = []
+    if set(SECTIONS) != set(ALL_SECTIONS) and os.path.exists(DOC):
+        with open(DOC) as handle:
+            lines, tail = merge_sections(handle.read(), fresh)
+        tail = [''] + tail if tail else []
+    else:
+        lines = []
+        for name in ALL_SECTIONS:
+            lines += fresh.get(name, []) + ['']
     reduced = SCALE != 70 or TREE_MB != 2000 or FILES != 10000
     head = [
         '## snapshot_archive / snapshot_restore: dumps and archives', '',
         'Setup: throwaway PostgreSQL 15 cluster (fsync on) with an application-like database (random words, JSON, '
         'timestamps; about 4:1 with zstd); a test-image container with the same; a generated uploads tree of '
-        'many small documents and incompressible images (fixed seeds). Median of %d runs per method. Module times are the module\'s '
+        'many small documents and incompressible images (fixed seeds); a small-files tree copied from system files. '
+        'Median of %d runs per method. Module times are the module\'s '
         'own `duration_ms` run as on a target (no ansible-playbook start-up) and **include verification** '
-        '(re-hash, decompression, `pg_restore -f /dev/null` or full archive listing).%s' % (
+        '(re-hash, decompression, `pg_restore -f /dev/null` or full archive listing).%s%s' % (
             REPEATS, ' **Reduced scale** on a shared 2-core machine (BENCH_SNAPSHOT_SCALE=%d, '
             'BENCH_SNAPSHOT_TREE_MB=%d, BENCH_SNAPSHOT_FILES=%d; `exact_count_max_rows` scaled to %d so the same '
             'tables are counted exactly as at scale 70); rerun at the defaults on a quiet machine.'
-            % (SCALE, TREE_MB, FILES, EXACT_COUNT_MAX_ROWS) if reduced else ''),
+            % (SCALE, TREE_MB, FILES, EXACT_COUNT_MAX_ROWS) if reduced and 'database' in SECTIONS else '',
+            ' This run: BENCH_SNAPSHOT_SECTIONS=%s; the other sections are from an earlier run.' % ','.join(SECTIONS)
+            if set(SECTIONS) != set(ALL_SECTIONS) else ''),
         '',
     ]
-    return '\n'.join(head + lines) + '\n'
+    return re.sub('\n{3,}', '\n\n', '\n'.join(head + lines + tail)).rstrip('\n') + '\n'

@@ -39,6 +39,8 @@ CHUNK_BYTES = 1024 * 1024
 # ratio is lost); already-compressed members from STORED_MEMBER_MIN_BYTES up go out as frames of raw blocks.
 FRAME_BYTES = 2 * 1024 * 1024
 STORED_MEMBER_MIN_BYTES = 128 * 1024
+# Artifacts are flushed to the disk every SYNC_EVERY_BYTES while they are written (see SyncingFile).
+SYNC_EVERY_BYTES = 64 * 1024 * 1024
 RAW_BLOCK_BYTES = 128 * 1024
 # zstd magic number, frame header descriptor 0 (no content size, no checksum, not single-segment), window
 # descriptor 0x38 (exponent 7: a 128 KiB window, the largest block size, so any decoder's window limit allows it).
@@ -190,6 +192,34 @@ class BackgroundWriter:
             self._thread.join()
         if self.error is not None:
             raise self.error
+
+
+class SyncingFile:
+    """A file wrapper that flushes what was written to the disk (``fdatasync``) every ``every`` bytes.
+
+    Without it nothing of a fresh artifact reaches the disk before the final
+    ``fsync`` (the kernel starts writing back only when far more is dirty),
+    so the whole artifact is written out while everything else waits. Behind
+    :class:`BackgroundWriter` the syncs run on its thread, beside reading and
+    compressing. The final ``fsync`` is still the caller's.
+    """
+
+    def __init__(self, handle, every=SYNC_EVERY_BYTES):
+        self.handle = handle
+        self.every = every
+        self.since = 0
+
+    def write(self, data):
+        written = self.handle.write(data)
+        self.since += len(data)
+        if self.since >= self.every:
+            self.handle.flush()
+            os.fdatasync(self.handle.fileno())
+            self.since = 0
+        return written
+
+    def flush(self):
+        self.handle.flush()
 
 
 class _Passthrough:
