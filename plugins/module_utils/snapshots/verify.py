@@ -235,7 +235,7 @@ def _scan_tar_fast(path, fmt, file_hashes):
             stream = open_decompressor(TAR_FORMATS[fmt], raw)
             try:
                 for name, kind, size, _link, sha in scan_tar_members(stream, scan.wants_hash):
-                    if unsafe_member_reason(name):
+                    if (not name or name[0] == '/' or '..' in name) and unsafe_member_reason(name):
                         raise UnusualTar(name)  # tarfile's reading refuses it with its message
                     if kind == 'file':
                         scan.add(name, size, sha)
