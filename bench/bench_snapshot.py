@@ -40,6 +40,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import stat
 import statistics
@@ -83,7 +84,8 @@ KINDS = (
 # Runs one command and reports the largest RSS among its children (the module process) on stderr.
 PEAK_RSS = ('import resource, subprocess, sys\n'
             'done = subprocess.run(sys.argv[1:])\n'
-            'sys.stderr.write("\\nPEAK_RSS_KB=%d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n'
+            'usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n'
+            'sys.stderr.write("\\nPEAK_RSS_KB=%d CPU_S=%.3f\\n" % (usage.ru_maxrss, usage.ru_utime + usage.ru_stime))\n'
             'sys.exit(done.returncode)\n')
 
 
@@ -126,6 +128,7 @@ def run_module(name, args, workdir):
     if result.get('failed'):
         raise RuntimeError('%s failed: %s' % (name, result.get('msg')))
     peak_kb = int(done.stderr.rsplit('PEAK_RSS_KB=', 1)[1].split()[0])
+    result['bench_cpu_s'] = float(done.stderr.rsplit('CPU_S=', 1)[1].split()[0])  # user + system, all threads
     return result, peak_kb / 1024.0
 
 
@@ -567,9 +570,18 @@ def breakdown_lines(tree, work, artifact):
     ]
     lines = ['', 'Where the time goes (the module\'s stages run one after another in the bench process, each row '
              'adding one stage to the row before; medians of %d; load average %.2f):' % (REPEATS, os.getloadavg()[0]),
-             '', '| stage | time (median) |', '| --- | --- |']
+             '', '| stage | time (median) | CPU, all threads (median) |', '| --- | --- | --- |']
+
+    def cpu_s():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
     for label, func in stages:
-        lines.append('| %s | %.2f s |' % (label, statistics.median(timed(func) for _repeat in range(REPEATS))))
+        runs = []
+        for _repeat in range(REPEATS):
+            before = cpu_s()
+            runs.append((timed(func), cpu_s() - before))
+        lines.append('| %s | %.2f s | %.2f s |' % (label, statistics.median(run[0] for run in runs),
+                                                  statistics.median(run[1] for run in runs)))
     os.unlink(target)
     return lines
 
@@ -584,8 +596,10 @@ def smallfiles_section(work):
     out = os.path.join(work, 'small.tar.zst')
 
     def raw_once():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = timed(lambda: pipeline(['tar', '-C', work, '-cf', '-', 'small'], ['zstd', '-q', '-T0', '-3'], out=out))
-        return seconds, size_mb(out)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return seconds, size_mb(out), after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     dest = os.path.join(work, 'ssnaps')
     args = dict(tier='full', paths=[tree], archive_format='tar.zst', dest=dest, prefix='small', slot='always',
                 keep_last=1, min_free_bytes=0)
@@ -612,12 +626,14 @@ def smallfiles_section(work):
         'copied from this machine, plus %d MB of random `.jpg`/`.png`; built in %.0f s)' % (
             files, tree_mb, SMALL_MEDIA_MB, gen_s), '',
         '| method | time (median) | output | vs raw | note |', '| --- | --- | --- | --- | --- |',
-        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× |  |' % (raw_s, raws[-1][1]),
+        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× | CPU %.2f s (user + system) |' % (
+            raw_s, raws[-1][1], statistics.median(run[2] for run in raws)),
         '| snapshot_archive `tar.zst`, writing | %.2f s | %.0f MB | %.2f× | includes the space check\'s walk |' % (
             write_s, size, write_s / raw_s),
         '| snapshot_archive `tar.zst`, writing + verification (module duration) | %.2f s | | %.2f× | '
-        'verification %.2f s: artifact sha256, every frame decompressed, every member read |' % (
-            total_s, total_s / raw_s, verify_s),
+        'verification %.2f s: artifact sha256, every frame decompressed, every member read; CPU %.2f s for the '
+        'whole module run (Python start-up, space check, writing, verification) |' % (
+            total_s, total_s / raw_s, verify_s, statistics.median(res['bench_cpu_s'] for res in results)),
         '| the same with `file_checksums: true`, writing + verification | %.2f s | | %.2f× | writing %.2f s; '
         'every member hashed twice (written, read back) |' % (
             median_s(hashed, 'duration_ms'), median_s(hashed, 'duration_ms') / raw_s, median_s(hashed, 'write_ms')),
