@@ -402,8 +402,8 @@ def open_decompressor(compression, source):
     """A readable stream decompressing ``source`` (a file object)."""
     require_compression(compression)
     if compression == 'zstd':
-        return zstandard.ZstdDecompressor().stream_reader(source, read_size=CHUNK_BYTES, read_across_frames=True,
-                                                           closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(
+            source, read_size=CHUNK_BYTES, read_across_frames=True, closefd=False)
     if compression == 'gzip':
         return gzip.GzipFile(fileobj=source, mode='rb')
     return source
