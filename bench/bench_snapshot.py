@@ -677,7 +677,7 @@ def merge_sections(previous, fresh):
     sections = []
     for name in ALL_SECTIONS:
         if blocks.get(name):
-            sections += [line for line in blocks[name]] + ([''] if blocks[name][-1] else [])
+            sections += list(blocks[name]) + ([''] if blocks[name][-1] else [])
     return sections, tail
 
 

@@ -108,7 +108,7 @@ def tar_header(member, info, path):
         link = os.readlink(path).encode('ascii') if kind == tarfile.SYMTYPE else b''
     except UnicodeEncodeError:
         name = None
-    if (name is None or not 0 <= info.st_uid < _OCTAL_7 or not 0 <= info.st_gid < _OCTAL_7 or not size < _OCTAL_11
+    if (name is None or not 0 <= info.st_uid < _OCTAL_7 or not 0 <= info.st_gid < _OCTAL_7 or size >= _OCTAL_11
             or not 0 <= mtime < _OCTAL_11):
         return _tarinfo(member, info, path).tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, 'surrogateescape'), size
     header = _block(name[:100], stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, size, mtime, kind, link[:100])
@@ -383,7 +383,6 @@ def scan_tar_members(stream, want_hash):
     reads.
     """
     scanner = TarScanner(stream)
-    for member in scanner.members(want_hash):
-        yield member
+    yield from scanner.members(want_hash)
     while scanner.stream.read(scanner.read_bytes):
         pass
