@@ -35,10 +35,14 @@ peak memory is the module process's maximum RSS.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
+import resource
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -53,8 +57,13 @@ CONTAINER_SCALE = int(os.environ.get('BENCH_SNAPSHOT_CONTAINER_SCALE', str(SCALE
 TREE_MB = int(os.environ.get('BENCH_SNAPSHOT_TREE_MB', '2000'))
 FILES = int(os.environ.get('BENCH_SNAPSHOT_FILES', '10000'))
 REPEATS = int(os.environ.get('BENCH_SNAPSHOT_REPEATS', '3'))
-# BENCH_SNAPSHOT_SECTIONS=database runs the database tier only (container and full archive left out).
-SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', 'database,container,full').split(','))
+# BENCH_SNAPSHOT_SECTIONS: the sections to run, of database, container, full, smallfiles (default: all). A subset
+# replaces only its own sections in docs/performance/snapshot.md; the others keep their last figures.
+ALL_SECTIONS = ('database', 'container', 'full', 'smallfiles')
+SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', ','.join(ALL_SECTIONS)).split(','))
+SECTION_TITLES = dict(database='### Database tier', container='### `container:`', full='### Full tier',
+                      smallfiles='### Small files')
+DOC = os.path.join(REPO_ROOT, 'docs', 'performance', 'snapshot.md')
 IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
 DB = 'bench_snapshot'
 # The module counts rows exactly below exact_count_max_rows (1,000,000) and estimates beyond. At the default
@@ -75,7 +84,8 @@ KINDS = (
 # Runs one command and reports the largest RSS among its children (the module process) on stderr.
 PEAK_RSS = ('import resource, subprocess, sys\n'
             'done = subprocess.run(sys.argv[1:])\n'
-            'sys.stderr.write("\\nPEAK_RSS_KB=%d\\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n'
+            'usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n'
+            'sys.stderr.write("\\nPEAK_RSS_KB=%d CPU_S=%.3f\\n" % (usage.ru_maxrss, usage.ru_utime + usage.ru_stime))\n'
             'sys.exit(done.returncode)\n')
 
 
@@ -118,6 +128,7 @@ def run_module(name, args, workdir):
     if result.get('failed'):
         raise RuntimeError('%s failed: %s' % (name, result.get('msg')))
     peak_kb = int(done.stderr.rsplit('PEAK_RSS_KB=', 1)[1].split()[0])
+    result['bench_cpu_s'] = float(done.stderr.rsplit('CPU_S=', 1)[1].split()[0])  # user + system, all threads
     return result, peak_kb / 1024.0
 
 
@@ -438,35 +449,282 @@ def full_section(work):
     ]
 
 
+# ---- small files (issue 23): a tree nobody here wrote, many small files, and incompressible media ----
+SMALL_SOURCES = tuple(os.environ.get(
+    'BENCH_SMALLFILES_SOURCES',
+    '/usr/share/doc:/usr/lib/python3.11:/usr/lib/python3/dist-packages:/usr/share/locale:/usr/share/man').split(':'))
+SMALL_MIN_FILES = int(os.environ.get('BENCH_SMALLFILES_MIN_FILES', '15000'))
+SMALL_MEDIA_MB = int(os.environ.get('BENCH_SMALLFILES_MEDIA_MB', '440'))
+
+
+def copy_system_files(target, sources, min_files):
+    """Copy regular files and symlinks of ``sources`` (system files) under ``target`` until ``min_files`` are there.
+
+    Sources are copied in order, layout kept, until
+    ``min_files`` regular files have been copied; unreadable entries are
+    skipped. Returns the number of regular files copied.
+    """
+    copied = 0
+    for source in sources:
+        base = os.path.join(target, source.strip('/').replace('/', '_'))
+        for directory, dirnames, filenames in os.walk(source):
+            dirnames.sort()
+            if copied >= min_files:
+                break
+            into = os.path.join(base, os.path.relpath(directory, source))
+            os.makedirs(into, exist_ok=True)
+            for name in sorted(filenames):
+                if copied >= min_files:
+                    break
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.islink(path):
+                        os.symlink(os.readlink(path), os.path.join(into, name))
+                    elif os.path.isfile(path):
+                        shutil.copyfile(path, os.path.join(into, name))
+                        copied += 1
+                except OSError:
+                    continue
+    return copied
+
+
+def make_small_tree(root):
+    """System files (>= SMALL_MIN_FILES) plus SMALL_MEDIA_MB of random ``.jpg``/``.png`` (50 KB - 5 MB, fixed seed)."""
+    copied = copy_system_files(os.path.join(root, 'system'), SMALL_SOURCES, SMALL_MIN_FILES)
+    rng = random.Random(SEED)
+    media = os.path.join(root, 'media')
+    os.makedirs(media)
+    left = SMALL_MEDIA_MB * 10 ** 6
+    index = 0
+    while left > 0:
+        size = min(left, int(50000 * 100 ** rng.random()))
+        with open(os.path.join(media, 'm%04d%s' % (index, rng.choice(('.jpg', '.jpg', '.png')))), 'wb') as handle:
+            handle.write(rng.randbytes(size))
+        left -= size
+        index += 1
+    return copied + index
+
+
+def tree_counts(root):
+    """Regular files under ``root`` and their MB (symlinks not counted)."""
+    sizes = [os.lstat(os.path.join(d, f)) for d, _subdirs, fs in os.walk(root) for f in fs]
+    regular = [info.st_size for info in sizes if stat.S_ISREG(info.st_mode)]
+    return len(regular), sum(regular) / 1e6
+
+
+def _null_sink():
+    class Null:
+        size = 0
+
+        def write(self, data):
+            self.size += len(data)
+            return len(data)
+
+        def flush(self):
+            pass
+    return Null()
+
+
+def breakdown_lines(tree, work, artifact):
+    """Where the module's time goes on ``tree``: its stages run cumulatively in this process, medians of REPEATS.
+
+    Each row adds one stage to the previous one, so the differences are the
+    stages' costs as the module pays them (threads overlapping included).
+    """
+    sys.path.insert(0, os.path.join(REPO_ROOT, 'collections'))
+    from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import (  # pylint: disable=import-outside-toplevel
+        compression, tar_stream, tree as tree_mod, verify)
+    target = os.path.join(work, 'breakdown.tar.zst')
+
+    def to_file(sync):
+        with open(target, 'wb') as handle:
+            tar_stream.write_tar(compression.HashingWriter(compression.SyncingFile(handle) if sync else handle), 'zstd',
+                                 3, [tree], [])
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+
+    def sha_only():
+        with open(artifact, 'rb', buffering=0) as handle:
+            digest = hashlib.sha256()
+            for chunk in iter(lambda: handle.read(compression.CHUNK_BYTES), b''):
+                digest.update(chunk)
+
+    def decompress_only():
+        with open(artifact, 'rb', buffering=0) as handle:
+            compression.read_all(compression.open_decompressor('zstd', handle))
+    stages = [
+        ('walk + lstat (`walk_tree`)', lambda: sum(1 for _entry in tree_mod.walk_tree([tree], []))),
+        ('+ tar headers and reading every file (`write_tar`, no compression, to nowhere)',
+         lambda: tar_stream.write_tar(_null_sink(), 'none', 0, [tree], [])),
+        ('+ zstd frames on the pool, raw frames for media (`write_tar` tar.zst to nowhere)',
+         lambda: tar_stream.write_tar(_null_sink(), 'zstd', 3, [tree], [])),
+        ('+ sha256 of the artifact, written into the page cache (what the raw pipeline does with its output)',
+         lambda: to_file(False)),
+        ('+ flushed to the disk every 64 MiB and fsynced (the module\'s writing without the space check)',
+         lambda: to_file(True)),
+        ('verification: sha256 of the artifact alone', sha_only),
+        ('verification: decompression of every frame alone', decompress_only),
+        ('verification: the module\'s one pass (read-ahead sha256 + decompression + tar scan)',
+         lambda: verify._scan_tar_fast(artifact, 'tar.zst', False)),
+    ]
+    lines = ['', 'Where the time goes (the module\'s stages run one after another in the bench process, each row '
+             'adding one stage to the row before; medians of %d; load average %.2f):' % (REPEATS, os.getloadavg()[0]),
+             '', '| stage | time (median) | CPU, all threads (median) |', '| --- | --- | --- |']
+
+    def cpu_s():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    for label, func in stages:
+        runs = []
+        for _repeat in range(REPEATS):
+            before = cpu_s()
+            runs.append((timed(func), cpu_s() - before))
+        lines.append('| %s | %.2f s | %.2f s |' % (
+            label, statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs)))
+    os.unlink(target)
+    return lines
+
+
+def smallfiles_section(work):
+    """The full tier on many small files: raw ``tar | zstd -T0 -3`` vs the module, writing and with verification."""
+    tree = os.path.join(work, 'small')
+    started = time.monotonic()
+    make_small_tree(tree)
+    gen_s = time.monotonic() - started
+    files, tree_mb = tree_counts(tree)
+    out = os.path.join(work, 'small.tar.zst')
+
+    def raw_once():
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds = timed(lambda: pipeline(['tar', '-C', work, '-cf', '-', 'small'], ['zstd', '-q', '-T0', '-3'], out=out))
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return seconds, size_mb(out), after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    dest = os.path.join(work, 'ssnaps')
+    args = dict(tier='full', paths=[tree], archive_format='tar.zst', dest=dest, prefix='small', slot='always',
+                keep_last=1, min_free_bytes=0)
+    raws, modules, hashed = [], [], []
+    for _repeat in range(REPEATS):  # interleaved, so a burst of load on the shared machine hits all alike
+        raws.append(raw_once())
+        os.unlink(out)
+        shutil.rmtree(dest, ignore_errors=True)
+        hashed.append(run_module('snapshot_archive', dict(args, file_checksums=True), work)[0])
+        shutil.rmtree(dest, ignore_errors=True)
+        modules.append(run_module('snapshot_archive', args, work))
+    load = os.getloadavg()
+    raw_s = statistics.median(run[0] for run in raws)
+
+    def median_s(results, key):
+        return statistics.median(res['snapshot'][key] for res in results) / 1000.0
+    results = [res for res, _peak in modules]
+    total_s, write_s, verify_s = median_s(results, 'duration_ms'), median_s(results, 'write_ms'), median_s(
+        results, 'verify_ms')
+    peak = max(peak for _res, peak in modules)
+    size = results[-1]['snapshot']['size_bytes'] / 1e6
+    lines = [
+        '### Small files (issue 23: %d files, %.0f MB: system documentation, Python packages, locale and man pages '
+        'copied from this machine, plus %d MB of random `.jpg`/`.png`; built in %.0f s)' % (
+            files, tree_mb, SMALL_MEDIA_MB, gen_s), '',
+        '| method | time (median) | output | vs raw | note |', '| --- | --- | --- | --- | --- |',
+        '| `tar -cf - tree \\| zstd -T0 -3` (raw) | %.2f s | %.0f MB | 1.00× | CPU %.2f s (user + system) |' % (
+            raw_s, raws[-1][1], statistics.median(run[2] for run in raws)),
+        '| snapshot_archive `tar.zst`, writing | %.2f s | %.0f MB | %.2f× | includes the space check\'s walk |' % (
+            write_s, size, write_s / raw_s),
+        '| snapshot_archive `tar.zst`, writing + verification (module duration) | %.2f s | | %.2f× | '
+        'verification %.2f s: artifact sha256, every frame decompressed, every member read; CPU %.2f s for the '
+        'whole module run (Python start-up, space check, writing, verification) |' % (
+            total_s, total_s / raw_s, verify_s, statistics.median(res['bench_cpu_s'] for res in results)),
+        '| the same with `file_checksums: true`, writing + verification | %.2f s | | %.2f× | writing %.2f s; '
+        'every member hashed twice (written, read back) |' % (
+            median_s(hashed, 'duration_ms'), median_s(hashed, 'duration_ms') / raw_s, median_s(hashed, 'write_ms')),
+        '',
+        'Targets: writing ≤ 1.15× raw → **%.2f×**; writing + verification ≤ 1.6× raw → **%.2f×**; peak RSS < 200 MB '
+        '→ **%.0f MB** (module process, largest of the runs). Load average after the runs: %.2f / %.2f / %.2f; '
+        'raw and module runs interleaved, so the ratios compare like with like on a shared machine.' % (
+            write_s / raw_s, total_s / raw_s, peak, load[0], load[1], load[2]),
+        '',
+        'CPU (user + system, all threads), which the load does not change: the raw pipeline %.2f s; the whole module '
+        'run %.2f s (**%.2f×**), Python start-up, space check, writing and verification included; the stages are in '
+        'the breakdown below. With a load average above the number of cores, wall-clock ratios measure each side\'s '
+        'share of the CPUs as much as its work: the module\'s pipeline (one Python thread reading and making headers, '
+        'compression on a pool, hashing and writing on a thread) waits for the scheduler at every hand-off.' % (
+            statistics.median(run[2] for run in raws), statistics.median(res['bench_cpu_s'] for res in results),
+            statistics.median(res['bench_cpu_s'] for res in results) / statistics.median(run[2] for run in raws)),
+    ]
+    artifact = [os.path.join(dest, name) for name in os.listdir(dest) if name.endswith('.tar.zst')][0]
+    return lines + breakdown_lines(tree, work, artifact)
+
+
+def merge_sections(previous, fresh):
+    """``previous`` (the last docs/performance/snapshot.md) with the ``###`` sections in ``fresh`` replaced or added.
+
+    Returns (head, sections in ALL_SECTIONS order, tail): the tail is the
+    previous notes (``>`` lines) and its machine line, marked as the other
+    sections' (bench/run.py adds this run's).
+    """
+    blocks, tail, current = {}, [], None
+    for line in previous.splitlines():
+        if line.startswith('### '):
+            current = next((name for name, title in SECTION_TITLES.items() if line.startswith(title)), None)
+            blocks.setdefault(current, [])
+        if line.startswith('_Machine: '):
+            tail += ['_Sections not rerun with this one: ' + line[len('_Machine: '):], '']
+        elif line.startswith('>'):
+            tail.append(line)
+        elif current is not None:
+            blocks[current].append(line)
+    blocks.update(fresh)
+    sections = []
+    for name in ALL_SECTIONS:
+        if blocks.get(name):
+            sections += list(blocks[name]) + ([''] if blocks[name][-1] else [])
+    return sections, tail
+
+
 def run():
     base = tempfile.mkdtemp(prefix='bench-snapshot-', dir=os.environ.get('BENCH_SNAPSHOT_DIR'))
     os.chmod(base, 0o755)
     work = os.path.join(base, 'work')
     os.mkdir(work)
-    cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
+    fresh = {}
     try:
-        cluster.create_database(DB)
-        lines = database_section(cluster, work)
-    finally:
-        cluster.stop()
-    try:
-        if SECTIONS != ('database',):
-            lines += [''] + container_section(work)
-            lines += [''] + full_section(work)
+        if 'database' in SECTIONS:
+            cluster = PostgresCluster(os.path.join(base, 'pg'), durable=True).start()
+            try:
+                cluster.create_database(DB)
+                fresh['database'] = database_section(cluster, work)
+            finally:
+                cluster.stop()
+        for name, section in (('container', container_section), ('full', full_section),
+                              ('smallfiles', smallfiles_section)):
+            if name in SECTIONS:
+                fresh[name] = section(work)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    tail = []
+    if set(SECTIONS) != set(ALL_SECTIONS) and os.path.exists(DOC):
+        with open(DOC) as handle:
+            lines, tail = merge_sections(handle.read(), fresh)
+        tail = [''] + tail if tail else []
+    else:
+        lines = []
+        for name in ALL_SECTIONS:
+            lines += fresh.get(name, []) + ['']
     reduced = SCALE != 70 or TREE_MB != 2000 or FILES != 10000
     head = [
         '## snapshot_archive / snapshot_restore: dumps and archives', '',
         'Setup: throwaway PostgreSQL 15 cluster (fsync on) with an application-like database (random words, JSON, '
         'timestamps; about 4:1 with zstd); a test-image container with the same; a generated uploads tree of '
-        'many small documents and incompressible images (fixed seeds). Median of %d runs per method. Module times are the module\'s '
+        'many small documents and incompressible images (fixed seeds); a small-files tree copied from system files. '
+        'Median of %d runs per method. Module times are the module\'s '
         'own `duration_ms` run as on a target (no ansible-playbook start-up) and **include verification** '
-        '(re-hash, decompression, `pg_restore -f /dev/null` or full archive listing).%s' % (
+        '(re-hash, decompression, `pg_restore -f /dev/null` or full archive listing).%s%s' % (
             REPEATS, ' **Reduced scale** on a shared 2-core machine (BENCH_SNAPSHOT_SCALE=%d, '
             'BENCH_SNAPSHOT_TREE_MB=%d, BENCH_SNAPSHOT_FILES=%d; `exact_count_max_rows` scaled to %d so the same '
             'tables are counted exactly as at scale 70); rerun at the defaults on a quiet machine.'
-            % (SCALE, TREE_MB, FILES, EXACT_COUNT_MAX_ROWS) if reduced else ''),
+            % (SCALE, TREE_MB, FILES, EXACT_COUNT_MAX_ROWS) if reduced and 'database' in SECTIONS else '',
+            ' This run: BENCH_SNAPSHOT_SECTIONS=%s; the other sections are from an earlier run.' % ','.join(SECTIONS)
+            if set(SECTIONS) != set(ALL_SECTIONS) else ''),
         '',
     ]
-    return '\n'.join(head + lines) + '\n'
+    return re.sub('\n{3,}', '\n\n', '\n'.join(head + lines + tail)).rstrip('\n') + '\n'

@@ -39,6 +39,8 @@ CHUNK_BYTES = 1024 * 1024
 # ratio is lost); already-compressed members from STORED_MEMBER_MIN_BYTES up go out as frames of raw blocks.
 FRAME_BYTES = 2 * 1024 * 1024
 STORED_MEMBER_MIN_BYTES = 128 * 1024
+# Artifacts are flushed to the disk every SYNC_EVERY_BYTES while they are written (see SyncingFile).
+SYNC_EVERY_BYTES = 64 * 1024 * 1024
 RAW_BLOCK_BYTES = 128 * 1024
 # zstd magic number, frame header descriptor 0 (no content size, no checksum, not single-segment), window
 # descriptor 0x38 (exponent 7: a 128 KiB window, the largest block size, so any decoder's window limit allows it).
@@ -190,6 +192,34 @@ class BackgroundWriter:
             self._thread.join()
         if self.error is not None:
             raise self.error
+
+
+class SyncingFile:
+    """A file wrapper that flushes what was written to the disk (``fdatasync``) every ``every`` bytes.
+
+    Without it nothing of a fresh artifact reaches the disk before the final
+    ``fsync`` (the kernel starts writing back only when far more is dirty),
+    so the whole artifact is written out while everything else waits. Behind
+    :class:`BackgroundWriter` the syncs run on its thread, beside reading and
+    compressing. The final ``fsync`` is still the caller's.
+    """
+
+    def __init__(self, handle, every=SYNC_EVERY_BYTES):
+        self.handle = handle
+        self.every = every
+        self.since = 0
+
+    def write(self, data):
+        written = self.handle.write(data)
+        self.since += len(data)
+        if self.since >= self.every:
+            self.handle.flush()
+            os.fdatasync(self.handle.fileno())
+            self.since = 0
+        return written
+
+    def flush(self):
+        self.handle.flush()
 
 
 class _Passthrough:
@@ -372,7 +402,8 @@ def open_decompressor(compression, source):
     """A readable stream decompressing ``source`` (a file object)."""
     require_compression(compression)
     if compression == 'zstd':
-        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
+        return zstandard.ZstdDecompressor().stream_reader(
+            source, read_size=CHUNK_BYTES, read_across_frames=True, closefd=False)
     if compression == 'gzip':
         return gzip.GzipFile(fileobj=source, mode='rb')
     return source
@@ -399,3 +430,73 @@ def read_all(stream, consume=None):
 
 def shrank_error(path):
     return ArchiveError('%s shrank while it was being archived: run again when it is not being rewritten' % path)
+
+
+class ReadAheadHasher:
+    """Reads a file to its end on a thread of its own, hashing every byte; :meth:`read` hands the bytes on in order.
+
+    The artifact's sha256 and the disk reads then run beside whatever
+    consumes the stream (decompression, a tar scan): ``hashlib`` and file
+    reads release the GIL. At most ``depth`` chunks wait in between.
+    :meth:`finish` reads whatever the consumer left (so the hash covers the
+    whole file, as :meth:`HashingReader.drain`) and raises a read error.
+    """
+
+    def __init__(self, handle, chunk_bytes=CHUNK_BYTES, depth=8):
+        self.handle = handle
+        self.chunk_bytes = chunk_bytes
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.error = None
+        self._queue = queue.Queue(depth)
+        self._left = b''
+        self._ended = False
+        self._thread = threading.Thread(target=self._fill, name='snapshot-read-ahead', daemon=True)
+        self._thread.start()
+
+    def _fill(self):
+        try:
+            while True:
+                chunk = self.handle.read(self.chunk_bytes)
+                if not chunk:
+                    break
+                self.digest.update(chunk)
+                self.size += len(chunk)
+                self._queue.put(chunk)
+        except BaseException as exc:  # pylint: disable=broad-except
+            self.error = exc  # raised in the consumer's thread
+        self._queue.put(None)
+
+    def _next(self):
+        if self._ended:
+            return b''
+        chunk = self._queue.get()
+        if chunk is None:
+            self._ended = True
+            if self.error is not None:
+                raise self.error
+            return b''
+        return chunk
+
+    def read(self, size=-1):
+        """The next bytes of the file, at most ``size`` (-1: the next chunk whole); b'' at its end."""
+        data = self._left if len(self._left) else memoryview(self._next())
+        if 0 <= size < len(data):
+            self._left = data[size:]
+            return bytes(data[:size])
+        self._left = b''
+        return data.obj if data.obj is not None and len(data) == len(data.obj) else bytes(data)
+
+    def readable(self):
+        return True
+
+    def finish(self):
+        """Read to the end of the file (hashing all of it); raise the read error, if any."""
+        self._left = b''
+        while self._next():
+            pass
+        self._thread.join()
+
+    @property
+    def sha256(self):
+        return self.digest.hexdigest()

@@ -25,6 +25,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     ArchiveError,
     BackgroundWriter,
     HashingWriter,
+    SyncingFile,
     open_compressor,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.tree import (
@@ -319,7 +320,7 @@ class SnapshotWriter:
         params = self.params
         target = self._temp(name)
         with open(target, 'wb') as handle:
-            sink = HashingWriter(handle)
+            sink = HashingWriter(SyncingFile(handle))
             archive_format = params['archive_format']
             if archive_format == 'zip':
                 tally = write_zip(sink, level_for(params, 'gzip'), self.roots, params['exclude'], extra,
