@@ -127,12 +127,14 @@ class TarStream:
         self._flush()
 
 
-def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False):
+def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False, tally=None):
     """Stream a tar of ``extra_members`` [(member name, file path)] and ``roots`` into ``out``.
 
-    Returns the file tally of ``roots`` (for the manifest's ``files``).
+    Returns the file tally of ``roots`` (for the manifest's ``files``). A
+    ``tally`` given (see ``incremental``) chooses the entries written through
+    its ``select``.
     """
-    tally = FileTally(checksums)
+    tally = tally or FileTally(checksums)
     background = BackgroundWriter(out)
     frames = ZstdFrameWriter(background, level) if compression == 'zstd' else None
     try:
@@ -144,7 +146,7 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
                 tar.add(_tarinfo(member, info, path), handle, path, _stored(member, info.st_size))
         for path, member, info in walk_tree(roots, exclude):
             entry = _tarinfo(member, info, path)
-            if entry is None:
+            if entry is None or not tally.select(path, member, info):
                 continue
             if entry.isreg():
                 with open(path, 'rb', buffering=0) as handle:
