@@ -53,7 +53,8 @@ def _extract_chain(path, manifest, target):
         try:
             scan, raw = scan_tar(link_path, _compression(link_path), target, only=wanted[position])
         except ArchiveError as exc:
-            raise ChainError('the %s %s of the chain of %s cannot be read back: %s'
+            raise ChainError('the %s %s of the chain of %s does not verify: it cannot be read back (%s); take a full '
+                             'archive (mode: full) to start a new chain'
                              % (role, os.path.basename(link_path), os.path.basename(path), exc)) from exc
         if raw.sha256 != sha:
             raise ChainError('the %s %s of the chain of %s does not verify: sha256 %s, the chain recorded %s (it was '
