@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import random
@@ -9,6 +10,7 @@ import shutil
 
 import pytest
 
+from tests.harness.backup_roles import role_task, show
 from tests.harness.playbook import run_tasks
 from tests.integration.snapshots.test_snapshot_roundtrip import ARCHIVE, RESTORE, assert_ok, manifest_of
 
@@ -234,3 +236,33 @@ def test_bad_inputs_fail_clearly(tree, dest):
     assert 'mode incremental applies to tier full' in run.result('database tier')['msg']
     assert 'needs archive_format tar.zst or tar.gz' in run.result('zip')['msg']
     assert not os.path.exists(dest)
+
+
+def test_full_archive_role_calendar_weekly_full_daily_incremental(tree, tmp_path):
+    today = datetime.datetime.now(datetime.timezone.utc).isoweekday()
+    other = today % 7 + 1
+    calendar = dict(full_archive_calendar='weekly_full_daily_incremental', full_archive_file_checksums=False,
+                    full_archive_keep_weekly=0, full_archive_keep_monthly=0, full_archive_keep_daily=7)
+    fleet = dict(engineroom_database='', engineroom_uploads_dir=tree, engineroom_logs_dir='')
+    run = run_tasks([
+        role_task('full_archive', dict(calendar, full_archive_full_weekday=other,
+                                       full_archive_dest=str(tmp_path / 'a')), name='incremental day'),
+        show('full_archive_result', 'incremental day result'),
+        role_task('full_archive', dict(calendar, full_archive_full_weekday=other,
+                                       full_archive_dest=str(tmp_path / 'a')), name='again'),
+        show('full_archive_result', 'again result'),
+        role_task('full_archive', dict(calendar, full_archive_full_weekday=today,
+                                       full_archive_dest=str(tmp_path / 'b')), name='full day'),
+        show('full_archive_result', 'full day result'),
+    ], extra_vars=fleet)
+    assert_ok(run)
+    first = run.result('incremental day result')['full_archive_result']
+    # An incremental day with nothing to compare with: a full archive with an index, the base, and the reason.
+    assert first['incremental']['mode'] == 'incremental' and first['incremental']['written'] == 'full'
+    assert 'no verified archive' in first['incremental']['fallback'] and first['changed'] is True
+    assert manifest_of(first['snapshot']['path'])['files']['index']  # file_checksums forced on by the calendar
+    again = run.result('again result')['full_archive_result']
+    assert again['changed'] is False and again['snapshot']['status'] == 'existing'  # one archive a day
+    full = run.result('full day result')['full_archive_result']
+    assert full['incremental']['mode'] == 'full' and full['incremental']['written'] == 'full'
+    assert full['incremental']['fallback'] is None
