@@ -598,6 +598,7 @@ def ensure_snapshot(module, params, dest, exists, result):
 def apply_retention(module, params, dest, result, roots):
     pruner = Pruner(dest, params['prefix'], params['tier'], params['database'], roots, params['pg_dump_path'],
                     result['executed_commands'])
+    pruner.planned_chain = (result.get('incremental') or {}).get('chain') or []
     try:
         pruner.run(dict((key, params[key]) for key in POLICY_KEYS), result['snapshot'], module.check_mode)
     except PruneRefused as exc:

@@ -53,6 +53,7 @@ class Pruner:
         self.kept = []
         self.pruned = []
         self.reasons = {}  # kept path -> why (retention rules, or the incremental archive that needs it)
+        self.planned_chain = []  # file names of the chain a planned (check mode) incremental archive needs
 
     def run(self, policy, snapshot=None, check_mode=False):
         """Delete what ``policy`` does not keep (check mode: list it), counting a planned ``snapshot`` as written.
@@ -94,7 +95,8 @@ class Pruner:
             # Its moment is the one its name carries (moved past any snapshot of the same second), as when written.
             created = parse_artifact_name(os.path.basename(snapshot['path']))['created']
             candidates.append(dict(path=snapshot['path'], manifest_path=snapshot['manifest_path'], created=created,
-                                   verified=True, identity=snapshot_identity(self.tier, self.database, self.roots)))
+                                   verified=True, identity=snapshot_identity(self.tier, self.database, self.roots),
+                                   manifest=dict(incremental=dict(chain=[dict(file=name) for name in self.planned_chain]))))
         groups = {}
         for snap in candidates:
             groups.setdefault(snap['identity'], []).append(snap)

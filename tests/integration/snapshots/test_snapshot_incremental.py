@@ -166,6 +166,8 @@ def test_retention_keeps_what_a_kept_incremental_needs(tree, dest):
         {'name': 'one', ARCHIVE: incremental(dest, tree, keep_last=1)},
         shell('echo 2 > b.txt', tree),
         {'name': 'two', ARCHIVE: incremental(dest, tree, keep_last=1)},
+        shell('echo 3 > c.txt', tree),
+        {'name': 'plan three', ARCHIVE: incremental(dest, tree, keep_last=1), 'check_mode': True},
         {'name': 'new full', ARCHIVE: incremental(dest, tree, mode='full', file_checksums=True, keep_last=1)},
     ])
     assert_ok(run)
@@ -175,6 +177,11 @@ def test_retention_keeps_what_a_kept_incremental_needs(tree, dest):
     assert kept['kept_reasons'][base] == ['base of %s' % os.path.basename(two)]
     assert kept['kept_reasons'][one] == ['link of %s' % os.path.basename(two)]
     assert 'last' in kept['kept_reasons'][two]
+    # check mode: the planned link needs the whole chain, so nothing would be pruned.
+    plan = run.result('plan three')
+    assert plan['snapshot']['status'] == 'planned' and plan['pruned'] == []
+    assert plan['kept_reasons'][base] == ['base of %s' % os.path.basename(plan['snapshot']['path'])]
+    assert plan['kept_reasons'][two] == ['link of %s' % os.path.basename(plan['snapshot']['path'])]
     # A new full starts a new chain: the old one is no longer needed and goes.
     fresh = run.result('new full')
     assert sorted(fresh['pruned']) == sorted([base, one, two]) and fresh['kept'] == [fresh['snapshot']['path']]
