@@ -78,12 +78,12 @@ class IndexTally(FileTally):
         self.seen = {}
 
     def select(self, path, member, info):
-        kind = entry_kind(info)
-        self.seen[member] = (kind, info)
+        kind, key = entry_kind(info), stat_key(info)
+        self.seen[member] = (kind, key)
         if kind != 'f':
             return True
         old = self.previous.get(member)
-        return not (old and old[0] == 'f' and old[1:5] == stat_key(info))
+        return not (old and old[0] == 'f' and old[1:5] == key)
 
     def unchanged(self, member):
         kind = self.seen[member][0]
@@ -91,11 +91,11 @@ class IndexTally(FileTally):
 
     def index(self):
         index = {}
-        for member, (kind, info) in self.seen.items():
+        for member, (kind, key) in self.seen.items():
             if self.unchanged(member):
                 index[member] = list(self.previous[member])
             else:
-                index[member] = [kind] + stat_key(info) + [self.checksums.get(member), self.position]
+                index[member] = [kind] + key + [self.checksums.get(member), self.position]
         return index
 
     def deleted(self):

@@ -250,7 +250,7 @@ class SnapshotWriter:
         """Check the space and choose the name; the snapshot dict as check mode reports it."""
         params, tier, fmt, compression = self.params, self.params['tier'], self.params['format'], self.params['compression']
         data_bytes = self.source.data_bytes() if self.source else 0
-        if self.increment and self.increment.parent:
+        if self.increment:
             tree_bytes = self.increment.preview(self.roots, params['exclude'])['changed_bytes']
         else:
             tree_bytes = estimate_tree_bytes(self.roots, params['exclude']) if self.roots else 0

@@ -96,11 +96,13 @@ def test_every_kind_of_change_is_archived_and_the_drill_restores_it(tree, dest, 
     info = second['incremental']
     assert info['written'] == 'incremental' and info['base'] == base and info['chain'] == [base]
     assert second['snapshot']['mode'] == 'incremental' and info['fallback'] is None
-    member = lambda name: 'files/' + os.path.join(tree, name).lstrip('/')  # noqa: E731
+
+    def member(name):
+        return 'files/' + os.path.join(tree, name).lstrip('/')
     manifest = manifest_of(second['snapshot']['path'])
     changed = set(manifest['files']['sha256'])
-    assert changed == set(member(n) for n in ('change.txt', 'added.txt', 'renamed.txt', 'touchr.txt',
-                                               'becomes_dir/inside.txt', 'perm.txt'))
+    names = ('change.txt', 'added.txt', 'renamed.txt', 'touchr.txt', 'becomes_dir/inside.txt', 'perm.txt')
+    assert changed == set(member(n) for n in names)
     assert info['changed_files'] == 6 and info['referenced_files'] == 2  # keep.txt, sub/nested.txt
     assert set(info['deleted']) == set(member(n) for n in ('delete.txt', 'rename_src.txt', 'becomes_dir'))
     # touch -r put size and mtime back: only ctime told the change, and the new bytes are in the link.
