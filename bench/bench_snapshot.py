@@ -491,7 +491,7 @@ def incremental_section(work):
         '| method | time (median) | output | vs the full archive | note |', '| --- | --- | --- | --- | --- |',
         row('full archive (`mode: full`, file index), writing', full_w, full_mb, full_w),
         row('full archive, total with verification', full_s, full_mb, full_s),
-        row('incremental after 1 %% changed, writing', inc_w, inc_mb, full_w,
+        row('incremental after 1 % changed, writing', inc_w, inc_mb, full_w,
             '%d files / %.1f MB changed; peak RSS %.0f MB' % (changed_n, changed_b / 1e6, inc_peak)),
         row('incremental, total with verification', inc_s, inc_mb, full_s,
             '%d referenced' % inc_res['incremental']['referenced_files']),

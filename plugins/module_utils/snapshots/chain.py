@@ -23,6 +23,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.i
     chain_files,
     check_chain,
     entry_kind,
+    parse_entry,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import VerifyError
 
@@ -31,9 +32,8 @@ def _compression(path):
     return 'zstd' if path.endswith('.zst') else 'gzip'
 
 
-def _wanted(manifest, count):
+def _wanted(manifest, index, count):
     """Per archive of the chain (by position), the members to extract from it."""
-    index = manifest['files']['index']
     wanted = [set() for _ in range(count)]
     for member, entry in index.items():
         wanted[entry[6] if entry[0] == 'f' else count - 1].add(member)
@@ -43,10 +43,10 @@ def _wanted(manifest, count):
     return wanted
 
 
-def _extract_chain(path, manifest, target):
+def _extract_chain(path, manifest, index, target):
     """Extract each archive's share into ``target``, newest first; returns {member: sha256 of the bytes written}."""
     links = chain_files(path, manifest)
-    wanted = _wanted(manifest, len(links))
+    wanted = _wanted(manifest, index, len(links))
     restored = {}
     for position in reversed(range(len(links))):
         role, link_path, sha = links[position]
@@ -83,12 +83,12 @@ def restore_chain(path, manifest, target):
     Raises VerifyError naming the base or link that is missing, damaged, or
     the first file that does not match.
     """
+    index = dict((member, parse_entry(value)) for member, value in manifest['files']['index'].items())
     try:
         check_chain(path, manifest)
-        restored = _extract_chain(path, manifest, target)
+        restored = _extract_chain(path, manifest, index, target)
     except ChainError as exc:
         raise VerifyError(str(exc)) from exc
-    index = manifest['files']['index']
     regular = dict((member, entry) for member, entry in index.items() if entry[0] == 'f')
     for member, entry in sorted(regular.items()):
         if restored.get(member) != entry[5]:

@@ -5,10 +5,12 @@
 
 A tar archive of the full tier written with ``file_checksums`` (or with
 ``mode: incremental``) records a file *index* in its manifest: for every
-entry under ``files/`` its type (``f``, ``d``, ``l``), size, mtime_ns,
-ctime_ns, inode, sha256 (regular files) and *holder*, the position in the
-chain of the archive that holds its bytes (0 = the base). Such an archive can
-be the base (or the parent) of an incremental one.
+entry under ``files/`` one string ``type:size:mtime_ns:ctime_ns:inode:sha256:holder``
+(type ``f``, ``d`` or ``l``; sha256 empty but for regular files; *holder*
+the position in the chain of the archive that holds the file's bytes, 0 =
+the base). One string per entry keeps the manifest quick to read and write
+(a list per entry costs several times as much JSON). Such an archive can be
+the base (or the parent) of an incremental one.
 
 An incremental archive holds every directory and symlink (headers only), and
 only the regular files whose size, mtime_ns, ctime_ns or inode differ from
@@ -68,6 +70,16 @@ def stat_key(info):
     return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
+def parse_entry(value):
+    """An index string as [type, size, mtime_ns, ctime_ns, inode, sha256 or None, holder]."""
+    kind, size, mtime, ctime, inode, sha, holder = value.split(':')
+    return [kind, int(size), int(mtime), int(ctime), int(inode), sha or None, int(holder)]
+
+
+def _stat_prefix(kind, key):
+    return '%s:%d:%d:%d:%d:' % (kind, key[0], key[1], key[2], key[3])
+
+
 class IndexTally(FileTally):
     """A file tally that records the index and writes only the regular files changed since ``previous``."""
 
@@ -78,12 +90,13 @@ class IndexTally(FileTally):
         self.seen = {}
 
     def select(self, path, member, info):
-        kind, key = entry_kind(info), stat_key(info)
-        self.seen[member] = (kind, key)
+        kind = entry_kind(info)
+        prefix = _stat_prefix(kind, stat_key(info))
+        self.seen[member] = (kind, prefix)
         if kind != 'f':
             return True
         old = self.previous.get(member)
-        return not (old and old[0] == 'f' and old[1:5] == key)
+        return not (old and old.startswith(prefix))
 
     def unchanged(self, member):
         kind = self.seen[member][0]
@@ -91,17 +104,17 @@ class IndexTally(FileTally):
 
     def index(self):
         index = {}
-        for member, (kind, key) in self.seen.items():
+        for member, (_kind, prefix) in self.seen.items():
             if self.unchanged(member):
-                index[member] = list(self.previous[member])
+                index[member] = self.previous[member]
             else:
-                index[member] = [kind] + key + [self.checksums.get(member), self.position]
+                index[member] = '%s%s:%d' % (prefix, self.checksums.get(member) or '', self.position)
         return index
 
     def deleted(self):
         """Members of the previous index that are gone, or whose type changed (a file now a directory)."""
         return sorted(member for member, old in self.previous.items()
-                      if member not in self.seen or self.seen[member][0] != old[0])
+                      if member not in self.seen or self.seen[member][0] != old[0])  # old[0]: its type letter
 
 
 def _link(snap):
@@ -123,30 +136,44 @@ class Increment:
         if parent:
             self.chain = list((parent['manifest'].get('incremental') or {}).get('chain') or []) + [_link(parent)]
         self.counts = None
+        self.planned = None  # (tally, selected entries) of the preview
 
     @property
     def previous_index(self):
         return self.parent['manifest']['files']['index'] if self.parent else None
 
     def tally(self):
+        """The tally of the write: the preview's, which has seen every entry (the write walks only the selected ones)."""
+        if self.planned:
+            self.planned[0].checksums = {}
+            return self.planned[0]
         return IndexTally(self.previous_index, len(self.chain))
 
+    def entries(self):
+        """The entries the write walks: those the preview selected (changed files, every directory and symlink)."""
+        return self.planned[1] if self.planned else None
+
     def preview(self, roots, exclude):
-        """Compare the trees with the parent's index by stat alone (check mode, space check); returns the counts."""
-        tally = self.tally()
+        """Compare the trees with the parent's index by stat alone (one walk: the write reuses it); returns the counts."""
+        tally = IndexTally(self.previous_index, len(self.chain))
         changed_bytes = 0
+        selected = []
         for path, member, info in walk_tree(roots, exclude):
-            if entry_kind(info) and tally.select(path, member, info) and entry_kind(info) == 'f':
-                tally.checksums[member] = None
-                changed_bytes += info.st_size
+            if entry_kind(info) and tally.select(path, member, info):
+                selected.append((path, member, info))
+                if entry_kind(info) == 'f':
+                    tally.checksums[member] = None
+                    changed_bytes += info.st_size
         self.counts = self._counts(tally, changed_bytes)
+        self.planned = (tally, selected)
         return self.counts
 
     def _counts(self, tally, changed_bytes):
         referenced = [member for member in tally.seen if tally.unchanged(member)]
         deleted = tally.deleted()
         return dict(changed_files=len(tally.checksums), changed_bytes=changed_bytes, referenced_files=len(referenced),
-                    referenced_bytes=sum(self.previous_index[member][1] for member in referenced), deleted=deleted)
+                    referenced_bytes=sum(int(self.previous_index[member].split(':', 2)[1]) for member in referenced),
+                    deleted=deleted)
 
     def record(self, manifest, tally):
         """The index (and, for a link, the chain and changes) into the manifest of the archive just written."""

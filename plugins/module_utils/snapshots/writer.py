@@ -335,7 +335,8 @@ class SnapshotWriter:
                 archive_compression = 'zstd' if archive_format == 'tar.zst' else 'gzip'
                 tally = write_tar(sink, archive_compression, level_for(params, archive_compression), self.roots,
                                   params['exclude'], extra, params['file_checksums'],
-                                  self.increment.tally() if self.increment else None)
+                                  self.increment.tally() if self.increment else None,
+                                  self.increment.entries() if self.increment else None)
             handle.flush()
             os.fsync(handle.fileno())
         manifest['artifact'].update(size_bytes=sink.size, sha256=sink.sha256)

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import parse_entry
 from tests.harness.backup_roles import role_task, show
 from tests.harness.playbook import run_tasks
 from tests.integration.snapshots.test_snapshot_roundtrip import ARCHIVE, RESTORE, assert_ok, manifest_of
@@ -106,8 +107,8 @@ def test_every_kind_of_change_is_archived_and_the_drill_restores_it(tree, dest, 
     assert info['changed_files'] == 6 and info['referenced_files'] == 2  # keep.txt, sub/nested.txt
     assert set(info['deleted']) == set(member(n) for n in ('delete.txt', 'rename_src.txt', 'becomes_dir'))
     # touch -r put size and mtime back: only ctime told the change, and the new bytes are in the link.
-    index = manifest['files']['index']
-    old = manifest_of(first['snapshot']['path'])['files']['index'][member('touchr.txt')]
+    index = dict((key, parse_entry(value)) for key, value in manifest['files']['index'].items())
+    old = parse_entry(manifest_of(first['snapshot']['path'])['files']['index'][member('touchr.txt')])
     assert index[member('touchr.txt')][1:3] == old[1:3] == [4, before_touch.st_mtime_ns]
     assert index[member('touchr.txt')][5] == hashlib.sha256(b'BBBB').hexdigest() != old[5]
     assert index[member('keep.txt')][6] == 0 and index[member('change.txt')][6] == 1  # holders: base, this link

@@ -9,6 +9,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.i
     IndexTally,
     keep_chains,
     mode_problem,
+    parse_entry,
     stat_key,
 )
 
@@ -19,10 +20,10 @@ def test_a_link_writes_changed_files_and_every_directory_and_references_the_rest
     grown = tmp_path / 'grown.txt'
     grown.write_text('a')
     info_same, info_grown, info_dir = os.lstat(same), os.lstat(grown), os.lstat(tmp_path)
-    previous = {'files/same': ['f'] + stat_key(info_same) + ['s' * 64, 0],
-                'files/grown': ['f'] + stat_key(info_grown) + ['g' * 64, 0],
-                'files/gone': ['f', 1, 1, 1, 1, 'x' * 64, 0],
-                'files/now_dir': ['f', 1, 1, 1, 1, 'y' * 64, 0]}
+    previous = {'files/same': ':'.join(str(part) for part in ['f'] + stat_key(info_same) + ['s' * 64, 0]),
+                'files/grown': ':'.join(str(part) for part in ['f'] + stat_key(info_grown) + ['g' * 64, 0]),
+                'files/gone': 'f:1:1:1:1:%s:0' % ('x' * 64),
+                'files/now_dir': 'f:1:1:1:1:%s:0' % ('y' * 64)}
     grown.write_text('ab')
     tally = IndexTally(previous, 2)
     assert tally.select(str(same), 'files/same', info_same) is False
@@ -31,7 +32,8 @@ def test_a_link_writes_changed_files_and_every_directory_and_references_the_rest
     tally.checksums['files/grown'] = 'n' * 64
     index = tally.index()
     assert index['files/same'] == previous['files/same']  # by reference: the base's sha256 and holder
-    assert index['files/grown'][5:] == ['n' * 64, 2] and index['files/now_dir'][0] == 'd'
+    assert parse_entry(index['files/grown'])[5:] == ['n' * 64, 2] and parse_entry(index['files/now_dir'])[0] == 'd'
+    assert parse_entry(index['files/now_dir'])[5] is None
     assert tally.deleted() == ['files/gone', 'files/now_dir']
 
 
