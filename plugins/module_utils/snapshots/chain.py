@@ -34,7 +34,7 @@ def _compression(path):
 
 def _wanted(manifest, index, count):
     """Per archive of the chain (by position), the members to extract from it."""
-    wanted = [set() for _ in range(count)]
+    wanted = [set() for _position in range(count)]
     for member, entry in index.items():
         wanted[entry[6] if entry[0] == 'f' else count - 1].add(member)
     member = (manifest.get('database') or {}).get('member')

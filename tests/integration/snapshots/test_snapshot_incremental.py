@@ -126,7 +126,7 @@ def test_chain_of_six_restores_by_hash_and_idempotence_and_check_mode(tree, dest
     os.makedirs(scratch)
     rng = random.Random(23)
     for number in range(40):
-        write(os.path.join(tree, 'bulk', 'f%02d.bin' % number), bytes(rng.getrandbits(8) for _ in range(2000)))
+        write(os.path.join(tree, 'bulk', 'f%02d.bin' % number), bytes(rng.getrandbits(8) for _byte in range(2000)))
     tasks = [{'name': 'base', ARCHIVE: incremental(dest, tree, mode='full', file_checksums=True)}]
     for step in range(6):
         tasks += [shell('echo step%d >> bulk/f%02d.bin; rm -f bulk/f%02d.bin; echo %d > new%d.txt'
