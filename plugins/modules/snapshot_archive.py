@@ -455,7 +455,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     default_compression,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name, cache_manifests
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import postgres_argument_spec
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
@@ -692,6 +692,7 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     validate(module)
+    cache_manifests()
     params = module.params
     started = time.monotonic()
     dest = params['dest']
