@@ -57,12 +57,12 @@ CONTAINER_SCALE = int(os.environ.get('BENCH_SNAPSHOT_CONTAINER_SCALE', str(SCALE
 TREE_MB = int(os.environ.get('BENCH_SNAPSHOT_TREE_MB', '2000'))
 FILES = int(os.environ.get('BENCH_SNAPSHOT_FILES', '10000'))
 REPEATS = int(os.environ.get('BENCH_SNAPSHOT_REPEATS', '3'))
-# BENCH_SNAPSHOT_SECTIONS: the sections to run, of database, container, full, smallfiles (default: all). A subset
+# BENCH_SNAPSHOT_SECTIONS: the sections to run, of database, container, full, smallfiles, incremental (default: all). A subset
 # replaces only its own sections in docs/performance/snapshot.md; the others keep their last figures.
-ALL_SECTIONS = ('database', 'container', 'full', 'smallfiles')
+ALL_SECTIONS = ('database', 'container', 'full', 'smallfiles', 'incremental')
 SECTIONS = tuple(os.environ.get('BENCH_SNAPSHOT_SECTIONS', ','.join(ALL_SECTIONS)).split(','))
 SECTION_TITLES = dict(database='### Database tier', container='### `container:`', full='### Full tier',
-                      smallfiles='### Small files')
+                      smallfiles='### Small files', incremental='### Incremental')
 DOC = os.path.join(REPO_ROOT, 'docs', 'performance', 'snapshot.md')
 IMAGE = os.environ.get('ENGINEROOM_TEST_IMAGE', 'engineroom-maintenance-test:bookworm')
 DB = 'bench_snapshot'
@@ -681,6 +681,76 @@ def merge_sections(previous, fresh):
     return sections, tail
 
 
+def change_files(tree, share, rng):
+    """Rewrite ``share`` of the tree's files with new random bytes of the same size; returns (count, bytes)."""
+    paths = sorted(os.path.join(d, f) for d, _subdirs, fs in os.walk(tree) for f in fs)
+    chosen = rng.sample(paths, max(1, int(len(paths) * share)))
+    for path in chosen:
+        size = os.path.getsize(path)
+        with open(path, 'wb') as handle:
+            handle.write(rng.randbytes(size))
+    return len(chosen), sum(os.path.getsize(path) for path in chosen)
+
+
+def incremental_section(work):
+    """mode incremental after 1 % of the files changed, against the full archive; restore of base + 6 links."""
+    tree = os.path.join(work, 'inc-uploads')
+    make_tree(tree)
+    tree_mb = size_mb(tree)
+    rng = random.Random(SEED + 1)
+    dest = os.path.join(work, 'isnaps')
+    common = dict(tier='full', paths=[tree], dest=dest, prefix='inc', slot='always', min_free_bytes=0,
+                  file_checksums=True)
+    fulls, incs = [], []
+    for _repeat in range(REPEATS):
+        shutil.rmtree(dest, ignore_errors=True)
+        fulls.append(run_module('snapshot_archive', dict(common, mode='full'), work)[0])
+        changed = change_files(tree, 0.01, rng)
+        incs.append((run_module('snapshot_archive', dict(common, mode='incremental'), work), changed))
+    full_s = statistics.median(r['snapshot']['duration_ms'] for r in fulls) / 1000.0
+    full_w = statistics.median(r['snapshot']['write_ms'] for r in fulls) / 1000.0
+    inc_s = statistics.median(r[0][0]['snapshot']['duration_ms'] for r in incs) / 1000.0
+    inc_w = statistics.median(r[0][0]['snapshot']['write_ms'] for r in incs) / 1000.0
+    (inc_res, inc_peak), (changed_n, changed_b) = incs[-1]
+    for _link in range(5):  # the last repeat's base + link, and 5 more links: a chain of 6
+        change_files(tree, 0.01, rng)
+        run_module('snapshot_archive', dict(common, mode='incremental'), work)
+    chain_drill = run_module('snapshot_restore', dict(dest=dest, tier='full', prefix='inc', scratch_dir=work), work)[0]
+    full_dest = os.path.join(work, 'isnaps-full')
+    shutil.rmtree(full_dest, ignore_errors=True)
+    run_module('snapshot_archive', dict(common, dest=full_dest, mode='full'), work)
+    full_drill = run_module('snapshot_restore', dict(dest=full_dest, tier='full', prefix='inc', scratch_dir=work),
+                            work)[0]
+    try:
+        with open('/proc/loadavg') as handle:
+            load = handle.read().split()[:3]
+    except OSError:
+        load = ['?']
+    full_mb = fulls[-1]['snapshot']['size_bytes'] / 1e6
+    inc_mb = inc_res['snapshot']['size_bytes'] / 1e6
+    return [
+        '### Incremental archives (%d files, %.0f MB; 1 %% of the files rewritten between runs)' % (FILES, tree_mb),
+        '',
+        '| method | time (median) | output | vs the full archive | note |', '| --- | --- | --- | --- | --- |',
+        row('full archive (`mode: full`, file index), writing', full_w, full_mb, full_w),
+        row('full archive, total with verification', full_s, full_mb, full_s),
+        row('incremental after 1 % changed, writing', inc_w, inc_mb, full_w,
+            '%d files / %.1f MB changed; peak RSS %.0f MB' % (changed_n, changed_b / 1e6, inc_peak)),
+        row('incremental, total with verification', inc_s, inc_mb, full_s,
+            '%d referenced' % inc_res['incremental']['referenced_files']),
+        row('restore drill of the full archive', full_drill['rto_s'], None, full_drill['rto_s'],
+            'files match' if full_drill['matches'] else 'MISMATCH'),
+        row('restore drill of base + 6 incrementals', chain_drill['rto_s'], None, full_drill['rto_s'],
+            '%d archives read, every file checked by sha256: %s' % (
+                len(chain_drill['files']['chain']), 'match' if chain_drill['matches'] else 'MISMATCH')),
+        '',
+        'Targets: incremental ≤ 5 %% of the full archive\'s time → **%.1f %% writing, %.1f %% total**; output ∝ changed '
+        'bytes → **%.1f MB for %.1f MB changed** (%.2f×). Load average during the run: %s.' % (
+            100.0 * inc_w / full_w, 100.0 * inc_s / full_s, inc_mb, changed_b / 1e6, inc_mb / (changed_b / 1e6),
+            ' '.join(load)),
+    ]
+
+
 def run():
     base = tempfile.mkdtemp(prefix='bench-snapshot-', dir=os.environ.get('BENCH_SNAPSHOT_DIR'))
     os.chmod(base, 0o755)
@@ -696,7 +766,7 @@ def run():
             finally:
                 cluster.stop()
         for name, section in (('container', container_section), ('full', full_section),
-                              ('smallfiles', smallfiles_section)):
+                              ('smallfiles', smallfiles_section), ('incremental', incremental_section)):
             if name in SECTIONS:
                 fresh[name] = section(work)
     finally:

@@ -148,8 +148,26 @@ options:
   file_checksums:
     description:
       - Record a sha256 per archived file in the manifest (checked by verification and restore drills).
+      - A C(tar.zst) or C(tar.gz) archive written with it also records a file index (type, size, mtime_ns, ctime_ns,
+        inode, sha256 of every entry), so that it can be the base of an incremental chain (O(mode=incremental)).
     type: bool
     default: false
+  mode:
+    description:
+      - V(full) archives every file of O(paths).
+      - V(incremental) (O(tier=full), C(tar.zst) or C(tar.gz) only; turns O(file_checksums) on) archives only the
+        regular files whose size, mtime_ns, ctime_ns or inode differ from the newest verified archive of the same
+        prefix, database and paths (its I(parent)), plus every directory and symlink; every unchanged file is recorded
+        by reference (path, size, sha256 from the parent's index) and every vanished one as deleted. The manifest
+        names the chain's base and every link (file name and sha256). The database dump, if any, is always whole.
+      - Before writing, every archive of the parent's chain must be present with its manifest, size and sha256 as
+        recorded and unmodified since it was verified; otherwise the run fails naming the base (or link) and writes
+        nothing. Without a verified parent that has a file index (first run, only zip or unindexed archives), the
+        run writes a full archive with an index, the base of a new chain, and says so in RV(incremental.fallback).
+      - Retention keeps every base and link a kept incremental archive needs (see RV(kept_reasons)).
+    type: str
+    choices: [full, incremental]
+    default: full
   slot:
     description:
       - At most one snapshot per slot (UTC); V(always) takes one on every run.
@@ -312,7 +330,67 @@ snapshot:
     status:
       description: V(written), V(planned) (check mode) or V(existing) (the slot was covered).
       type: str
+    mode:
+      description: For a full-tier archive written or planned, V(full) or V(incremental) (see RV(incremental)).
+      type: str
   sample: {path: /var/backups/engineroom/app-database-20261123T020000Z.dump.zst, size_bytes: 198000000, status: written}
+incremental:
+  description:
+    - The chain of the archive written (or planned, or covering the slot), for a full-tier tar archive written with
+      O(mode=incremental) or with a file index (O(file_checksums)); null otherwise.
+  returned: when O(state=present)
+  type: dict
+  contains:
+    mode:
+      description: The O(mode) asked for.
+      type: str
+    written:
+      description: V(incremental) (a link after RV(incremental.parent)) or V(full) (a chain base).
+      type: str
+    base:
+      description: File name of the chain's base (its full archive); null for a base.
+      type: str
+    parent:
+      description: File name of the archive this one was compared with (the newest verified one); null for a base.
+      type: str
+    chain:
+      description: File names of the archives restoring this one needs before it, base first.
+      type: list
+      elements: str
+    fallback:
+      description: Why an incremental run wrote a full archive instead (no verified parent with an index); null otherwise.
+      type: str
+    changed_files:
+      description: Regular files written into this archive (new or changed; all of them for a base).
+      type: int
+    changed_bytes:
+      description: Their bytes.
+      type: int
+    referenced_files:
+      description: Unchanged regular files recorded by reference to an earlier archive of the chain.
+      type: int
+    referenced_bytes:
+      description: Their bytes.
+      type: int
+    deleted_files:
+      description: Entries of the parent that are gone (or changed type, like a file replaced by a directory).
+      type: int
+    deleted:
+      description: Their member names (C(files/<path>)), the first 100; the manifest lists all.
+      type: list
+      elements: str
+  sample: {mode: incremental, written: incremental, base: app-full-20261122T020000Z.tar.zst,
+           parent: app-full-20261124T020000Z.tar.zst, chain: [app-full-20261122T020000Z.tar.zst, app-full-20261123T020000Z.tar.zst,
+           app-full-20261124T020000Z.tar.zst], fallback: null, changed_files: 160, changed_bytes: 9100000,
+           referenced_files: 15840, referenced_bytes: 886000000, deleted_files: 2, deleted: [files/srv/uploads/a.jpg, files/srv/uploads/b.jpg]}
+kept_reasons:
+  description:
+    - Why retention keeps each artifact of RV(kept) (V(last), V(daily), V(weekly), V(monthly), V(within),
+      V(newest verified), V(no retention rule), or V(base of <file>) / V(link of <file>) for an archive a kept
+      incremental archive needs to be restored).
+  returned: always
+  type: dict
+  sample: {/var/backups/engineroom/app-full-20261122T020000Z.tar.zst: [base of app-full-20261124T020000Z.tar.zst]}
 pruned:
   description: Artifacts deleted by retention (in check mode, those that would be).
   returned: always
@@ -377,7 +455,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     default_compression,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name, cache_manifests
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.time import utc_now
 from ansible_collections.engineroom.maintenance.plugins.module_utils.postgres.connection import postgres_argument_spec
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import elapsed_ms
@@ -387,6 +465,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.r
     policy_active,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import covering_snapshot, identity_roots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import MODES, existing_report, mode_problem
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import remove_stale
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.prune import PruneRefused, Pruner
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import VerifyError, verify_selection
@@ -410,6 +489,8 @@ def validate(module):
     if params['format'] == 'directory' and (params['container'] or params['tier'] == 'full'):
         module.fail_json(msg='format directory needs a local pg_dump and tier database: use format custom with %s'
                          % ('container' if params['container'] else 'tier full'))
+    if mode_problem(params):
+        module.fail_json(msg=mode_problem(params))
     if params['jobs'] < 1:
         module.fail_json(msg='jobs must be at least 1 (got %d)' % params['jobs'])
     if params['lock_wait_timeout_s'] < 1:
@@ -498,6 +579,7 @@ def ensure_snapshot(module, params, dest, exists, result):
     result['snapshot'] = covering_snapshot(dest, params['prefix'], params['tier'], params['database'], roots,
                                            params['slot'], utc_now())
     if result['snapshot']:
+        result['incremental'] = existing_report(result['snapshot']['path'], params['mode'])
         return roots
     writer = SnapshotWriter(params, dest, present, module.check_mode)
     try:
@@ -506,6 +588,7 @@ def ensure_snapshot(module, params, dest, exists, result):
         result['executed_commands'] = writer.executed
         fail(module, str(exc), result)
     result['executed_commands'] = writer.executed
+    result['incremental'] = writer.increment.report() if writer.increment else None
     if writer.verified:
         result['verified'].append(dict(path=writer.path, ok=True, message=writer.verified))
     result['changed'] = True
@@ -515,12 +598,13 @@ def ensure_snapshot(module, params, dest, exists, result):
 def apply_retention(module, params, dest, result, roots):
     pruner = Pruner(dest, params['prefix'], params['tier'], params['database'], roots, params['pg_dump_path'],
                     result['executed_commands'])
+    pruner.planned_chain = (result.get('incremental') or {}).get('chain') or []
     try:
         pruner.run(dict((key, params[key]) for key in POLICY_KEYS), result['snapshot'], module.check_mode)
     except PruneRefused as exc:
-        result.update(kept=pruner.kept, pruned=pruner.pruned)
+        result.update(kept=pruner.kept, pruned=pruner.pruned, kept_reasons=pruner.reasons)
         fail(module, str(exc), result)
-    result.update(kept=pruner.kept, pruned=pruner.pruned)
+    result.update(kept=pruner.kept, pruned=pruner.pruned, kept_reasons=pruner.reasons)
     if pruner.pruned:
         result['changed'] = True
 
@@ -589,6 +673,7 @@ def argument_spec():
         missing_ok=dict(type='bool', default=False),
         archive_format=dict(type='str', default='tar.zst', choices=list(ARCHIVE_FORMATS)),
         file_checksums=dict(type='bool', default=False),
+        mode=dict(type='str', default='full', choices=list(MODES)),
         slot=dict(type='str', default='daily', choices=list(SLOTS)),
         min_free_bytes=dict(type='int', default=268435456),
         lock_wait_timeout_s=dict(type='int', default=300),
@@ -607,11 +692,12 @@ def argument_spec():
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     validate(module)
+    cache_manifests()
     params = module.params
     started = time.monotonic()
     dest = params['dest']
     result = dict(changed=False, snapshot=None, pruned=[], kept=[], verified=[], executed_commands=[], summary='',
-                  metrics={}, stale_temp_removed=[])
+                  metrics={}, stale_temp_removed=[], kept_reasons={})
     if params['state'] == 'verified':
         verify_existing(module, params, result, started)
     before = listing(dest)

@@ -24,6 +24,10 @@ description:
     components, members reached through a link and relative links leading outside the target, naming the
     offending member. It never follows a link on disk, so links to absolute paths (such as
     C(current -> /var/www/releases/x)) are created as they are and counted in RV(files.absolute_links).
+  - For an incremental archive (O(engineroom.maintenance.snapshot_archive#module:mode=incremental)), restores its
+    base and every link of its chain into the scratch directory, reading every archive completely (sha256 against
+    the one the chain recorded), and checks every file's sha256, every directory and symlink against the chain's
+    final index, deleted files absent. A base or link that is missing or does not verify fails the drill, naming it.
   - The scratch database is marked at creation with the comment C(engineroom.maintenance restore drill <run id>);
     an existing database is only replaced, and a scratch database only dropped, when it carries that mark.
     The dumped database itself and O(login_db) are refused as scratch databases.
@@ -260,6 +264,11 @@ files:
     absolute_links:
       description: Symlinks to absolute paths, created in the scratch directory as they are (never followed).
       type: int
+    chain:
+      description: For an incremental archive, the archives read to restore it, base first, the drilled one last.
+      type: list
+      elements: str
+      returned: for an incremental archive
 verified:
   description: What the verification before the restore checked.
   returned: always

@@ -24,6 +24,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     open_decompressor,
     read_all,
 )
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.chain import restore_chain
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.extract import scan_archive, scan_tar
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
     DATABASE_ERRORS,
@@ -395,6 +396,8 @@ class RestoreDrill:
         files = None
         if manifest['tier'] == 'full':
             self.scratch_dir = tempfile.mkdtemp(prefix=params['scratch_prefix'], dir=params['scratch_dir'])
+            files = restore_chain(path, manifest, self.scratch_dir) if manifest.get('incremental') else None
+        if manifest['tier'] == 'full' and not files:
             scan = scan_archive(path, manifest['artifact']['format'], self.scratch_dir)[0]
             compare_scan(path, manifest, scan)
             expected_files = manifest.get('files') or {}
@@ -402,6 +405,7 @@ class RestoreDrill:
                          expected_bytes=expected_files.get('total_bytes'), restored_bytes=scan.file_bytes,
                          checksums_checked=len(expected_files.get('sha256') or {}),
                          absolute_links=scan.absolute_links, match=True)
+        if manifest['tier'] == 'full':
             dump_file = os.path.join(self.scratch_dir, database['member']) if database else None
         elif manifest['artifact']['format'] == 'directory':
             self.scratch_dir = tempfile.mkdtemp(prefix=params['scratch_prefix'], dir=params['scratch_dir'])

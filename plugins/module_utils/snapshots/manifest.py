@@ -92,9 +92,24 @@ def write_manifest(artifact_path, manifest):
     return path
 
 
+_LOADED = {}  # (path, inode, size, mtime_ns) -> manifest, once cache_manifests() was called
+
+
+def cache_manifests():
+    """Let this process read each unchanged manifest once (a module run: file indexes make manifests large).
+
+    Cached manifests are shared by every caller: treat them as read-only.
+    """
+    _LOADED[None] = True
+
+
 def load_manifest(path):
     """Read and check a manifest; raise :class:`ManifestError` naming the file and the problem."""
     try:
+        info = os.stat(path)
+        key = (path, info.st_ino, info.st_size, info.st_mtime_ns)
+        if key in _LOADED:
+            return _LOADED[key]
         with open(path, 'rb') as handle:
             data = json.loads(handle.read().decode('utf-8'))
     except OSError as exc:
@@ -116,6 +131,8 @@ def load_manifest(path):
         except (TypeError, ValueError) as exc:
             raise ManifestError('manifest %s has %s %r, not a UTC time like 2026-11-23T02:00:00Z: treat its snapshot '
                                 'as untrusted' % (path, key, data[key])) from exc
+    if None in _LOADED:
+        _LOADED[(path, info.st_ino, info.st_size, info.st_mtime_ns)] = data
     return data
 
 

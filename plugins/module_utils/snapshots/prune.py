@@ -18,6 +18,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     snapshots,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import DumpError
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import ChainError, check_chain, keep_chains
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import parse_artifact_name
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.retention import select
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import GLOBALS_SUFFIX
@@ -51,6 +52,8 @@ class Pruner:
         self.executed = executed
         self.kept = []
         self.pruned = []
+        self.reasons = {}  # kept path -> why (retention rules, or the incremental archive that needs it)
+        self.planned_chain = []  # file names of the chain a planned (check mode) incremental archive needs
 
     def run(self, policy, snapshot=None, check_mode=False):
         """Delete what ``policy`` does not keep (check mode: list it), counting a planned ``snapshot`` as written.
@@ -62,8 +65,9 @@ class Pruner:
         this_run = snapshot['path'] if snapshot and snapshot['status'] != 'existing' else None
         dropped_all = []
         for identity, group in sorted(self._groups(snapshot).items(), key=lambda item: repr(item[0])):
-            kept, dropped = select(group, policy, utc_now())
+            kept, dropped = keep_chains(*select(group, policy, utc_now()))
             self.kept.extend(snap['path'] for snap in kept)
+            self.reasons.update((snap['path'], snap['reasons']) for snap in kept)
             if dropped and not any(snap['verified'] for snap in group):
                 raise PruneRefused('refusing to prune %s: none of its %d %s snapshots of prefix %s%s is verified, so '
                                    'none may be deleted; take or verify a snapshot first'
@@ -91,7 +95,8 @@ class Pruner:
             # Its moment is the one its name carries (moved past any snapshot of the same second), as when written.
             created = parse_artifact_name(os.path.basename(snapshot['path']))['created']
             candidates.append(dict(path=snapshot['path'], manifest_path=snapshot['manifest_path'], created=created,
-                                   verified=True, identity=snapshot_identity(self.tier, self.database, self.roots)))
+                                   verified=True, identity=snapshot_identity(self.tier, self.database, self.roots),
+                                   manifest=dict(incremental=dict(chain=[dict(file=name) for name in self.planned_chain]))))
         groups = {}
         for snap in candidates:
             groups.setdefault(snap['identity'], []).append(snap)
@@ -111,7 +116,8 @@ class Pruner:
         try:
             verify_snapshot(newest['path'], newest['manifest'], pg_restore_for(self.pg_dump_path, newest['manifest']),
                             self.executed)
-        except (VerifyError, DumpError) as exc:
+            check_chain(newest['path'], newest['manifest'])
+        except (VerifyError, DumpError, ChainError) as exc:
             raise PruneRefused('refusing to prune: the newest snapshot retention keeps, %s, does not verify now (%s); '
                                'nothing was deleted: take a new snapshot (or remove the damaged one with its manifest) '
                                'first' % (newest['path'], exc)) from exc

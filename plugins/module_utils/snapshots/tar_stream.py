@@ -203,12 +203,15 @@ class TarStream:
         self._flush()
 
 
-def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False):
+def write_tar(out, compression, level, roots, exclude, extra_members=(), checksums=False, tally=None, entries=None):
     """Stream a tar of ``extra_members`` [(member name, file path)] and ``roots`` into ``out``.
 
-    Returns the file tally of ``roots`` (for the manifest's ``files``).
+    Returns the file tally of ``roots`` (for the manifest's ``files``). A
+    ``tally`` given (see ``incremental``) chooses the entries written through
+    its ``select``; ``entries`` (path, member, lstat), when given, stand for
+    the walk of ``roots``.
     """
-    tally = FileTally(checksums)
+    tally = tally or FileTally(checksums)
     background = BackgroundWriter(out)
     frames = ZstdFrameWriter(background, level) if compression == 'zstd' else None
     try:
@@ -218,9 +221,9 @@ def write_tar(out, compression, level, roots, exclude, extra_members=(), checksu
             info = os.stat(path)
             with open(path, 'rb', buffering=0) as handle:
                 tar.add(_tarinfo(member, info, path), handle, path, _stored(member, info.st_size))
-        for path, member, info in walk_tree(roots, exclude):
+        for path, member, info in walk_tree(roots, exclude) if entries is None else entries:
             made = tar_header(member, info, path)
-            if made is None:
+            if made is None or not tally.select(path, member, info):
                 continue
             if stat.S_ISREG(info.st_mode):
                 with open(path, 'rb', buffering=0) as handle:

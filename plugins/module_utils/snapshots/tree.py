@@ -96,6 +96,10 @@ class FileTally:
         self.total_bytes = 0
         self.checksums = {} if checksums else None
 
+    def select(self, path, member, info):  # pylint: disable=unused-argument
+        """Whether the entry is written into the archive (every one here; an incremental archive's tally chooses)."""
+        return True
+
     def reader(self, handle):
         return HashingReader(handle) if self.checksums is not None else handle
 

@@ -48,6 +48,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
     load_manifest,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import ChainError, check_chain
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import (
     format_argv,
 )
@@ -323,7 +324,9 @@ def verify_selection(dest, prefix, tier, database, which, pg_dump_path, executed
     for path, manifest in chosen:
         try:
             detail = verify_snapshot(path, manifest, pg_restore_for(pg_dump_path, manifest), executed)
+            if manifest.get('incremental'):  # its base and links: present, as recorded, unmodified since verified
+                check_chain(path, manifest)
             outcomes.append(dict(path=path, ok=True, message=verify_message(detail)))
-        except (VerifyError, DumpError) as exc:
+        except (VerifyError, DumpError, ChainError) as exc:
             outcomes.append(dict(path=path, ok=False, message=str(exc)))
     return outcomes

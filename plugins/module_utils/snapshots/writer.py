@@ -56,6 +56,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     outer_compression,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.fingerprint import roles_needed
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import ChainError, plan_increment
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import GLOBALS_SUFFIX
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import (
     create_temp_dir,
@@ -201,6 +202,7 @@ class SnapshotWriter:
         self.locks = []  # fds holding the flocks that mark our temp files as a live run's
         self.globals_text = None
         self.path = None
+        self.increment = None  # the chain base or link a full-tier tar archive becomes (see ``incremental``)
 
     def take(self, space_dir):
         """Write, verify, rename, write the manifest. Returns the snapshot dict; raises SnapshotFailure."""
@@ -208,12 +210,13 @@ class SnapshotWriter:
         params, dest = self.params, self.dest
         self._open_source()
         try:
+            self.increment = plan_increment(params, dest, self.roots) if self.roots else None
             planned = self._plan(space_dir, started)
             if self.check_mode:
                 planned.pop('created')
                 return planned
             return self._write(planned, started)
-        except (DumpError, VerifyError, ArchiveError) as exc:
+        except (DumpError, VerifyError, ArchiveError, ChainError) as exc:
             raise SnapshotFailure('%s; nothing was written to %s' % (exc, dest)) from exc
         except DATABASE_ERRORS as exc:
             raise SnapshotFailure('database %s refused a query while it was being snapshotted: %s; nothing was written '
@@ -248,7 +251,10 @@ class SnapshotWriter:
         """Check the space and choose the name; the snapshot dict as check mode reports it."""
         params, tier, fmt, compression = self.params, self.params['tier'], self.params['format'], self.params['compression']
         data_bytes = self.source.data_bytes() if self.source else 0
-        tree_bytes = estimate_tree_bytes(self.roots, params['exclude']) if self.roots else 0
+        if self.increment:
+            tree_bytes = self.increment.preview(self.roots, params['exclude'])['changed_bytes']
+        else:
+            tree_bytes = estimate_tree_bytes(self.roots, params['exclude']) if self.roots else 0
         need = int(data_bytes * SIZE_FACTORS[compression]) + tree_bytes
         if fmt == 'directory':
             need += int(data_bytes * (SIZE_FACTORS['gzip'] if compression == 'gzip' else 1.0))  # the staging directory
@@ -264,6 +270,7 @@ class SnapshotWriter:
         self.path = os.path.join(self.dest, name)
         return dict(path=self.path, manifest_path=self.path + MANIFEST_SUFFIX, tier=tier,
                     format=fmt if tier == 'database' else params['archive_format'], compression=compression,
+                    mode=self.increment.report()['written'] if self.increment else 'full',
                     status='planned', size_bytes=None, sha256=None, duration_ms=elapsed_ms(started),
                     source_bytes=data_bytes + tree_bytes, throughput_mb_s=None, created=now)
 
@@ -328,11 +335,15 @@ class SnapshotWriter:
             else:
                 archive_compression = 'zstd' if archive_format == 'tar.zst' else 'gzip'
                 tally = write_tar(sink, archive_compression, level_for(params, archive_compression), self.roots,
-                                  params['exclude'], extra, params['file_checksums'])
+                                  params['exclude'], extra, params['file_checksums'],
+                                  self.increment.tally() if self.increment else None,
+                                  self.increment.entries() if self.increment else None)
             handle.flush()
             os.fsync(handle.fileno())
         manifest['artifact'].update(size_bytes=sink.size, sha256=sink.sha256)
         manifest['files'] = dict(tally.as_manifest(), roots=[os.path.abspath(p) for p in self.roots])
+        if self.increment:
+            self.increment.record(manifest, tally)
         return target, tally
 
     def _write_database(self, name):
