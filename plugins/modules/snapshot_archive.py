@@ -193,6 +193,15 @@ options:
     type: str
     choices: [full, counts, none]
     default: full
+  no_role_passwords:
+    description:
+      - Leave the roles' passwords out of the globals artifact (see O(fingerprint)).
+      - With V(false), each role's stored password hash (as in C(pg_authid), never the clear text) is written too, as
+        C(ALTER ROLE ... PASSWORD '<hash>'), so that roles created from it can log in as before. Reading them needs a
+        superuser login; the artifact stays mode 0600. M(engineroom.maintenance.snapshot_restore) masks them in
+        RV(engineroom.maintenance.snapshot_restore#module:executed_commands).
+    type: bool
+    default: true
   keep_last:
     description: Keep this many newest snapshots.
     type: int
@@ -594,6 +603,7 @@ def argument_spec():
         lock_wait_timeout_s=dict(type='int', default=300),
         exact_count_max_rows=dict(type='int', default=1000000),
         fingerprint=dict(type='str', default='full', choices=['full', 'counts', 'none']),
+        no_role_passwords=dict(type='bool', default=True),
         keep_last=dict(type='int'),
         keep_daily=dict(type='int'),
         keep_weekly=dict(type='int'),

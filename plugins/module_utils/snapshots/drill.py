@@ -55,7 +55,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import grant_roles, parse_globals
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import (
+    grant_roles,
+    mask_password,
+    parse_globals,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     ToolFeed,
     VerifyError,
@@ -341,7 +345,7 @@ class RestoreDrill:
         with self.runner.conn.cursor() as cursor:
             for role in missing:
                 for statement in blocks[role]:
-                    self.runner.executed.append(statement)
+                    self.runner.executed.append(mask_password(statement))
                     cursor.execute(statement)
             names = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
             for statement in grants:

@@ -6,8 +6,9 @@
 Written as a sibling artifact (``<artifact>.globals.sql``, mode 0600, its
 sha256 in the manifest) in the style of ``pg_dumpall --globals-only
 --no-role-passwords``: one block per role, so that a drill can create
-exactly the roles a server lacks (``create_missing_roles``). Passwords are
-never written.
+exactly the roles a server lacks (``create_missing_roles``). Role passwords
+(their stored hashes, from ``pg_authid``) are written only when asked
+(``no_role_passwords: false``, which needs a superuser).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ MEMBERSHIPS_SQL = (
 ROLE_SETTINGS_SQL = (
     "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
     "WHERE s.setdatabase = 0 AND r.rolname = ANY(%s) ORDER BY 1")
+PASSWORDS_SQL = "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s) AND rolpassword IS NOT NULL"
+SUPERUSER_SQL = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+PASSWORD_CLAUSE = re.compile(r"( PASSWORD )'(?:[^']|'')*'")
 GRANT_LINE = re.compile(r'^GRANT ("(?:[^"]|"")*") TO ("(?:[^"]|"")*")')
 FLAGS = ('SUPERUSER', 'INHERIT', 'CREATEROLE', 'CREATEDB', 'LOGIN', 'REPLICATION', 'BYPASSRLS')
 
@@ -37,21 +41,35 @@ def quote_literal(value):
     return "'%s'" % value.replace("'", "''")
 
 
-def globals_sql(runner, roles):
-    """SQL creating ``roles`` as they are on this server (no passwords), one ``-- role: name`` block each."""
+def mask_password(statement):
+    """A statement of the globals artifact as it may be shown (``executed_commands``): its password masked."""
+    return PASSWORD_CLAUSE.sub(r"\1'********'", statement)
+
+
+def globals_sql(runner, roles, passwords=False):
+    """SQL creating ``roles`` as they are on this server, one ``-- role: name`` block each.
+
+    ``passwords``: with each role's stored password hash (read from
+    ``pg_authid``: superuser only, see :data:`SUPERUSER_SQL`); otherwise no
+    password is written.
+    """
     blocks = {}
     for row in runner.rows(ROLES_SQL, (list(roles),)):
         name, flags, limit = row[0], row[1:8], row[8]
         options = ' '.join(('' if flag else 'NO') + word for flag, word in zip(flags, FLAGS))
         blocks[name] = ['CREATE ROLE %s;' % quote_ident(name),
                         'ALTER ROLE %s WITH %s CONNECTION LIMIT %d;' % (quote_ident(name), options, limit)]
+    if passwords:
+        for name, password in runner.rows(PASSWORDS_SQL, (list(roles),)):
+            blocks[name].append('ALTER ROLE %s PASSWORD %s;' % (quote_ident(name), quote_literal(password)))
     for name, config in runner.rows(ROLE_SETTINGS_SQL, (list(roles),)):
         for item in config or ():
             key, _sep, value = item.partition('=')
             blocks[name].append('ALTER ROLE %s SET %s TO %s;' % (quote_ident(name), quote_ident(key), quote_literal(value)))
     grants = ['GRANT %s TO %s%s;' % (quote_ident(role), quote_ident(member), ' WITH ADMIN OPTION' if admin else '')
               for role, member, admin in runner.rows(MEMBERSHIPS_SQL, (list(roles),))]
-    lines = ['-- Roles this snapshot needs (engineroom.maintenance); no passwords.']
+    lines = ['-- Roles this snapshot needs (engineroom.maintenance); %s.'
+             % ('with password hashes' if passwords else 'no passwords')]
     for name in sorted(blocks):
         lines.append(BLOCK + name)
         lines.extend(blocks[name])

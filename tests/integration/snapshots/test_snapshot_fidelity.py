@@ -353,3 +353,42 @@ def test_schema_version_1_manifest_is_read_and_compared_as_far_as_it_goes(pg, ri
     assert drill['matches'] is True and drill['fingerprint'] is None and 'schema version 1' in drill['note']
     assert 'a.b.c' in [row['table'] for row in drill['tables']]
     assert all(row['compared'] == 'exact' for row in drill['tables'])
+
+
+def test_role_passwords_only_when_asked(pg, dest):
+    """no_role_passwords (default true) leaves the hashes out; false writes them (0600) and roles come back with them."""
+    c = conn(pg)
+    role, name = 'fp_pw_%d' % os.getpid(), 'snap_pw_%d' % os.getpid()
+    drop_database(pg, name)
+    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+    pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-secret'").format(sql.Identifier(role)))
+    pg.create_database(name)
+    pg.execute(sql.SQL('CREATE TABLE owned (id int); ALTER TABLE owned OWNER TO {}').format(sql.Identifier(role)),
+               dbname=name)
+    stored = pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0]
+    try:
+        run = run_tasks([
+            {'name': 'default', ARCHIVE: dict(c, database=name, dest=dest, prefix='nopw')},
+            {'name': 'passwords', ARCHIVE: dict(c, database=name, dest=dest, prefix='pw', no_role_passwords=False)},
+        ])
+        assert_ok(run)
+        texts = {}
+        for task in ('default', 'passwords'):
+            globals_path = run.result(task)['snapshot']['path'] + '.globals.sql'
+            assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
+            with open(globals_path) as handle:
+                texts[task] = handle.read()
+        assert 'PASSWORD' not in texts['default'] and stored not in texts['default'] and 'no passwords' in texts['default']
+        assert "ALTER ROLE \"%s\" PASSWORD '%s';" % (role, stored) in texts['passwords'] and 'pw-secret' not in texts['passwords']
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+        run = run_tasks([{'name': 'drill', RESTORE: dict(c, snapshot=run.result('passwords')['snapshot']['path'],
+                                                        create_missing_roles=True)}])
+        assert_ok(run)
+        drill = run.result('drill')
+        assert drill['roles_created'] == [role] and drill['matches'] is True
+        assert pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0] == stored
+        assert stored not in json.dumps(drill) and "PASSWORD '********'" in json.dumps(drill['executed_commands'])
+    finally:
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
