@@ -392,3 +392,56 @@ def test_role_passwords_only_when_asked(pg, dest):
     finally:
         drop_database(pg, name)
         pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+
+
+VERIFIER = '''
+import json, sys
+sys.path[:0] = %r
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import verify_dump
+path = sys.argv[1]
+with open(path + '.manifest.json') as handle:
+    verify_dump(path, json.load(handle), sys.argv[2], [])
+'''
+
+
+def test_killed_verification_scratch_dir_is_removed_by_the_next_run(pg, rich_db, dest, tmp_path):
+    """A real verification of a directory dump, killed while pg_restore reads its scratch copy; a live one's stays."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    c = conn(pg)
+    run = run_tasks([{'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='dirv', format='directory')}])
+    assert_ok(run)
+    path = run.result('snapshot')['snapshot']['path']
+    stalling = tmp_path / 'pg_restore'  # stands in for a slow pg_restore, so that the kill lands mid-verification
+    stalling.write_text('#!/bin/sh\nsleep 600\n')
+    stalling.chmod(0o755)
+
+    def scratch_dirs():
+        return sorted(name for name in os.listdir(dest) if name.endswith('.tmp') and '.verify.' in name)
+
+    procs = []
+    for _ in range(2):
+        procs.append(subprocess.Popen([sys.executable, '-c', VERIFIER % (sys.path,), path, str(stalling)],
+                                      start_new_session=True))
+        deadline = time.monotonic() + 30
+        while len(scratch_dirs()) < len(procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    dead, live = procs
+    try:
+        first = scratch_dirs()
+        assert len(first) == 2, first
+        os.killpg(dead.pid, signal.SIGKILL)  # the verification and its pg_restore, as the OOM killer would
+        dead.wait()
+        time.sleep(0.2)
+        run = run_tasks([{'name': 'verify', ARCHIVE: dict(database=rich_db, dest=dest, prefix='dirv', state='verified')}])
+        assert_ok(run)
+        result = run.result('verify')
+        removed = [os.path.basename(item['path']) for item in result['stale_temp_removed']]
+        assert len(removed) == 1 and removed[0] in first and result['stale_temp_removed'][0]['bytes'] > 0
+        assert scratch_dirs() == [name for name in first if name not in removed]  # the live verification's dir stays
+        assert 'dead runs' in result['summary'] and result['verified'][0]['ok'] is True
+    finally:
+        os.killpg(live.pid, signal.SIGKILL)
+        live.wait()
