@@ -12,6 +12,7 @@ the drill's mark (a comment set at creation) are ever replaced or dropped.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -83,6 +84,56 @@ class DrillFailure(Exception):
     """A drill that cannot go on: the reason, phrased for the operator."""
 
 
+# pg_restore: "... ERROR:  <cause>" then "Command was: <statement>"; psql -b (--echo-errors): "ERROR:  <cause>" then
+# "STATEMENT:  <statement>". A statement runs on over the following lines up to a blank one or the next message.
+FAILED_CAUSE = re.compile(r'ERROR:\s+(.*)$')
+FAILED_STATEMENT = re.compile(r'^(?:psql:[^:]*:\d+: )?(?:Command was|STATEMENT):\s*(.*)$')
+TOOL_MESSAGE = ('pg_restore:', 'psql:', 'ERROR:', 'WARNING:', 'STATEMENT:', 'Command was:')
+
+
+class RestoreError(DumpError):
+    """pg_restore or psql failed on statements of the dump; ``failed`` names them (statement, error)."""
+
+    def __init__(self, message, failed):
+        super().__init__(message)
+        self.failed = failed
+
+
+def failed_statements(stderr, limit=5):
+    """[dict(statement, error)] of the statements a restore tool reports as failed (one line each, shortened)."""
+    text = stderr.decode('utf-8', 'replace') if isinstance(stderr, bytes) else stderr or ''
+    lines = text.splitlines()
+    failed, cause = [], None
+    for index, line in enumerate(lines):
+        statement = FAILED_STATEMENT.match(line)
+        if statement and cause is not None:
+            parts = [statement.group(1)]
+            for more in lines[index + 1:]:
+                if not more.strip() or more.startswith(TOOL_MESSAGE):
+                    break
+                parts.append(more)
+            failed.append(dict(statement=' '.join(' '.join(parts).split())[:300], error=cause))
+            cause = None
+        elif FAILED_CAUSE.search(line):
+            cause = FAILED_CAUSE.search(line).group(1).strip()
+    return failed[:limit]
+
+
+def check_restored(name, exit_code, stderr):
+    """:func:`check_finished` for a restore: a failure names the statements that failed (:class:`RestoreError`)."""
+    try:
+        check_finished(name, exit_code, stderr)
+    except DumpError as exc:
+        failed = failed_statements(stderr)
+        if not failed:
+            raise
+        words = '; '.join('%s (%s)' % (item['statement'], item['error']) for item in failed)
+        hint = ''
+        if any(item['error'].startswith('role ') and item['error'].endswith('does not exist') for item in failed):
+            hint = ': create the role, set create_missing_roles: true, or no_owner: true (custom/directory dumps)'
+        raise RestoreError('%s exited with code %s at the statement %s%s' % (name, exit_code, words, hint), failed) from exc
+
+
 def feed_file(path, compression, feed):
     """Decompress an artifact into a ToolFeed-like writer."""
     with open(path, 'rb') as handle:
@@ -112,20 +163,23 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
         executed.append(format_argv(argv))
         completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False,
                                    **client_process_options(os_user, env))
-        check_finished('pg_restore', completed.returncode, completed.stderr)
+        check_restored('pg_restore', completed.returncode, completed.stderr)
         return
     if fmt == 'custom':
         name, argv = 'pg_restore', [programs['pg_restore']] + ownership + ['--exit-on-error'] + target
     else:
         name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
-                              '-o', os.devnull] + target
+                              '--echo-errors', '-o', os.devnull] + target
     executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
     feed = ToolFeed(argv, env, os_user)
     feed_file(path, compression, feed)
-    if feed.closed_early:
+    try:
         feed.finish(name)
+    except DumpError:
+        check_restored(name, feed.proc.returncode, feed.stderr)
+        raise
+    if feed.closed_early:
         raise DumpError('%s stopped reading %s before its end' % (name, path))
-    feed.finish(name)
 
 
 def compare_tables(expected, actual, tolerance_pct, compared=None):
@@ -384,6 +438,7 @@ class RestoreDrill:
         try:
             return self._restore()
         except (ArchiveError, VerifyError, DumpError) as exc:
+            self.result['failed_statements'] = getattr(exc, 'failed', [])
             raise DrillFailure('restore drill of %s failed: %s' % (self.path, exc)) from exc
         except OSError as exc:
             raise DrillFailure('restore drill of %s failed writing the scratch files: %s (%s)'

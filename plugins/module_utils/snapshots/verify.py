@@ -66,6 +66,7 @@ class ToolFeed:
         except OSError as exc:
             raise DumpError('cannot run %s: %s' % (argv[0], exc.strerror or exc)) from exc
         self.closed_early = False
+        self.stderr = b''
 
     def write(self, chunk):
         if self.closed_early:
@@ -84,7 +85,8 @@ class ToolFeed:
         self.err.seek(0)
         self.out.seek(0)
         output = self.out.read()
-        check_finished(name, self.proc.returncode, self.err.read())
+        self.stderr = self.err.read()  # kept for the caller: a failed restore names its statements from it
+        check_finished(name, self.proc.returncode, self.stderr)
         self.out.close()
         self.err.close()
         return output

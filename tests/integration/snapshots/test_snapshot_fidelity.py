@@ -445,3 +445,42 @@ def test_killed_verification_scratch_dir_is_removed_by_the_next_run(pg, rich_db,
     finally:
         os.killpg(live.pid, signal.SIGKILL)
         live.wait()
+
+
+def test_failed_restore_names_the_failed_statement(pg, dest):
+    """A role dropped after the snapshot: the drill's restore fails, and the report names the statement and its error."""
+    c = conn(pg)
+    role, name = 'fp_lost_%d' % os.getpid(), 'snap_lost_%d' % os.getpid()
+    drop_database(pg, name)
+    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+    pg.execute(sql.SQL('CREATE ROLE {}').format(sql.Identifier(role)))
+    pg.create_database(name)
+    pg.execute(sql.SQL('CREATE TABLE kept (id int); INSERT INTO kept VALUES (1); ALTER TABLE kept OWNER TO {}').format(
+        sql.Identifier(role)), dbname=name)
+    try:
+        run = run_tasks([
+            # Without a fingerprint the drill does not know the roles beforehand; a plain dump still sets owners.
+            {'name': 'plain', ARCHIVE: dict(c, database=name, dest=dest, prefix='lostp', format='plain', fingerprint='none')},
+            {'name': 'custom', ARCHIVE: dict(c, database=name, dest=dest, prefix='lostc')},
+        ])
+        assert_ok(run)
+        custom = run.result('custom')['snapshot']['path']
+        manifest = manifest_of(custom)  # as if the manifest named no such owner: the restore itself meets the role
+        manifest['database']['fingerprint']['inventory']['table public.kept']['owner'] = 'postgres'
+        with open(custom + '.manifest.json', 'w') as handle:
+            json.dump(manifest, handle)
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+        run = run_tasks([
+            {'name': 'plain', 'ignore_errors': True, RESTORE: dict(c, snapshot=run.result('plain')['snapshot']['path'])},
+            {'name': 'custom', 'ignore_errors': True, RESTORE: dict(c, snapshot=custom)},
+        ])
+        statement = 'ALTER TABLE public.kept OWNER TO %s;' % role
+        for task in ('plain', 'custom'):
+            result = run.result(task)
+            assert result['failed'] and result['failed_statements'] == [
+                dict(statement=statement, error='role "%s" does not exist' % role)], (task, result)
+            assert statement in result['msg'] and 'create_missing_roles' in result['msg'], result['msg']
+    finally:
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
