@@ -45,7 +45,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import SUPERUSER_SQL, globals_sql
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import (
+    SUPERUSER_SQL,
+    database_block,
+    globals_sql,
+)
 
 try:
     import psycopg2
@@ -207,15 +211,19 @@ def count_tables(runner, exact_count_max_rows, legacy_keys=False):
     return table_rows(runner.rows(TABLE_ROWS_SQL), legacy_keys)
 
 
-def tables_and_fingerprint(runner, exact_count_max_rows, mode, passwords=False):
+def tables_and_fingerprint(runner, exact_count_max_rows, mode, passwords=False, database=None):
     """(manifest ``tables``, fingerprint or None): with a fingerprint, its exact counts are the tables' counts.
 
-    ``passwords``: the globals carry the roles' password hashes (``no_role_passwords: false``).
+    The fingerprint carries (under ``_globals``, taken out by the writer) the
+    globals artifact's text: the roles and the database-level state of
+    ``database``. ``passwords``: with the roles' password hashes
+    (``no_role_passwords: false``).
     """
     if mode == 'none':
         return count_tables(runner, exact_count_max_rows), None
     fingerprint = take_fingerprint(runner, mode)
-    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint), passwords)  # taken out by the writer
+    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint), passwords) + database_block(
+        fingerprint['database'], database)
     tables = dict((key, dict(rows=value['rows'], exact=True)) for key, value in fingerprint['tables'].items())
     return tables, fingerprint
 
@@ -327,7 +335,7 @@ class LocalSource:
         env = dict(os.environ, **connection_env(self.params))
         process = _Process(argv, env, 'pg_dump', self.params.get('login_os_user'))
         return DumpRun(process, 'pg_dump',
-                       lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint, passwords),
+                       lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint, passwords, self.database),
                        self.conn.commit)
 
 

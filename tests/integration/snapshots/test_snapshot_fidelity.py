@@ -75,7 +75,33 @@ TAMPERS = [
     ('mvdrop', 'DROP MATERIALIZED VIEW mv', ('materialized view', 'public.mv', 'missing')),
     ('revoke', 'REVOKE SELECT ON secure FROM ' + READER, ('object', 'table public.secure', 'grant')),
     ('owner', 'ALTER TABLE secure OWNER TO postgres', ('object', 'table public.secure', 'owner')),
+    # Database-level state: a dump into an existing database does not carry it; the drill applies it from the globals
+    # artifact (what the tampered copy had), the manifest's fingerprint says what the original had.
+    ('setting', 'ALTER DATABASE {db} RESET work_mem', ('database', 'setting work_mem', 'missing')),
+    ('comment', "COMMENT ON DATABASE {db} IS 'changed'", ('database', 'comment', 'differs')),
+    ('connlimit', 'ALTER DATABASE {db} CONNECTION LIMIT 3', ('database', 'connection_limit', 'differs')),
+    ('dbgrant', 'REVOKE CONNECT ON DATABASE {db} FROM ' + READER, ('database', 'acl', 'grant')),
 ]
+# The database-level state of the rich database (and of each tampered copy before its tamper).
+DATABASE_STATE = (
+    "ALTER DATABASE {db} SET work_mem = '8MB'",
+    'ALTER DATABASE {db} SET search_path = public, "Mixed Case"',
+    "ALTER ROLE " + READER + " IN DATABASE {db} SET statement_timeout = '5s'",
+    "COMMENT ON DATABASE {db} IS 'rich schema\nfor the drill''s tests'",
+    'ALTER DATABASE {db} CONNECTION LIMIT 40',
+    'REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC',
+    'GRANT CONNECT, TEMPORARY ON DATABASE {db} TO ' + READER,
+)
+
+
+def database_statement(statement, database):
+    """``statement`` with ``{db}`` replaced by the quoted name of ``database``."""
+    return statement.replace('{db}', '"%s"' % database.replace('"', '""'))
+
+
+def set_database_state(pg, database):
+    for statement in DATABASE_STATE:
+        pg.execute(database_statement(statement, database))
 
 
 @pytest.fixture(scope='module')
@@ -88,12 +114,7 @@ def rich_db(pg):
     pg.create_database(name)
     for statement in RICH_SCHEMA:
         pg.execute(statement, dbname=name)
-    database = sql.Identifier(name)
-    for statement in (sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(database),
-                      sql.SQL('ALTER DATABASE {} SET search_path = public, "Mixed Case"').format(database),
-                      sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = '5s'").format(
-                          sql.Identifier(READER), database)):
-        pg.execute(statement)
+    set_database_state(pg, name)
     yield name
     drop_database(pg, name)
     for tamper in TAMPERS:
@@ -132,6 +153,13 @@ def test_manifest_keys_quoted_only_counts_and_fingerprint(pg, rich_db, dest):
     assert state['encoding'] == 'UTF8' and state['settings']['work_mem'] == '8MB'
     assert state['settings']['search_path'] == 'public, "Mixed Case"'
     assert state['settings']['role %s: statement_timeout' % READER] == '5s'
+    assert state['comment'] == "rich schema\nfor the drill's tests" and state['connection_limit'] == 40
+    assert state['owner'] == 'postgres' and '%s=Tc/postgres' % READER in state['acl'] and '=c/postgres' in state['acl']
+    with open(run.result('custom')['snapshot']['path'] + '.globals.sql') as handle:
+        block = handle.read().split('-- database: %s\n' % rich_db)[1].splitlines()
+    assert 'ALTER DATABASE "%s" WITH CONNECTION LIMIT 40;' % rich_db in block
+    assert 'GRANT TEMPORARY, CONNECT ON DATABASE "%s" TO "%s";' % (rich_db, READER) in block
+    assert 'ALTER DATABASE "%s" SET "search_path" TO \'public\', \'Mixed Case\';' % rich_db in block
     counts = manifest_of(run.result('counts')['snapshot']['path'])['database']['fingerprint']
     assert counts['mode'] == 'counts' and 'hash' not in counts['tables']['public.child']
     assert 'fingerprint' in run.result('bad')['msg'] and 'most' in run.result('bad')['msg']
@@ -161,7 +189,8 @@ def test_tampered_copies_do_not_match_and_name_the_object(pg, rich_db, dest):
         copy = '%s_%s' % (rich_db, name)
         drop_database(pg, copy)
         pg.execute(sql.SQL('CREATE DATABASE {} TEMPLATE {}').format(sql.Identifier(copy), sql.Identifier(rich_db)))
-        pg.execute(statement, dbname=copy)
+        set_database_state(pg, copy)  # a template copies no database-level state
+        pg.execute(database_statement(statement, copy), dbname=copy)
         tasks.append({'name': name, ARCHIVE: dict(c, database=copy, dest=dest, prefix='t' + name)})
     run = run_tasks(tasks)
     assert_ok(run)
@@ -287,7 +316,7 @@ def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
         assert_ok(run)
         path = run.result('snapshot')['snapshot']['path']
         manifest = manifest_of(path)
-        assert set(manifest['database']['roles_needed']) == {role, other}
+        assert set(manifest['database']['roles_needed']) == {role, other, 'postgres'}  # postgres owns the database
         globals_path = path + '.globals.sql'
         assert manifest['database']['globals']['file'] == os.path.basename(globals_path)
         assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
