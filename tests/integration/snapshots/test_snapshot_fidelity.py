@@ -513,3 +513,48 @@ def test_failed_restore_names_the_failed_statement(pg, dest):
     finally:
         drop_database(pg, name)
         pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope='module')
+def icu_db(pg):
+    """A database with the ICU provider and a German collation (the cluster's own default is C)."""
+    if not pg.execute("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")[0][0]:
+        pytest.skip('this PostgreSQL server is built without ICU: no ICU-locale database to snapshot')
+    name = 'snap_icu_%d' % os.getpid()
+    drop_database(pg, name)
+    pg.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'").format(
+        sql.Identifier(name)))
+    for statement in (
+        'CREATE TABLE words (w text PRIMARY KEY)',
+        "INSERT INTO words VALUES ('z'), ('\u00e4'), ('a'), ('Z'), ('\u00d6l'), ('Ofen')",
+        # Computed again by the restore (REFRESH): its content depends on the scratch database's collation.
+        "CREATE MATERIALIZED VIEW sorted_words AS SELECT string_agg(w, ',' ORDER BY w) AS words FROM words",
+    ):
+        pg.execute(statement, dbname=name)
+    yield name
+    drop_database(pg, name)
+
+
+def test_drill_of_icu_database_sorts_like_the_source(pg, icu_db, dest):
+    c = conn(pg)
+    expected = pg.execute('SELECT words FROM sorted_words', dbname=icu_db)[0][0]
+    assert expected == 'a,\u00e4,Ofen,\u00d6l,z,Z'  # German: umlauts beside their vowel, lower case first
+    assert pg.execute("SELECT string_agg(w, ',' ORDER BY w) FROM (SELECT w FROM unnest(%s::text[]) w) v",
+                      (expected.split(','),))[0][0] != expected  # the server's default (C) sorts otherwise
+    scratch = 'restore_drill_icu_%d' % os.getpid()
+    run = run_tasks([
+        {'name': 'snapshot', ARCHIVE: dict(c, database=icu_db, dest=dest)},
+        {'name': 'drill', RESTORE: dict(c, dest=dest, database=icu_db, scratch_database=scratch, keep=True)},
+    ])
+    try:
+        assert_ok(run)
+        state = manifest_of(run.result('snapshot')['snapshot']['path'])['database']['fingerprint']['database']
+        assert state['locale_provider'] == 'icu' and state['icu_locale'] == 'de-DE'
+        drill = run.result('drill')
+        assert drill['matches'] is True and drill['differences'] == [], drill['summary']
+        assert pg.execute('SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = %s', (scratch,)) == [
+            ('i', 'de-DE')]
+        assert pg.execute('SELECT words FROM sorted_words', dbname=scratch)[0][0] == expected  # refreshed in the scratch
+        assert pg.execute("SELECT string_agg(w, ',' ORDER BY w) FROM words", dbname=scratch)[0][0] == expected
+    finally:
+        drop_database(pg, scratch)
