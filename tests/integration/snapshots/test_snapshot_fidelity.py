@@ -165,14 +165,17 @@ def test_manifest_keys_quoted_only_counts_and_fingerprint(pg, rich_db, dest):
     assert 'fingerprint' in run.result('bad')['msg'] and 'most' in run.result('bad')['msg']
 
 
+@pytest.mark.parametrize('compression', ['zstd', 'gzip', 'none'])
 @pytest.mark.parametrize('fmt', ['custom', 'directory', 'plain'])
-def test_drill_of_rich_schema_matches(pg, rich_db, dest, fmt):
+def test_drill_of_rich_schema_matches(pg, rich_db, dest, fmt, compression):
     c = conn(pg)
     run = run_tasks([
-        {'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, format=fmt)},
+        {'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, format=fmt, compression=compression)},
         {'name': 'drill', RESTORE: dict(c, dest=dest, database=rich_db)},
     ])
     assert_ok(run)
+    snapshot = run.result('snapshot')['snapshot']
+    assert manifest_of(snapshot['path'])['artifact']['compression'] == compression
     drill = run.result('drill')
     assert drill['matches'] is True and drill['differences'] == [] and drill['fingerprint'] == 'full', drill['summary']
     assert drill['event_triggers_disabled'] is True
