@@ -354,6 +354,10 @@ def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
         run = run_tasks([{'name': 'verify', 'ignore_errors': True, ARCHIVE: dict(database=name, dest=dest,
                                                                                  state='verified')}])
         assert 'globals artifact' in run.result('verify')['msg'] and globals_path in run.result('verify')['msg']
+        os.unlink(globals_path)
+        run = run_tasks([{'name': 'verify', 'ignore_errors': True, ARCHIVE: dict(database=name, dest=dest,
+                                                                                 state='verified')}])
+        assert 'globals artifact %s is missing' % globals_path in run.result('verify')['msg']
     finally:
         drop_database(pg, name)
         for item in (role, other):
