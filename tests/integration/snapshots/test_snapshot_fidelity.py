@@ -391,16 +391,24 @@ def test_schema_version_1_manifest_is_read_and_compared_as_far_as_it_goes(pg, ri
     assert all(row['compared'] == 'exact' for row in drill['tables'])
 
 
+def owned_database(pg, name, role, role_options, table_sql):
+    """A fresh database ``name`` with a table (``table_sql``, ending in ``ALTER TABLE ...``) owned by a fresh ``role``."""
+    drop_owned(pg, name, role)
+    pg.execute(sql.SQL('CREATE ROLE {} ' + role_options).format(sql.Identifier(role)))
+    pg.create_database(name)
+    pg.execute(sql.SQL(table_sql + ' OWNER TO {}').format(sql.Identifier(role)), dbname=name)
+
+
+def drop_owned(pg, name, role):
+    drop_database(pg, name)
+    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+
+
 def test_role_passwords_only_when_asked(pg, dest):
     """no_role_passwords (default true) leaves the hashes out; false writes them (0600) and roles come back with them."""
     c = conn(pg)
     role, name = 'fp_pw_%d' % os.getpid(), 'snap_pw_%d' % os.getpid()
-    drop_database(pg, name)
-    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
-    pg.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'pw-secret'").format(sql.Identifier(role)))
-    pg.create_database(name)
-    pg.execute(sql.SQL('CREATE TABLE owned (id int); ALTER TABLE owned OWNER TO {}').format(sql.Identifier(role)),
-               dbname=name)
+    owned_database(pg, name, role, "LOGIN PASSWORD 'pw-secret'", 'CREATE TABLE owned (id int); ALTER TABLE owned')
     stored = pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0]
     try:
         run = run_tasks([
@@ -418,16 +426,15 @@ def test_role_passwords_only_when_asked(pg, dest):
         assert "ALTER ROLE \"%s\" PASSWORD '%s';" % (role, stored) in texts['passwords'] and 'pw-secret' not in texts['passwords']
         drop_database(pg, name)
         pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
-        run = run_tasks([{'name': 'drill', RESTORE: dict(c, snapshot=run.result('passwords')['snapshot']['path'],
-                                                        create_missing_roles=True)}])
+        with_passwords = run.result('passwords')['snapshot']['path']
+        run = run_tasks([{'name': 'drill', RESTORE: dict(c, snapshot=with_passwords, create_missing_roles=True)}])
         assert_ok(run)
         drill = run.result('drill')
         assert drill['roles_created'] == [role] and drill['matches'] is True
         assert pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0] == stored
         assert stored not in json.dumps(drill) and "PASSWORD '********'" in json.dumps(drill['executed_commands'])
     finally:
-        drop_database(pg, name)
-        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+        drop_owned(pg, name, role)
 
 
 VERIFIER = '''
@@ -458,7 +465,7 @@ def test_killed_verification_scratch_dir_is_removed_by_the_next_run(pg, rich_db,
         return sorted(name for name in os.listdir(dest) if name.endswith('.tmp') and '.verify.' in name)
 
     procs = []
-    for _ in range(2):
+    for _attempt in range(2):
         procs.append(subprocess.Popen([sys.executable, '-c', VERIFIER % (sys.path,), path, str(stalling)],
                                       start_new_session=True))
         deadline = time.monotonic() + 30
@@ -487,12 +494,7 @@ def test_failed_restore_names_the_failed_statement(pg, dest):
     """A role dropped after the snapshot: the drill's restore fails, and the report names the statement and its error."""
     c = conn(pg)
     role, name = 'fp_lost_%d' % os.getpid(), 'snap_lost_%d' % os.getpid()
-    drop_database(pg, name)
-    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
-    pg.execute(sql.SQL('CREATE ROLE {}').format(sql.Identifier(role)))
-    pg.create_database(name)
-    pg.execute(sql.SQL('CREATE TABLE kept (id int); INSERT INTO kept VALUES (1); ALTER TABLE kept OWNER TO {}').format(
-        sql.Identifier(role)), dbname=name)
+    owned_database(pg, name, role, '', 'CREATE TABLE kept (id int); INSERT INTO kept VALUES (1); ALTER TABLE kept')
     try:
         run = run_tasks([
             # Without a fingerprint the drill does not know the roles beforehand; a plain dump still sets owners.
@@ -518,8 +520,7 @@ def test_failed_restore_names_the_failed_statement(pg, dest):
                 dict(statement=statement, error='role "%s" does not exist' % role)], (task, result)
             assert statement in result['msg'] and 'create_missing_roles' in result['msg'], result['msg']
     finally:
-        drop_database(pg, name)
-        pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+        drop_owned(pg, name, role)
 
 
 @pytest.fixture(scope='module')
