@@ -43,23 +43,11 @@ def _not_extension(classid, oid):
             "AND d.deptype = 'e')" % (classid, oid))
 
 
-# Whether a relation's rows can be hashed in binary (record_send): every column of a built-in type (the same type
-# OID in the restored database) with a binary output, not an OID alias (reg*, whose binary value is an OID that a
-# restore changes), nor an array of such.
-BINARY_ROWS = (
-    "NOT EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type y ON y.oid = a.atttypid "
-    "LEFT JOIN pg_type e ON e.oid = y.typelem WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
-    "AND (y.oid >= 16384 OR y.typsend::oid = 0 OR y.typname ~ '^_?reg' "
-    "OR (e.oid IS NOT NULL AND (e.oid >= 16384 OR e.typsend::oid = 0 OR e.typname ~ '^reg'))))")
 RELATIONS_SQL = (
-    "SELECT n.nspname, c.relname, c.relkind, c.relispopulated, " + BINARY_ROWS + " FROM pg_class c "
+    "SELECT n.nspname, c.relname, c.relkind, c.relispopulated FROM pg_class c "
     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm', 'S') AND " + USER_SCHEMA + " AND "
     + _not_extension('pg_class', 'c.oid') + " ORDER BY 1, 2")
-CONTENT_HASH = "coalesce(sum(('x' || left(md5(%s), 16))::bit(64)::bigint::numeric), 0)::text"
-# What a row's md5 is taken of: its binary form where BINARY_ROWS allows (no text formatting: less CPU than its
-# text, the same exactness), else its text; recorded as the fingerprint's ``row_hash``. Fingerprints without
-# ``row_hash`` (written before) hashed the text of every row.
-ROW_HASHES = ('md5-binary', 'md5-text')
+CONTENT_HASH = "coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric), 0)::text"
 LARGE_OBJECTS_SQL = (
     "SELECT count(*), coalesce(sum(('x' || left(md5(oid::text || ':' || md5(lo_get(oid))), 16))::bit(64)"
     "::bigint::numeric), 0)::text FROM pg_largeobject_metadata")
@@ -113,20 +101,17 @@ def qualified(schema, name):
                     for part in (schema, name))
 
 
-def take(runner, mode, counts_only=False, row_hash='md5-binary'):
+def take(runner, mode, counts_only=False):
     """The fingerprint of the database ``runner`` is connected to (in its current transaction), or None for ``none``.
 
     ``counts_only`` (or ``mode`` counts) leaves out the content hashes.
-    ``row_hash`` (:data:`ROW_HASHES`): ``md5-text`` hashes the text of every
-    row, as fingerprints written before ``row_hash`` was recorded did.
     """
     if mode == 'none':
         return None
     hashed = mode == 'full' and not counts_only
     runner.scalar(SESSION_SQL)
     tables, sequences, matviews = {}, {}, {}
-    for schema, name, kind, populated, binary in runner.rows(RELATIONS_SQL):
-        row = 'record_send(t)' if binary and row_hash == 'md5-binary' else 't::text'
+    for schema, name, kind, populated in runner.rows(RELATIONS_SQL):
         key = qualified(schema, name)
         ident = '%s.%s' % (_quote(schema), _quote(name))
         if kind == 'S':
@@ -135,9 +120,9 @@ def take(runner, mode, counts_only=False, row_hash='md5-binary'):
         elif kind == 'm':
             matviews[key] = dict(populated=bool(populated))
             if populated:
-                matviews[key].update(_content(runner, ident, hashed, row))
+                matviews[key].update(_content(runner, ident, hashed))
         else:
-            tables[key] = _content(runner, 'ONLY ' + ident, hashed, row)
+            tables[key] = _content(runner, 'ONLY ' + ident, hashed)
     count, digest = runner.rows(LARGE_OBJECTS_SQL)[0]
     large_objects = dict(count=int(count))
     if hashed:
@@ -145,9 +130,8 @@ def take(runner, mode, counts_only=False, row_hash='md5-binary'):
     inventory = {}
     for kind, name, owner, acl, detail in runner.rows(INVENTORY_SQL):
         inventory['%s %s' % (kind, name)] = dict(owner=owner, acl=acl, detail=detail)
-    return dict(mode='full' if hashed else 'counts', row_hash=row_hash if hashed else None, tables=tables,
-                sequences=sequences, matviews=matviews, large_objects=large_objects, inventory=inventory,
-                database=database_state(runner))
+    return dict(mode='full' if hashed else 'counts', tables=tables, sequences=sequences, matviews=matviews,
+                large_objects=large_objects, inventory=inventory, database=database_state(runner))
 
 
 def database_state(runner):
@@ -169,10 +153,10 @@ def _quote(part):
     return '"%s"' % part.replace('"', '""')
 
 
-def _content(runner, source, hashed, row):
+def _content(runner, source, hashed):
     if not hashed:
         return dict(rows=int(runner.rows('SELECT count(*) FROM %s t' % source)[0][0]))
-    rows, digest = runner.rows('SELECT count(*), %s FROM %s t' % (CONTENT_HASH % row, source))[0]
+    rows, digest = runner.rows('SELECT count(*), %s FROM %s t' % (CONTENT_HASH, source))[0]
     return dict(rows=int(rows), hash=digest)
 
 
