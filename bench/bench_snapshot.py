@@ -330,6 +330,15 @@ def database_section(cluster, work):
         row('snapshot_archive `fingerprint: counts`, writing', fp_counts_write_s, module_mb, fc_s),
         row('snapshot_archive `fingerprint: none`, writing', fp_none_write_s, module_mb, fc_s),
         '',
+        'The three comparisons of the fidelity work (issue 15; report, not assert):', '',
+        '| comparison | module | baseline | difference |', '| --- | --- | --- | --- |',
+        '| dump + fingerprint (default `full`) vs dump alone (`fingerprint: none`), writing | %.2f s | %.2f s | '
+        '**%+.0f %%** (target ≤ +30 %%) |' % (module_write_s, fp_none_write_s, 100.0 * (module_write_s / fp_none_write_s - 1)),
+        '| full-read verification (module total − writing) vs `pg_restore -f /dev/null` of the `-Fc` file | %.2f s | '
+        '%.2f s | %+.0f %% |' % (module_s - module_write_s, full_read_s, 100.0 * ((module_s - module_write_s) / full_read_s - 1)),
+        '| drill `rto_s` (verify + restore, owners and ACLs) vs `pg_restore` into an empty database | %.2f s | %.2f s | '
+        '%+.0f %% |' % (rto_s, restore_s, 100.0 * (rto_s / restore_s - 1)),
+        '',
         'Fingerprint cost (writing, default `full` vs `none`): **%+.0f %%** (target ≤ +30 %%); `counts` %+.0f %%. '
         'Totals with verification: full %.2f s, counts %.2f s, none %.2f s.' % (
             100.0 * (module_write_s / fp_none_write_s - 1), 100.0 * (fp_counts_write_s / fp_none_write_s - 1),

@@ -211,6 +211,15 @@ options:
     type: str
     choices: [full, counts, none]
     default: full
+  no_role_passwords:
+    description:
+      - Leave the roles' passwords out of the globals artifact (see O(fingerprint)).
+      - With V(false), each role's stored password hash (as in C(pg_authid), never the clear text) is written too, as
+        C(ALTER ROLE ... PASSWORD '<hash>'), so that roles created from it can log in as before. Reading them needs a
+        superuser login; the artifact stays mode 0600. M(engineroom.maintenance.snapshot_restore) masks them in
+        RV(engineroom.maintenance.snapshot_restore#module:executed_commands).
+    type: bool
+    default: true
   keep_last:
     description: Keep this many newest snapshots.
     type: int
@@ -430,6 +439,9 @@ stale_temp_removed:
     - Temporary files and staging directories of earlier runs that died mid-write (OOM killer, reboot, lost
       controller), removed by this run (in check mode, listed only). A temp file is stale when no live process holds
       the exclusive lock every run keeps on its own temp files; a concurrent live run's files are never touched.
+    - This includes the scratch directories (C(.<artifact>.verify.<random>.tmp)) of verifications that were killed
+      (O(state=verified), the verification of a new snapshot, or a M(engineroom.maintenance.snapshot_restore) drill),
+      removed by the next O(state=present) or O(state=verified) run on O(dest).
   returned: always
   type: list
   elements: dict
@@ -556,6 +568,9 @@ def existing_paths(module, params, result):
 
 
 def verify_existing(module, params, result, started):
+    if os.path.isdir(params['dest']):  # scratch directories of verifications that died (their lock is free)
+        result['stale_temp_removed'] = remove_stale(params['dest'], module.check_mode)
+        result['changed'] = bool(result['stale_temp_removed'])
     try:
         outcomes = verify_selection(params['dest'], params['prefix'], params['tier'], params['database'], params['which'],
                                     params['pg_dump_path'], result['executed_commands'])
@@ -565,8 +580,10 @@ def verify_existing(module, params, result, started):
     failures = [outcome['message'] for outcome in outcomes if not outcome['ok']]
     result['metrics'] = dict(duration_ms=elapsed_ms(started), snapshots_verified=len(outcomes),
                              snapshots_failed=len(failures))
-    result['summary'] = 'verified %d snapshot(s) in %s: %d ok, %d failed' % (
-        len(outcomes), params['dest'], len(outcomes) - len(failures), len(failures))
+    result['metrics']['stale_temp_bytes'] = sum(item['bytes'] for item in result['stale_temp_removed'])
+    result['summary'] = 'verified %d snapshot(s) in %s: %d ok, %d failed%s' % (
+        len(outcomes), params['dest'], len(outcomes) - len(failures), len(failures),
+        '; removed %d temp file(s) of dead runs' % len(result['stale_temp_removed']) if result['stale_temp_removed'] else '')
     if failures:
         fail(module, '; '.join(failures), result)
     module.exit_json(**result)
@@ -679,6 +696,7 @@ def argument_spec():
         lock_wait_timeout_s=dict(type='int', default=300),
         exact_count_max_rows=dict(type='int', default=1000000),
         fingerprint=dict(type='str', default='full', choices=['full', 'counts', 'none']),
+        no_role_passwords=dict(type='bool', default=True),
         keep_last=dict(type='int'),
         keep_daily=dict(type='int'),
         keep_weekly=dict(type='int'),

@@ -208,6 +208,21 @@ roles_created:
   returned: when roles were created
   type: list
   elements: str
+failed_statements:
+  description:
+    - The statements of the dump that pg_restore or psql reported as failed (at most five, each shortened to one line), with
+      the server's error; the failure message names them too. Empty when the restore failed for another reason.
+  returned: when the restore failed
+  type: list
+  elements: dict
+  sample: [{statement: ALTER TABLE public.orders OWNER TO app_owner;, error: role "app_owner" does not exist}]
+  contains:
+    statement:
+      description: The failed statement (the dump's text, whitespace collapsed, at most 300 characters).
+      type: str
+    error:
+      description: The server's error message for it.
+      type: str
 event_triggers_disabled:
   description: Whether triggers and event triggers were kept from firing during the restore (needs a superuser login).
   returned: when a database was restored or planned

@@ -12,6 +12,7 @@ the drill's mark (a comment set at creation) are ever replaced or dropped.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,7 +57,15 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import grant_roles, parse_globals
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import (
+    database_sql,
+    grant_roles,
+    mask_password,
+    parse_database_block,
+    parse_globals,
+    quote_ident,
+    roles_named,
+)
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import (
     ToolFeed,
     VerifyError,
@@ -78,6 +87,56 @@ MAX_IDENTIFIER = 63
 
 class DrillFailure(Exception):
     """A drill that cannot go on: the reason, phrased for the operator."""
+
+
+# pg_restore: "... ERROR:  <cause>" then "Command was: <statement>"; psql -b (--echo-errors): "ERROR:  <cause>" then
+# "STATEMENT:  <statement>". A statement runs on over the following lines up to a blank one or the next message.
+FAILED_CAUSE = re.compile(r'ERROR:\s+(.*)$')
+FAILED_STATEMENT = re.compile(r'^(?:psql:[^:]*:\d+: )?(?:Command was|STATEMENT):\s*(.*)$')
+TOOL_MESSAGE = ('pg_restore:', 'psql:', 'ERROR:', 'WARNING:', 'STATEMENT:', 'Command was:')
+
+
+class RestoreError(DumpError):
+    """pg_restore or psql failed on statements of the dump; ``failed`` names them (statement, error)."""
+
+    def __init__(self, message, failed):
+        super().__init__(message)
+        self.failed = failed
+
+
+def failed_statements(stderr, limit=5):
+    """[dict(statement, error)] of the statements a restore tool reports as failed (one line each, shortened)."""
+    text = stderr.decode('utf-8', 'replace') if isinstance(stderr, bytes) else stderr or ''
+    lines = text.splitlines()
+    failed, cause = [], None
+    for index, line in enumerate(lines):
+        statement = FAILED_STATEMENT.match(line)
+        if statement and cause is not None:
+            parts = [statement.group(1)]
+            for more in lines[index + 1:]:
+                if not more.strip() or more.startswith(TOOL_MESSAGE):
+                    break
+                parts.append(more)
+            failed.append(dict(statement=' '.join(' '.join(parts).split())[:300], error=cause))
+            cause = None
+        elif FAILED_CAUSE.search(line):
+            cause = FAILED_CAUSE.search(line).group(1).strip()
+    return failed[:limit]
+
+
+def check_restored(name, exit_code, stderr):
+    """:func:`check_finished` for a restore: a failure names the statements that failed (:class:`RestoreError`)."""
+    try:
+        check_finished(name, exit_code, stderr)
+    except DumpError as exc:
+        failed = failed_statements(stderr)
+        if not failed:
+            raise
+        words = '; '.join('%s (%s)' % (item['statement'], item['error']) for item in failed)
+        hint = ''
+        if any(item['error'].startswith('role ') and item['error'].endswith('does not exist') for item in failed):
+            hint = ': create the role, set create_missing_roles: true, or no_owner: true (custom/directory dumps)'
+        raise RestoreError('%s exited with code %s at the statement %s%s' % (name, exit_code, words, hint), failed) from exc
 
 
 def feed_file(path, compression, feed):
@@ -109,20 +168,23 @@ def restore_dump(path, fmt, compression, params, scratch_db, programs, jobs, env
         executed.append(format_argv(argv))
         completed = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False,
                                    **client_process_options(os_user, env))
-        check_finished('pg_restore', completed.returncode, completed.stderr)
+        check_restored('pg_restore', completed.returncode, completed.stderr)
         return
     if fmt == 'custom':
         name, argv = 'pg_restore', [programs['pg_restore']] + ownership + ['--exit-on-error'] + target
     else:
         name, argv = 'psql', [programs['psql'], '-X', '-q', '-v', 'ON_ERROR_STOP=1', '--single-transaction',
-                              '-o', os.devnull] + target
+                              '--echo-errors', '-o', os.devnull] + target
     executed.append(format_argv(argv) + ' < ' + os.path.basename(path))
     feed = ToolFeed(argv, env, os_user)
     feed_file(path, compression, feed)
-    if feed.closed_early:
+    try:
         feed.finish(name)
+    except DumpError:
+        check_restored(name, feed.proc.returncode, feed.stderr)
+        raise
+    if feed.closed_early:
         raise DumpError('%s stopped reading %s before its end' % (name, path))
-    feed.finish(name)
 
 
 def compare_tables(expected, actual, tolerance_pct, compared=None):
@@ -168,16 +230,16 @@ def run_ddl(runner, statement):
         cursor.execute(statement)
 
 
-LIST_SETTINGS = ('search_path', 'temp_tablespaces', 'session_preload_libraries', 'local_preload_libraries')
+def is_marked(comment):
+    """Whether a database comment carries the drill's mark (its last line; the dumped database's comment before it)."""
+    return bool(comment) and comment.splitlines()[-1].startswith(DRILL_MARK)
 
 
-def setting_value(name, value):
-    """A stored setting (``pg_db_role_setting``) as SQL: list settings item by item, as pg_dumpall writes them."""
-    if name.lower() not in LIST_SETTINGS:
-        return sql.Literal(value)
-    items = [item.strip() for item in value.split(',')]
-    return sql.SQL(', ').join(sql.Literal(item[1:-1].replace('""', '"') if item.startswith('"') else item)
-                              for item in items)
+def unmarked(comment):
+    """A scratch database's comment without the drill's mark: the restored comment, or None."""
+    if not is_marked(comment):
+        return comment
+    return comment.rpartition('\n')[0] if '\n' in comment else None
 
 
 class RestoreDrill:
@@ -198,6 +260,8 @@ class RestoreDrill:
         self.leftover = False
         self.owners = False
         self.quiet_events = False
+        self.mark = None
+        self.deferred = []
 
     # -- choosing and verifying -------------------------------------------------------
 
@@ -288,7 +352,7 @@ class RestoreDrill:
         except DATABASE_ERRORS as exc:
             raise DrillFailure('cannot check the scratch database %s: %s; check the login role can read pg_database'
                                % (scratch_db, str(exc).strip())) from exc
-        if marks and not marks[0][0].startswith(DRILL_MARK):
+        if marks and not is_marked(marks[0][0]):
             raise DrillFailure('refusing to restore into existing database %s: it does not carry the mark of a restore '
                                'drill (comment %r...); drop it yourself or choose another scratch_database'
                                % (scratch_db, DRILL_MARK.strip()))
@@ -342,7 +406,7 @@ class RestoreDrill:
         with self.runner.conn.cursor() as cursor:
             for role in missing:
                 for statement in blocks[role]:
-                    self.runner.executed.append(statement)
+                    self.runner.executed.append(mask_password(statement))
                     cursor.execute(statement)
             names = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
             for statement in grants:
@@ -371,8 +435,13 @@ class RestoreDrill:
                 statement = sql.SQL(' ').join([statement, sql.SQL('ICU_LOCALE {}').format(sql.Literal(state['icu_locale']))])
         run_ddl(self.runner, statement)
         self.created = True
+        self.mark = DRILL_MARK + uuid.uuid4().hex
+        self._set_mark()
+
+    def _set_mark(self, comment=None):
+        """Comment the scratch database with the drill's mark, after the dumped database's own ``comment``."""
         run_ddl(self.runner, sql.SQL('COMMENT ON DATABASE {} IS {}').format(
-            sql.Identifier(scratch_db), sql.Literal(DRILL_MARK + uuid.uuid4().hex)))
+            sql.Identifier(self.scratch_db), sql.Literal('%s\n%s' % (comment, self.mark) if comment else self.mark)))
 
     # -- restoring and comparing ------------------------------------------------------
 
@@ -381,6 +450,7 @@ class RestoreDrill:
         try:
             return self._restore()
         except (ArchiveError, VerifyError, DumpError) as exc:
+            self.result['failed_statements'] = getattr(exc, 'failed', [])
             raise DrillFailure('restore drill of %s failed: %s' % (self.path, exc)) from exc
         except OSError as exc:
             raise DrillFailure('restore drill of %s failed writing the scratch files: %s (%s)'
@@ -421,26 +491,46 @@ class RestoreDrill:
             restore_dump(dump_file, database.get('format') or manifest['artifact']['format'],
                          compression_of(dump_file), params, self.scratch_db, self.programs, params['jobs'],
                          env, self.executed, self.owners)
-            self._apply_settings()
+            self._apply_database_state()
         return files
 
-    def _apply_settings(self):
-        """The dumped database's ``ALTER DATABASE``/``ALTER ROLE ... IN DATABASE ... SET`` values, after the restore.
+    def _database_statements(self):
+        """(dumped database's name, statements) of its database-level state: the globals artifact's database block, or
+        (snapshots written before it held one) statements made from the fingerprint's record."""
+        recorded = self.manifest['database'].get('globals')
+        if recorded:
+            with open(os.path.join(os.path.dirname(self.path), recorded['file']), encoding='utf-8') as handle:
+                name, lines = parse_database_block(handle.read())
+            if name is not None:
+                return name, lines
+        state, name = self._state(), self.manifest['database'].get('name')
+        return (name, database_sql(state, name)) if state else (name, [])
 
-        Per-role settings of roles this server lacks are left out (the comparison names them).
+    def _apply_database_state(self):
+        """The dumped database's owner, comment, ACL and settings on the scratch database, after the restore.
+
+        Owner and ACL only when owners are restored; statements naming roles
+        this server lacks are left out (the comparison names what differs);
+        the connection limit waits for the comparison's connection
+        (:meth:`compare`), so that a limit of 0 cannot lock it out.
         """
-        state = self._state()
-        if not state:
-            return
+        source, lines = self._database_statements()
         roles = set(row[0] for row in self.runner.rows('SELECT rolname FROM pg_roles'))
-        for key, value in sorted((state.get('settings') or {}).items()):
-            role, _sep, name = key[len('role '):].partition(': ') if key.startswith('role ') else (None, '', key)
-            if role is not None and role not in roles:
+        quoted = 'DATABASE ' + quote_ident(source or '')
+        self.deferred, commented = [], False
+        for line in lines:
+            ownership = ' OWNER TO ' in line or line.startswith(('GRANT ', 'REVOKE ', 'SET ROLE '))
+            if (ownership and not self.owners) or any(role not in roles for role in roles_named(line)):
                 continue
-            target = sql.SQL('ALTER DATABASE {}').format(sql.Identifier(self.scratch_db))
-            if role is not None:
-                target = sql.SQL('ALTER ROLE {} IN DATABASE {}').format(sql.Identifier(role), sql.Identifier(self.scratch_db))
-            run_ddl(self.runner, sql.SQL('{} SET {} TO {}').format(target, sql.Identifier(name), setting_value(name, value)))
+            line = line.replace(quoted, 'DATABASE ' + quote_ident(self.scratch_db), 1)
+            if ' WITH CONNECTION LIMIT ' in line:
+                self.deferred.append(line)
+                continue
+            commented = commented or line.startswith('COMMENT ON ')
+            run_ddl(self.runner, sql.SQL(line))
+        if commented:  # the dumped database's comment, and the mark after it
+            self._set_mark(self.runner.scalar("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                                              "WHERE datname = %s", (self.scratch_db,)))
 
     def compare(self):
         """Count and fingerprint the restored database; compare with the manifest.
@@ -460,10 +550,14 @@ class RestoreDrill:
             raise DrillFailure('restored database cannot be opened: %s' % exc) from exc
         scratch_runner = StatementRunner(scratch_conn)
         try:
+            for line in self.deferred:  # the connection limit, now that the comparison is connected
+                run_ddl(self.runner, sql.SQL(line))
             actual = count_tables(scratch_runner, EXACT_EVERYWHERE, legacy_keys=legacy)
             restored = take_fingerprint(scratch_runner, expected['mode']) if expected else None
         finally:
             scratch_conn.close()
+        if restored and restored.get('database'):
+            restored['database']['comment'] = unmarked(restored['database']['comment'])
         self.executed.extend(scratch_runner.executed)
         source_major = server_major(database['server_version']) if database.get('server_version') else None
         ignored = newer_privileges(source_major, self.conn.server_version // 10000)

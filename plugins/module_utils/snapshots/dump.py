@@ -45,7 +45,11 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.f
     roles_needed,
     take as take_fingerprint,
 )
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import globals_sql
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.roles import (
+    SUPERUSER_SQL,
+    database_block,
+    globals_sql,
+)
 
 try:
     import psycopg2
@@ -223,12 +227,19 @@ def count_tables(runner, exact_count_max_rows, legacy_keys=False):
     return table_rows(runner.rows(TABLE_ROWS_SQL), legacy_keys)
 
 
-def tables_and_fingerprint(runner, exact_count_max_rows, mode):
-    """(manifest ``tables``, fingerprint or None): with a fingerprint, its exact counts are the tables' counts."""
+def tables_and_fingerprint(runner, exact_count_max_rows, mode, passwords=False, database=None):
+    """(manifest ``tables``, fingerprint or None): with a fingerprint, its exact counts are the tables' counts.
+
+    The fingerprint carries (under ``_globals``, taken out by the writer) the
+    globals artifact's text: the roles and the database-level state of
+    ``database``. ``passwords``: with the roles' password hashes
+    (``no_role_passwords: false``).
+    """
     if mode == 'none':
         return count_tables(runner, exact_count_max_rows), None
     fingerprint = take_fingerprint(runner, mode)
-    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint))  # taken out by the writer
+    fingerprint['_globals'] = globals_sql(runner, roles_needed(fingerprint), passwords) + database_block(
+        fingerprint['database'], database)
     tables = dict((key, dict(rows=value['rows'], exact=True)) for key, value in fingerprint['tables'].items())
     return tables, fingerprint
 
@@ -329,6 +340,10 @@ class LocalSource:
         The counts and the fingerprint run on this connection, in the very
         snapshot pg_dump reads (``--snapshot``).
         """
+        passwords = fingerprint != 'none' and self.params.get('no_role_passwords') is False
+        if passwords and not self.runner.scalar(SUPERUSER_SQL):
+            raise DumpError('no_role_passwords: false needs a superuser login (role passwords are read from pg_authid): '
+                            'log in as one, or leave no_role_passwords at true')
         self.conn.autocommit = False
         self.conn.set_session(isolation_level='REPEATABLE READ', readonly=True)
         snapshot = self.runner.scalar(EXPORT_SNAPSHOT_SQL)
@@ -336,7 +351,8 @@ class LocalSource:
         self.executed.append(format_argv(argv))
         env = dict(os.environ, **connection_env(self.params))
         process = _Process(argv, env, 'pg_dump', self.params.get('login_os_user'))
-        return DumpRun(process, 'pg_dump', lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint),
+        return DumpRun(process, 'pg_dump',
+                       lambda: tables_and_fingerprint(self.runner, exact_count_max_rows, fingerprint, passwords, self.database),
                        self.conn.commit)
 
 

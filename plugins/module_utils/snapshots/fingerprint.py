@@ -84,8 +84,8 @@ INVENTORY_SQL = ' UNION ALL '.join((
     "SELECT 'large object', l.oid::text, pg_get_userbyid(l.lomowner), l.lomacl::text, NULL "
     "FROM pg_largeobject_metadata l",
 ))
-DATABASE_SQL = ("SELECT to_jsonb(d), pg_encoding_to_char(d.encoding), shobj_description(d.oid, 'pg_database') "
-                "FROM pg_database d WHERE d.datname = current_database()")
+DATABASE_SQL = ("SELECT to_jsonb(d), pg_encoding_to_char(d.encoding), shobj_description(d.oid, 'pg_database'), "
+                "pg_get_userbyid(d.datdba) FROM pg_database d WHERE d.datname = current_database()")
 DATABASE_SETTINGS_SQL = (
     "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole "
     "WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1")
@@ -136,7 +136,7 @@ def take(runner, mode, counts_only=False):
 
 def database_state(runner):
     """Encoding, locale, settings (``ALTER DATABASE``/``ALTER ROLE ... IN DATABASE ... SET``), comment, limit, ACL."""
-    row, encoding, comment = runner.rows(DATABASE_SQL)[0]
+    row, encoding, comment, owner = runner.rows(DATABASE_SQL)[0]
     provider = dict(c='libc', i='icu').get(row.get('datlocprovider'), row.get('datlocprovider'))
     settings = {}
     for role, config in runner.rows(DATABASE_SETTINGS_SQL):
@@ -145,7 +145,8 @@ def database_state(runner):
             settings['%s%s' % ('role %s: ' % role if role else '', name)] = value
     return dict(encoding=encoding, locale_provider=provider or 'libc', collate=row.get('datcollate'),
                 ctype=row.get('datctype'), icu_locale=row.get('daticulocale') or row.get('datlocale'),
-                settings=settings, comment=comment, connection_limit=row.get('datconnlimit'), acl=row.get('datacl'))
+                settings=settings, comment=comment, connection_limit=row.get('datconnlimit'), acl=row.get('datacl'),
+                owner=owner)
 
 
 def _quote(part):
@@ -193,16 +194,20 @@ def compare(expected, actual, owners=True, ignore_privileges=''):
     found.extend(_differ('large objects', 'all', expected.get('large_objects'), actual.get('large_objects')))
     want, got = expected.get('inventory') or {}, actual.get('inventory') or {}
     found.extend(_inventory_differences(want, got, owners, ignore_privileges))
-    found.extend(_database_differences(expected.get('database'), actual.get('database')))
+    found.extend(_database_differences(expected.get('database'), actual.get('database'), owners))
     return found
 
 
-def _database_differences(want, got):
-    """Locale and settings of the database (its comment, limit and ACL are recorded, not restored by a drill)."""
+def _database_differences(want, got, owners=True):
+    """Locale, comment, connection limit, settings and (with ``owners``) owner and ACL of the database.
+
+    Keys the snapshot did not record (an owner before it was recorded) are not compared.
+    """
     if not want or not got:
         return []
-    found = [dict(kind='database', name=key, what='differs', expected=want.get(key), actual=got.get(key))
-             for key in LOCALE_KEYS if want.get(key) != got.get(key)]
+    keys = LOCALE_KEYS + ('comment', 'connection_limit') + (('owner', 'acl') if owners else ())
+    found = [dict(kind='database', name=key, what='grant' if key == 'acl' else 'differs', expected=want.get(key),
+                  actual=got.get(key)) for key in keys if key in want and want.get(key) != got.get(key)]
     settings, restored = want.get('settings') or {}, got.get('settings') or {}
     for key in sorted(set(settings) | set(restored)):
         if settings.get(key) != restored.get(key):
@@ -239,13 +244,21 @@ def _differ(kind, name, want, got):
 
 
 def roles_needed(fingerprint):
-    """The roles a restore with owners and ACLs needs: every owner and grantee (and grantor) of the inventory."""
+    """The roles a restore with owners and ACLs needs: every owner and grantee (and grantor) of the inventory and the
+    database, and the roles with settings in the database."""
     roles = set()
-    for item in ((fingerprint or {}).get('inventory') or {}).values():
+    database = (fingerprint or {}).get('database') or {}
+    acl = database.get('acl')
+    items = list(((fingerprint or {}).get('inventory') or {}).values()) + [
+        dict(owner=database.get('owner'), acl='{%s}' % ','.join(acl) if isinstance(acl, list) else acl)]
+    for item in items:
         if item.get('owner'):
             roles.add(item['owner'])
         for grantee, grantor in ACL_ROLE.findall(item.get('acl') or ''):
             roles.update(_unquote(name) for name in (grantee, grantor) if name)
+    for key in database.get('settings') or {}:
+        if key.startswith('role '):
+            roles.add(key[len('role '):].partition(': ')[0])
     return sorted(roles)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 import zlib
@@ -49,6 +50,7 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.m
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.catalog import snapshots
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.incremental import ChainError, check_chain
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.leftovers import create_temp_dir
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.result import (
     format_argv,
 )
@@ -75,6 +77,7 @@ class ToolFeed:
         except OSError as exc:
             raise DumpError('cannot run %s: %s' % (argv[0], exc.strerror or exc)) from exc
         self.closed_early = False
+        self.stderr = b''
 
     def write(self, chunk):
         if self.closed_early:
@@ -93,7 +96,8 @@ class ToolFeed:
         self.err.seek(0)
         self.out.seek(0)
         output = self.out.read()
-        check_finished(name, self.proc.returncode, self.err.read())
+        self.stderr = self.err.read()  # kept for the caller: a failed restore names its statements from it
+        check_finished(name, self.proc.returncode, self.stderr)
         self.out.close()
         self.err.close()
         return output
@@ -161,24 +165,37 @@ def verify_dump(path, manifest, pg_restore, executed):
 
 
 def _verify_directory_dump(path, manifest, pg_restore, executed):
-    """Read the whole tar (hash, zstd checksums) into a scratch directory; pg_restore reads every data file of it."""
-    with tempfile.TemporaryDirectory(prefix='.verify-', dir=os.path.dirname(os.path.abspath(path))) as scratch:
-        try:
-            scan, raw = scan_tar(path, compression_of(manifest['artifact']['file']), scratch)
-        except ArchiveError as exc:
-            _check_hash(path, manifest, _sha_of(path))
-            raise VerifyError('snapshot %s cannot be read back: %s' % (path, exc)) from exc
-        _check_hash(path, manifest, raw.sha256)
-        expected = (manifest.get('database') or {}).get('dump_files')
-        if TOC_MEMBER not in scan.members or len(scan.members) != expected:
-            raise VerifyError('snapshot %s holds %d dump files (toc.dat %s), its manifest says %s'
-                              % (path, len(scan.members), 'present' if TOC_MEMBER in scan.members else 'missing',
-                                 expected))
-        try:
-            _run_tool([pg_restore, '--file=' + os.devnull, os.path.join(scratch, 'dump')], executed)
-            listing = _run_tool([pg_restore, '--list', os.path.join(scratch, 'dump')], executed)
-        except (OSError, DumpError) as exc:
-            raise VerifyError('snapshot %s is not a readable dump: %s' % (path, exc)) from exc
+    """Read the whole tar (hash, zstd checksums) into a scratch directory; pg_restore reads every data file of it.
+
+    The scratch directory is a locked temp of the artifact's name in its
+    directory (see ``leftovers``): a verification killed meanwhile leaves it
+    to the next run, which removes it; a live one's is never touched.
+    """
+    scratch, lock = create_temp_dir(os.path.dirname(os.path.abspath(path)), manifest['artifact']['file'] + '.verify')
+    try:
+        return _read_directory_dump(path, manifest, pg_restore, executed, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.close(lock)
+
+
+def _read_directory_dump(path, manifest, pg_restore, executed, scratch):
+    try:
+        scan, raw = scan_tar(path, compression_of(manifest['artifact']['file']), scratch)
+    except ArchiveError as exc:
+        _check_hash(path, manifest, _sha_of(path))
+        raise VerifyError('snapshot %s cannot be read back: %s' % (path, exc)) from exc
+    _check_hash(path, manifest, raw.sha256)
+    expected = (manifest.get('database') or {}).get('dump_files')
+    if TOC_MEMBER not in scan.members or len(scan.members) != expected:
+        raise VerifyError('snapshot %s holds %d dump files (toc.dat %s), its manifest says %s'
+                          % (path, len(scan.members), 'present' if TOC_MEMBER in scan.members else 'missing',
+                             expected))
+    try:
+        _run_tool([pg_restore, '--file=' + os.devnull, os.path.join(scratch, 'dump')], executed)
+        listing = _run_tool([pg_restore, '--list', os.path.join(scratch, 'dump')], executed)
+    except (OSError, DumpError) as exc:
+        raise VerifyError('snapshot %s is not a readable dump: %s' % (path, exc)) from exc
     entries = sum(1 for line in listing.splitlines() if line and not line.startswith(b';'))
     return dict(toc_entries=entries, dump_bytes=sum(member['size_bytes'] for member in scan.members.values()))
 

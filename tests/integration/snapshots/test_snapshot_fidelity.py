@@ -75,7 +75,33 @@ TAMPERS = [
     ('mvdrop', 'DROP MATERIALIZED VIEW mv', ('materialized view', 'public.mv', 'missing')),
     ('revoke', 'REVOKE SELECT ON secure FROM ' + READER, ('object', 'table public.secure', 'grant')),
     ('owner', 'ALTER TABLE secure OWNER TO postgres', ('object', 'table public.secure', 'owner')),
+    # Database-level state: a dump into an existing database does not carry it; the drill applies it from the globals
+    # artifact (what the tampered copy had), the manifest's fingerprint says what the original had.
+    ('setting', 'ALTER DATABASE {db} RESET work_mem', ('database', 'setting work_mem', 'missing')),
+    ('comment', "COMMENT ON DATABASE {db} IS 'changed'", ('database', 'comment', 'differs')),
+    ('connlimit', 'ALTER DATABASE {db} CONNECTION LIMIT 3', ('database', 'connection_limit', 'differs')),
+    ('dbgrant', 'REVOKE CONNECT ON DATABASE {db} FROM ' + READER, ('database', 'acl', 'grant')),
 ]
+# The database-level state of the rich database (and of each tampered copy before its tamper).
+DATABASE_STATE = (
+    "ALTER DATABASE {db} SET work_mem = '8MB'",
+    'ALTER DATABASE {db} SET search_path = public, "Mixed Case"',
+    "ALTER ROLE " + READER + " IN DATABASE {db} SET statement_timeout = '5s'",
+    "COMMENT ON DATABASE {db} IS 'rich schema\nfor the drill''s tests'",
+    'ALTER DATABASE {db} CONNECTION LIMIT 40',
+    'REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC',
+    'GRANT CONNECT, TEMPORARY ON DATABASE {db} TO ' + READER,
+)
+
+
+def database_statement(statement, database):
+    """``statement`` with ``{db}`` replaced by the quoted name of ``database``."""
+    return statement.replace('{db}', '"%s"' % database.replace('"', '""'))
+
+
+def set_database_state(pg, database):
+    for statement in DATABASE_STATE:
+        pg.execute(database_statement(statement, database))
 
 
 @pytest.fixture(scope='module')
@@ -88,12 +114,7 @@ def rich_db(pg):
     pg.create_database(name)
     for statement in RICH_SCHEMA:
         pg.execute(statement, dbname=name)
-    database = sql.Identifier(name)
-    for statement in (sql.SQL("ALTER DATABASE {} SET work_mem = '8MB'").format(database),
-                      sql.SQL('ALTER DATABASE {} SET search_path = public, "Mixed Case"').format(database),
-                      sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = '5s'").format(
-                          sql.Identifier(READER), database)):
-        pg.execute(statement)
+    set_database_state(pg, name)
     yield name
     drop_database(pg, name)
     for tamper in TAMPERS:
@@ -132,19 +153,29 @@ def test_manifest_keys_quoted_only_counts_and_fingerprint(pg, rich_db, dest):
     assert state['encoding'] == 'UTF8' and state['settings']['work_mem'] == '8MB'
     assert state['settings']['search_path'] == 'public, "Mixed Case"'
     assert state['settings']['role %s: statement_timeout' % READER] == '5s'
+    assert state['comment'] == "rich schema\nfor the drill's tests" and state['connection_limit'] == 40
+    assert state['owner'] == 'postgres' and '%s=Tc/postgres' % READER in state['acl'] and '=c/postgres' in state['acl']
+    with open(run.result('custom')['snapshot']['path'] + '.globals.sql') as handle:
+        block = handle.read().split('-- database: %s\n' % rich_db)[1].splitlines()
+    assert 'ALTER DATABASE "%s" WITH CONNECTION LIMIT 40;' % rich_db in block
+    assert 'GRANT TEMPORARY, CONNECT ON DATABASE "%s" TO "%s";' % (rich_db, READER) in block
+    assert 'ALTER DATABASE "%s" SET "search_path" TO \'public\', \'Mixed Case\';' % rich_db in block
     counts = manifest_of(run.result('counts')['snapshot']['path'])['database']['fingerprint']
     assert counts['mode'] == 'counts' and 'hash' not in counts['tables']['public.child']
     assert 'fingerprint' in run.result('bad')['msg'] and 'most' in run.result('bad')['msg']
 
 
+@pytest.mark.parametrize('compression', ['zstd', 'gzip', 'none'])
 @pytest.mark.parametrize('fmt', ['custom', 'directory', 'plain'])
-def test_drill_of_rich_schema_matches(pg, rich_db, dest, fmt):
+def test_drill_of_rich_schema_matches(pg, rich_db, dest, fmt, compression):
     c = conn(pg)
     run = run_tasks([
-        {'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, format=fmt)},
+        {'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, format=fmt, compression=compression)},
         {'name': 'drill', RESTORE: dict(c, dest=dest, database=rich_db)},
     ])
     assert_ok(run)
+    snapshot = run.result('snapshot')['snapshot']
+    assert manifest_of(snapshot['path'])['artifact']['compression'] == compression
     drill = run.result('drill')
     assert drill['matches'] is True and drill['differences'] == [] and drill['fingerprint'] == 'full', drill['summary']
     assert drill['event_triggers_disabled'] is True
@@ -161,7 +192,8 @@ def test_tampered_copies_do_not_match_and_name_the_object(pg, rich_db, dest):
         copy = '%s_%s' % (rich_db, name)
         drop_database(pg, copy)
         pg.execute(sql.SQL('CREATE DATABASE {} TEMPLATE {}').format(sql.Identifier(copy), sql.Identifier(rich_db)))
-        pg.execute(statement, dbname=copy)
+        set_database_state(pg, copy)  # a template copies no database-level state
+        pg.execute(database_statement(statement, copy), dbname=copy)
         tasks.append({'name': name, ARCHIVE: dict(c, database=copy, dest=dest, prefix='t' + name)})
     run = run_tasks(tasks)
     assert_ok(run)
@@ -287,7 +319,7 @@ def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
         assert_ok(run)
         path = run.result('snapshot')['snapshot']['path']
         manifest = manifest_of(path)
-        assert set(manifest['database']['roles_needed']) == {role, other}
+        assert set(manifest['database']['roles_needed']) == {role, other, 'postgres'}  # postgres owns the database
         globals_path = path + '.globals.sql'
         assert manifest['database']['globals']['file'] == os.path.basename(globals_path)
         assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
@@ -322,6 +354,10 @@ def test_globals_artifact_recorded_verified_and_creates_missing_roles(pg, dest):
         run = run_tasks([{'name': 'verify', 'ignore_errors': True, ARCHIVE: dict(database=name, dest=dest,
                                                                                  state='verified')}])
         assert 'globals artifact' in run.result('verify')['msg'] and globals_path in run.result('verify')['msg']
+        os.unlink(globals_path)
+        run = run_tasks([{'name': 'verify', 'ignore_errors': True, ARCHIVE: dict(database=name, dest=dest,
+                                                                                 state='verified')}])
+        assert 'globals artifact %s is missing' % globals_path in run.result('verify')['msg']
     finally:
         drop_database(pg, name)
         for item in (role, other):
@@ -353,3 +389,180 @@ def test_schema_version_1_manifest_is_read_and_compared_as_far_as_it_goes(pg, ri
     assert drill['matches'] is True and drill['fingerprint'] is None and 'schema version 1' in drill['note']
     assert 'a.b.c' in [row['table'] for row in drill['tables']]
     assert all(row['compared'] == 'exact' for row in drill['tables'])
+
+
+def owned_database(pg, name, role, role_options, table_sql):
+    """A fresh database ``name`` with a table (``table_sql``, ending in ``ALTER TABLE ...``) owned by a fresh ``role``."""
+    drop_owned(pg, name, role)
+    pg.execute(sql.SQL('CREATE ROLE {} ' + role_options).format(sql.Identifier(role)))
+    pg.create_database(name)
+    pg.execute(sql.SQL(table_sql + ' OWNER TO {}').format(sql.Identifier(role)), dbname=name)
+
+
+def drop_owned(pg, name, role):
+    drop_database(pg, name)
+    pg.execute(sql.SQL('DROP ROLE IF EXISTS {}').format(sql.Identifier(role)))
+
+
+def test_role_passwords_only_when_asked(pg, dest):
+    """no_role_passwords (default true) leaves the hashes out; false writes them (0600) and roles come back with them."""
+    c = conn(pg)
+    role, name = 'fp_pw_%d' % os.getpid(), 'snap_pw_%d' % os.getpid()
+    owned_database(pg, name, role, "LOGIN PASSWORD 'pw-secret'", 'CREATE TABLE owned (id int); ALTER TABLE owned')
+    stored = pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0]
+    try:
+        run = run_tasks([
+            {'name': 'default', ARCHIVE: dict(c, database=name, dest=dest, prefix='nopw')},
+            {'name': 'passwords', ARCHIVE: dict(c, database=name, dest=dest, prefix='pw', no_role_passwords=False)},
+        ])
+        assert_ok(run)
+        texts = {}
+        for task in ('default', 'passwords'):
+            globals_path = run.result(task)['snapshot']['path'] + '.globals.sql'
+            assert oct(os.stat(globals_path).st_mode & 0o777) == '0o600'
+            with open(globals_path) as handle:
+                texts[task] = handle.read()
+        assert 'PASSWORD' not in texts['default'] and stored not in texts['default'] and 'no passwords' in texts['default']
+        assert "ALTER ROLE \"%s\" PASSWORD '%s';" % (role, stored) in texts['passwords'] and 'pw-secret' not in texts['passwords']
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+        with_passwords = run.result('passwords')['snapshot']['path']
+        run = run_tasks([{'name': 'drill', RESTORE: dict(c, snapshot=with_passwords, create_missing_roles=True)}])
+        assert_ok(run)
+        drill = run.result('drill')
+        assert drill['roles_created'] == [role] and drill['matches'] is True
+        assert pg.execute('SELECT rolpassword FROM pg_authid WHERE rolname = %s', (role,))[0][0] == stored
+        assert stored not in json.dumps(drill) and "PASSWORD '********'" in json.dumps(drill['executed_commands'])
+    finally:
+        drop_owned(pg, name, role)
+
+
+VERIFIER = '''
+import json, sys
+sys.path[:0] = %r
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.verify import verify_dump
+path = sys.argv[1]
+with open(path + '.manifest.json') as handle:
+    verify_dump(path, json.load(handle), sys.argv[2], [])
+'''
+
+
+def test_killed_verification_scratch_dir_is_removed_by_the_next_run(pg, rich_db, dest, tmp_path):
+    """A real verification of a directory dump, killed while pg_restore reads its scratch copy; a live one's stays."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    c = conn(pg)
+    run = run_tasks([{'name': 'snapshot', ARCHIVE: dict(c, database=rich_db, dest=dest, prefix='dirv', format='directory')}])
+    assert_ok(run)
+    path = run.result('snapshot')['snapshot']['path']
+    stalling = tmp_path / 'pg_restore'  # stands in for a slow pg_restore, so that the kill lands mid-verification
+    stalling.write_text('#!/bin/sh\nsleep 600\n')
+    stalling.chmod(0o755)
+
+    def scratch_dirs():
+        return sorted(name for name in os.listdir(dest) if name.endswith('.tmp') and '.verify.' in name)
+
+    procs = []
+    for _attempt in range(2):
+        procs.append(subprocess.Popen([sys.executable, '-c', VERIFIER % (sys.path,), path, str(stalling)],
+                                      start_new_session=True))
+        deadline = time.monotonic() + 30
+        while len(scratch_dirs()) < len(procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    dead, live = procs
+    try:
+        first = scratch_dirs()
+        assert len(first) == 2, first
+        os.killpg(dead.pid, signal.SIGKILL)  # the verification and its pg_restore, as the OOM killer would
+        dead.wait()
+        time.sleep(0.2)
+        run = run_tasks([{'name': 'verify', ARCHIVE: dict(database=rich_db, dest=dest, prefix='dirv', state='verified')}])
+        assert_ok(run)
+        result = run.result('verify')
+        removed = [os.path.basename(item['path']) for item in result['stale_temp_removed']]
+        assert len(removed) == 1 and removed[0] in first and result['stale_temp_removed'][0]['bytes'] > 0
+        assert scratch_dirs() == [name for name in first if name not in removed]  # the live verification's dir stays
+        assert 'dead runs' in result['summary'] and result['verified'][0]['ok'] is True
+    finally:
+        os.killpg(live.pid, signal.SIGKILL)
+        live.wait()
+
+
+def test_failed_restore_names_the_failed_statement(pg, dest):
+    """A role dropped after the snapshot: the drill's restore fails, and the report names the statement and its error."""
+    c = conn(pg)
+    role, name = 'fp_lost_%d' % os.getpid(), 'snap_lost_%d' % os.getpid()
+    owned_database(pg, name, role, '', 'CREATE TABLE kept (id int); INSERT INTO kept VALUES (1); ALTER TABLE kept')
+    try:
+        run = run_tasks([
+            # Without a fingerprint the drill does not know the roles beforehand; a plain dump still sets owners.
+            {'name': 'plain', ARCHIVE: dict(c, database=name, dest=dest, prefix='lostp', format='plain', fingerprint='none')},
+            {'name': 'custom', ARCHIVE: dict(c, database=name, dest=dest, prefix='lostc')},
+        ])
+        assert_ok(run)
+        custom = run.result('custom')['snapshot']['path']
+        manifest = manifest_of(custom)  # as if the manifest named no such owner: the restore itself meets the role
+        manifest['database']['fingerprint']['inventory']['table public.kept']['owner'] = 'postgres'
+        with open(custom + '.manifest.json', 'w') as handle:
+            json.dump(manifest, handle)
+        drop_database(pg, name)
+        pg.execute(sql.SQL('DROP ROLE {}').format(sql.Identifier(role)))
+        run = run_tasks([
+            {'name': 'plain', 'ignore_errors': True, RESTORE: dict(c, snapshot=run.result('plain')['snapshot']['path'])},
+            {'name': 'custom', 'ignore_errors': True, RESTORE: dict(c, snapshot=custom)},
+        ])
+        statement = 'ALTER TABLE public.kept OWNER TO %s;' % role
+        for task in ('plain', 'custom'):
+            result = run.result(task)
+            assert result['failed'] and result['failed_statements'] == [
+                dict(statement=statement, error='role "%s" does not exist' % role)], (task, result)
+            assert statement in result['msg'] and 'create_missing_roles' in result['msg'], result['msg']
+    finally:
+        drop_owned(pg, name, role)
+
+
+@pytest.fixture(scope='module')
+def icu_db(pg):
+    """A database with the ICU provider and a German collation (the cluster's own default is C)."""
+    if not pg.execute("SELECT count(*) FROM pg_collation WHERE collprovider = 'i'")[0][0]:
+        pytest.skip('this PostgreSQL server is built without ICU: no ICU-locale database to snapshot')
+    name = 'snap_icu_%d' % os.getpid()
+    drop_database(pg, name)
+    pg.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'de-DE'").format(
+        sql.Identifier(name)))
+    for statement in (
+        'CREATE TABLE words (w text PRIMARY KEY)',
+        "INSERT INTO words VALUES ('z'), ('\u00e4'), ('a'), ('Z'), ('\u00d6l'), ('Ofen')",
+        # Computed again by the restore (REFRESH): its content depends on the scratch database's collation.
+        "CREATE MATERIALIZED VIEW sorted_words AS SELECT string_agg(w, ',' ORDER BY w) AS words FROM words",
+    ):
+        pg.execute(statement, dbname=name)
+    yield name
+    drop_database(pg, name)
+
+
+def test_drill_of_icu_database_sorts_like_the_source(pg, icu_db, dest):
+    c = conn(pg)
+    expected = pg.execute('SELECT words FROM sorted_words', dbname=icu_db)[0][0]
+    assert expected == 'a,\u00e4,Ofen,\u00d6l,z,Z'  # German: umlauts beside their vowel, lower case first
+    assert pg.execute("SELECT string_agg(w, ',' ORDER BY w) FROM (SELECT w FROM unnest(%s::text[]) w) v",
+                      (expected.split(','),))[0][0] != expected  # the server's default (C) sorts otherwise
+    scratch = 'restore_drill_icu_%d' % os.getpid()
+    run = run_tasks([
+        {'name': 'snapshot', ARCHIVE: dict(c, database=icu_db, dest=dest)},
+        {'name': 'drill', RESTORE: dict(c, dest=dest, database=icu_db, scratch_database=scratch, keep=True)},
+    ])
+    try:
+        assert_ok(run)
+        state = manifest_of(run.result('snapshot')['snapshot']['path'])['database']['fingerprint']['database']
+        assert state['locale_provider'] == 'icu' and state['icu_locale'] == 'de-DE'
+        drill = run.result('drill')
+        assert drill['matches'] is True and drill['differences'] == [], drill['summary']
+        assert pg.execute('SELECT datlocprovider, daticulocale FROM pg_database WHERE datname = %s', (scratch,)) == [
+            ('i', 'de-DE')]
+        assert pg.execute('SELECT words FROM sorted_words', dbname=scratch)[0][0] == expected  # refreshed in the scratch
+        assert pg.execute("SELECT string_agg(w, ',' ORDER BY w) FROM words", dbname=scratch)[0][0] == expected
+    finally:
+        drop_database(pg, scratch)
