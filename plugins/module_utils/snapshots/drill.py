@@ -553,7 +553,7 @@ class RestoreDrill:
             for line in self.deferred:  # the connection limit, now that the comparison is connected
                 run_ddl(self.runner, sql.SQL(line))
             actual = count_tables(scratch_runner, EXACT_EVERYWHERE, legacy_keys=legacy)
-            restored = take_fingerprint(scratch_runner, expected['mode']) if expected else None
+            restored = take_fingerprint(scratch_runner, expected['mode'], like=expected) if expected else None
         finally:
             scratch_conn.close()
         if restored and restored.get('database'):

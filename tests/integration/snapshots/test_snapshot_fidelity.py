@@ -39,6 +39,9 @@ RICH_SCHEMA = (
     "CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
     "CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     "INSERT INTO measurements SELECT g, date '2025-06-01' + g FROM generate_series(1, 400) g",
+    # json and point have no hash function: hashed by their text, the other tables by hash_record_extended.
+    'CREATE TABLE docs (id int, body json, at point)',
+    "INSERT INTO docs SELECT g, json_build_object('k', g), point(g, g) FROM generate_series(1, 50) g",
     'CREATE SEQUENCE counter',
     "SELECT setval('counter', 42)",
     'CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n, sum(id) AS s FROM "Mixed Case"."Big Table"',
@@ -66,6 +69,7 @@ RICH_SCHEMA = (
 TAMPERS = [
     ('value', "UPDATE \"Mixed Case\".\"Big Table\" SET v = 'changed' WHERE id = 4321",
      ('table', '"Mixed Case"."Big Table"', 'content')),
+    ('json', "UPDATE docs SET body = '{\"k\": 0}' WHERE id = 7", ('table', 'public.docs', 'content')),
     ('deleted', 'DELETE FROM "Mixed Case"."Big Table" WHERE id % 13 = 0', ('table', '"Mixed Case"."Big Table"', 'rows')),
     ('emptied', 'TRUNCATE a."b.c"', ('table', 'a."b.c"', 'rows')),
     ('child', "INSERT INTO child VALUES (99, 'c', 99)", ('table', 'public.child', 'rows')),
@@ -140,6 +144,8 @@ def test_manifest_keys_quoted_only_counts_and_fingerprint(pg, rich_db, dest):
     assert 'public.measurements' not in tables  # the partitioned parent holds no rows of its own
     fingerprint = manifest['database']['fingerprint']
     assert fingerprint['mode'] == 'full' and fingerprint['tables']['"Mixed Case"."Big Table"']['hash']
+    assert fingerprint['tables']['"Mixed Case"."Big Table"']['hashed_by'] == 'record'
+    assert fingerprint['tables']['public.docs']['hash'] and 'hashed_by' not in fingerprint['tables']['public.docs']
     assert fingerprint['sequences']['public.counter'] == dict(last_value='42', is_called=True)
     assert fingerprint['large_objects']['count'] == 1 and fingerprint['large_objects']['hash']
     assert fingerprint['matviews']['public.mv']['populated'] is True
