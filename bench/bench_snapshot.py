@@ -35,6 +35,7 @@ peak memory is the module process's maximum RSS.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -676,9 +677,9 @@ def merge_sections(previous, fresh):
         if line.startswith('### '):
             current = next((name for name, title in SECTION_TITLES.items() if line.startswith(title)), None)
             blocks.setdefault(current, [])
-        if line.startswith('_Machine: '):
-            tail += ['_Sections not rerun with this one: ' + line[len('_Machine: '):], '']
-        elif line.startswith('>'):
+        if line.startswith(('_Machine: ', '_Sections not rerun')):
+            continue  # each section carries its own "_Measured ..._" line; bench/run.py adds this run's machine
+        if line.startswith('>'):
             tail.append(line)
         elif current is not None:
             blocks[current].append(line)
@@ -780,6 +781,9 @@ def run():
                 fresh[name] = section(work)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    stamp = '_Measured %s._' % datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%MZ')
+    for name in fresh:
+        fresh[name] = fresh[name] + ['', stamp]
     tail = []
     if set(SECTIONS) != set(ALL_SECTIONS) and os.path.exists(DOC):
         with open(DOC) as handle:
