@@ -276,3 +276,31 @@ def test_full_archive_role_calendar_weekly_full_daily_incremental(tree, tmp_path
     full = run.result('full day result')['full_archive_result']
     assert full['incremental']['mode'] == 'full' and full['incremental']['written'] == 'full'
     assert full['incremental']['fallback'] is None
+
+
+def test_incremental_with_a_database_holds_the_whole_dump_in_every_link(pg, sample_db, tree, dest, tmp_path):
+    """Only files are incremental: each link carries the day's whole dump, and the drill restores the newest one."""
+    from tests.integration.snapshots.test_snapshot_roundtrip import conn
+    c = conn(pg)
+    scratch = str(tmp_path / 'scratch')
+    os.makedirs(scratch)
+    pg.execute('INSERT INTO empty SELECT generate_series(1, 3)', dbname=sample_db)
+    run = run_tasks([
+        {'name': 'base', ARCHIVE: incremental(dest, tree, database=sample_db, **c)},
+        shell('echo v2 >> change.txt', tree),
+    ])
+    assert_ok(run)
+    pg.execute('INSERT INTO empty SELECT generate_series(4, 9)', dbname=sample_db)
+    run = run_tasks([
+        {'name': 'link', ARCHIVE: incremental(dest, tree, database=sample_db, **c)},
+        {'name': 'drill', RESTORE: dict(drill(dest, scratch, database=sample_db), **c)},
+    ])
+    assert_ok(run)
+    link = run.result('link')
+    assert link['incremental']['written'] == 'incremental' and link['incremental']['changed_files'] == 1
+    assert manifest_of(link['snapshot']['path'])['database']['tables']['public.empty']['rows'] == 9
+    done = run.result('drill')
+    assert done['matches'] is True and len(done['files']['chain']) == 2
+    empty = [row for row in done['tables'] if row['table'] == 'public.empty'][0]
+    assert empty['expected'] == empty['actual'] == 9 and empty['match']
+    assert tree_hashes(restored_root(done['scratch_dir'], tree)) == tree_hashes(tree)
