@@ -89,3 +89,19 @@ def test_daily_then_weekly_then_monthly_and_quarterly(sandbox):
     scratch = cluster.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'restore_drill_%'")[0][0]
     assert scratch == 0
     assert os.path.exists(os.path.join(box.root, 'maintenance-log', 'MAINTENANCE_LOG.md'))
+
+
+@pytest.mark.parametrize('playbook', ['weekly.yml', 'quarterly.yml'])
+def test_a_host_that_cannot_start_fails_at_the_preflight_with_the_reason(sandbox, tmp_path, playbook):
+    """Run as root, the remedy is the path itself (here a file stands where the backup directory's parent should be)."""
+    box, _cluster = sandbox
+    blocker = tmp_path / 'not-a-directory'
+    blocker.write_text('a file')
+    run = play(box, playbook, engineroom_backup_dir=str(blocker / 'backups'))
+    assert run.rc != 0
+    failed = failed_tasks(run)
+    assert [task for task, _msg in failed][-1] == 'Say why this host cannot start its maintenance', failed
+    message = failed[-1][1]
+    assert 'the backup directory %s cannot be created or used by root' % (blocker / 'backups') in message
+    assert 'check the path' in message and 'become' not in message and 'nothing was locked or changed' in message
+    assert not [t for t in run.tasks if t.get('changed')]
