@@ -82,7 +82,7 @@ class RealHost:
 
     def wait_ready(self):
         """sshd answers on the published port and PostgreSQL on its socket; the application database is there."""
-        wait_listening(self.port, timeout=60)
+        wait_listening(self.port, timeout=60, greeting=b'SSH-')  # sshd itself, not Docker's proxy
         wait_until(lambda: self.sh('pg_isready -q -h /var/run/postgresql', check=False).returncode == 0,
                    'PostgreSQL %d in %s' % (self.pg_major, self.container), timeout=60)
         with open(os.path.join(SCENARIO_DIR, 'app.sql')) as handle:
