@@ -462,9 +462,9 @@ from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.c
     ARCHIVE_FORMATS,
     COMPRESSIONS,
     HAS_ZSTANDARD,
-    LEVEL_RANGES,
     ZSTANDARD_IMPORT_ERROR,
     default_compression,
+    level_problem,
 )
 from ansible_collections.engineroom.maintenance.plugins.module_utils.common.files import check_writable_dir
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.manifest import MANIFEST_SUFFIX, artifact_name, cache_manifests
@@ -515,11 +515,8 @@ def validate(module):
         if not HAS_ZSTANDARD and params['state'] == 'present':
             module.fail_json(msg=missing_required_lib('zstandard') + ' (or choose compression gzip / archive_format tar.gz)',
                              exception=ZSTANDARD_IMPORT_ERROR)
-    level = params['compression_level']
-    if level is not None:
-        low, high = LEVEL_RANGES[params['compression']]
-        if params['compression'] != 'none' and not low <= level <= high:
-            module.fail_json(msg='compression_level %d is outside %d-%d for %s' % (level, low, high, params['compression']))
+    if level_problem(params['compression'], params['compression_level']):
+        module.fail_json(msg=level_problem(params['compression'], params['compression_level']))
     for key in POLICY_KEYS + ('min_free_bytes', 'exact_count_max_rows'):
         if params.get(key) is not None and params[key] < 0:
             module.fail_json(msg='%s must not be negative (got %d)' % (key, params[key]))

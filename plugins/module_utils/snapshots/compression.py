@@ -48,6 +48,16 @@ RAW_FRAME_HEADER = b'\x28\xb5\x2f\xfd\x00\x38'
 COMPRESSIONS = ('zstd', 'gzip', 'none')
 DEFAULT_LEVELS = dict(zstd=3, gzip=6, none=0)
 LEVEL_RANGES = dict(zstd=(1, 19), gzip=(1, 9), none=(0, 0))
+
+
+def level_problem(compression, level):
+    """Why ``level`` does not fit ``compression``; None when it does (no level given, or no compression)."""
+    low, high = LEVEL_RANGES[compression]
+    if level is None or compression == 'none' or low <= level <= high:
+        return None
+    return 'compression_level %d is outside %d-%d for %s' % (level, low, high, compression)
+
+
 ARCHIVE_FORMATS = ('tar.zst', 'tar.gz', 'zip')
 # Suffixes of files whose content is already compressed: zip stores them as
 # they are, since deflating them costs time and gains nothing.

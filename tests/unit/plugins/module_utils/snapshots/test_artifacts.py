@@ -6,7 +6,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import compression_of
+from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.compression import compression_of, level_problem
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.extract import unsafe_member_reason
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots import dump as _dump
 from ansible_collections.engineroom.maintenance.plugins.module_utils.snapshots.dump import (
@@ -120,3 +120,9 @@ def test_names_and_tables():
     assert table_rows([('public', 't', 10, 12), ('public', 'big', 5000000, None), ('s', 'new', -1, None)]) == {
         'public.t': {'rows': 12, 'exact': True}, 'public.big': {'rows': 5000000, 'exact': False},
         's.new': {'rows': 0, 'exact': False}}
+
+
+def test_compression_level_fits_its_compression():
+    assert level_problem('zstd', None) is None and level_problem('zstd', 19) is None and level_problem('none', 5) is None
+    assert level_problem('gzip', 10) == 'compression_level 10 is outside 1-9 for gzip'
+    assert level_problem('zstd', 0) == 'compression_level 0 is outside 1-19 for zstd'
