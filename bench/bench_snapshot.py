@@ -668,17 +668,18 @@ def smallfiles_section(work):
 def merge_sections(previous, fresh):
     """``previous`` (the last docs/performance/snapshot.md) with the ``###`` sections in ``fresh`` replaced or added.
 
-    Returns (head, sections in ALL_SECTIONS order, tail): the tail is the
-    previous notes (``>`` lines) and its machine line, marked as the other
-    sections' (bench/run.py adds this run's).
+    Returns (sections in ALL_SECTIONS order, tail): the tail is the previous
+    notes (``>`` lines). Each section carries its own ``_Measured ..._``
+    line, so the previous machine line is dropped (bench/run.py adds this
+    run's).
     """
     blocks, tail, current = {}, [], None
     for line in previous.splitlines():
         if line.startswith('### '):
             current = next((name for name, title in SECTION_TITLES.items() if line.startswith(title)), None)
             blocks.setdefault(current, [])
-        if line.startswith(('_Machine: ', '_Sections not rerun')):
-            continue  # each section carries its own "_Measured ..._" line; bench/run.py adds this run's machine
+        if line.startswith('_Machine: '):
+            continue
         if line.startswith('>'):
             tail.append(line)
         elif current is not None:

@@ -203,7 +203,6 @@ def _record_hashed(runner, source):
     except Exception as exc:  # pylint: disable=broad-except
         if getattr(exc, 'pgcode', None) != UNDEFINED_FUNCTION:
             raise
-        runner.executed.pop()  # the refused attempt is not a statement of the result
         if savepoint:
             _quietly(runner, 'ROLLBACK TO SAVEPOINT engineroom_fingerprint')
         return None
